@@ -1,0 +1,29 @@
+# vtrace build, test and benchmark entry points.
+GO      ?= go
+BIN     := bin/vtrace
+export CGO_ENABLED := 0
+
+.PHONY: all build test bench lint clean deps demo fuzz
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "-s -w" -o $(BIN) ./cmd/vtrace
+
+# Everything the tests need (apt packages, Go modules), then every test,
+# integration tests against the real tracefs, libvirtd and qemu included.
+test: deps
+	$(GO) test -count=1 -p 1 -timeout 80m ./...
+
+deps:
+	bash scripts/deps.sh
+
+bench: deps build
+	bash scripts/bench.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin out
