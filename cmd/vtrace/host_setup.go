@@ -1,22 +1,169 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vtrace/vtrace/host/domxml"
+	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/host/virt"
 )
 
+type hostSetupOptions struct {
+	uri    string
+	domain string
+	dir    string
+	cpus   int
+	group  string
+	dryRun bool
+	out    io.Writer
+}
+
 func newHostSetupCmd() *cobra.Command {
-	return &cobra.Command{Use: "setup <domain>", Short: "Add the trace channels to a libvirt domain and make its FIFOs",
-		RunE: func(*cobra.Command, []string) error { return errors.New("not yet built") }}
+	o := &hostSetupOptions{}
+	cmd := &cobra.Command{
+		Use:   "setup <domain>",
+		Short: "Add the trace channels to a libvirt domain and make its FIFOs",
+		Long: "Adds a virtio-serial controller (if none) and the pipe channels agent-ctl-path and\n" +
+			"trace-path-cpu0..N-1 to the domain's persistent XML, and makes their FIFOs\n" +
+			"DIR/NAME.in and DIR/NAME.out (DIR defaults to " + fifo.DefaultBase + "/<domain>).\n" +
+			"Running it again changes nothing; a changed vCPU count adds or removes ports.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.domain, o.out = args[0], cmd.OutOrStdout()
+			return runHostSetup(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.uri, "connect", "c", "", "libvirt URI (default $LIBVIRT_DEFAULT_URI, else "+virt.DefaultURI+")")
+	f.StringVar(&o.dir, "dir", "", "FIFO directory (default "+fifo.DefaultBase+"/<domain>)")
+	f.IntVar(&o.cpus, "cpus", 0, "number of trace ports (default: the domain's vCPU count)")
+	f.StringVar(&o.group, "group", "", "group (name or id) of the directory and FIFOs, for a qemu running as another user")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the XML diff and the FIFOs to make; change nothing")
+	return cmd
+}
+
+func runHostSetup(_ context.Context, o *hostSetupOptions) error {
+	opts, err := hostOptions(o.domain, o.dir, o.cpus, o.group, o.dryRun)
+	if err != nil {
+		return err
+	}
+	c, err := virt.Connect(o.uri)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r, err := virt.Setup(c, opts)
+	if err != nil {
+		return err
+	}
+	r.WriteSetup(o.out)
+	return nil
+}
+
+// hostOptions checks what can be checked before talking to libvirt: the
+// domain name (safe as a directory name), the vCPU count and the group.
+func hostOptions(domain, dir string, cpus int, group string, dryRun bool) (virt.Options, error) {
+	opts := virt.Options{Domain: domain, Dir: dir, CPUs: cpus, Group: -1, DryRun: dryRun}
+	if _, err := virt.Dir(opts); err != nil {
+		return opts, usageError{err}
+	}
+	if cpus < 0 {
+		return opts, usageError{fmt.Errorf("check --cpus %d: must be 1 or more", cpus)}
+	}
+	if group != "" {
+		g, err := fifo.LookupGroup(group)
+		if err != nil {
+			return opts, usageError{err}
+		}
+		opts.Group = g
+	}
+	return opts, nil
+}
+
+type hostTeardownOptions struct {
+	uri    string
+	domain string
+	dir    string
+	dryRun bool
+	out    io.Writer
 }
 
 func newHostTeardownCmd() *cobra.Command {
-	return &cobra.Command{Use: "teardown <domain>", Short: "Remove what setup added",
-		RunE: func(*cobra.Command, []string) error { return errors.New("not yet built") }}
+	o := &hostTeardownOptions{}
+	cmd := &cobra.Command{
+		Use:   "teardown <domain>",
+		Short: "Remove what setup added",
+		Long: "Removes the trace channels (and the virtio-serial controller setup added, if nothing\n" +
+			"else uses it) from the domain's persistent XML, then the FIFOs, then their directory\n" +
+			"if it is empty. Running it again changes nothing.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.domain, o.out = args[0], cmd.OutOrStdout()
+			return runHostTeardown(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.uri, "connect", "c", "", "libvirt URI (default $LIBVIRT_DEFAULT_URI, else "+virt.DefaultURI+")")
+	f.StringVar(&o.dir, "dir", "", "FIFO directory (default "+fifo.DefaultBase+"/<domain>)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the XML diff and the FIFOs to remove; change nothing")
+	return cmd
+}
+
+func runHostTeardown(_ context.Context, o *hostTeardownOptions) error {
+	opts, err := hostOptions(o.domain, o.dir, 0, "", o.dryRun)
+	if err != nil {
+		return err
+	}
+	c, err := virt.Connect(o.uri)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r, err := virt.Teardown(c, opts)
+	if err != nil {
+		return err
+	}
+	r.WriteTeardown(o.out)
+	return nil
+}
+
+type hostQemuArgsOptions struct {
+	cpus int
+	dir  string
+	out  io.Writer
 }
 
 func newHostQemuArgsCmd() *cobra.Command {
-	return &cobra.Command{Use: "qemu-args", Short: "Print the qemu options for the trace channels",
-		RunE: func(*cobra.Command, []string) error { return errors.New("not yet built") }}
+	o := &hostQemuArgsOptions{}
+	cmd := &cobra.Command{
+		Use:   "qemu-args --cpus N [--dir DIR]",
+		Short: "Print the qemu options for the trace channels",
+		Long: "Prints the qemu options that give a guest started without libvirt the trace channels,\n" +
+			"one per line with trailing backslashes. Make the FIFOs DIR/NAME.in and DIR/NAME.out first.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.out = cmd.OutOrStdout()
+			return runHostQemuArgs(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().IntVar(&o.cpus, "cpus", 0, "number of guest vCPUs (trace ports)")
+	cmd.Flags().StringVar(&o.dir, "dir", "/tmp/virtio-trace", "FIFO directory")
+	return cmd
+}
+
+func runHostQemuArgs(_ context.Context, o *hostQemuArgsOptions) error {
+	if o.cpus < 1 {
+		return usageError{errors.New("check --cpus: give the guest's vCPU count (1 or more)")}
+	}
+	dir := o.dir
+	if dir == "" {
+		return usageError{errors.New("check --dir: empty")}
+	}
+	_, err := io.WriteString(o.out, domxml.FormatQemuArgs(domxml.QemuArgs(dir, o.cpus)))
+	return err
 }

@@ -1,0 +1,268 @@
+package collect_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vtrace/vtrace/host/collect"
+	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/ringbuf"
+)
+
+// fifoDir makes the FIFOs of a guest with cpus vCPUs in a fresh directory,
+// as `vtrace host setup` would.
+func fifoDir(t *testing.T, cpus int) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range fifo.Channels(cpus) {
+		in, out := fifo.Paths(dir, name)
+		for _, p := range []string{in, out} {
+			if err := sys.Mkfifo(p, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
+}
+
+type result struct {
+	sum collect.Summary
+	err error
+}
+
+func runAsync(ctx context.Context, cfg collect.Config) <-chan result {
+	done := make(chan result, 1)
+	go func() {
+		sum, err := collect.Run(ctx, cfg)
+		done <- result{sum, err}
+	}()
+	return done
+}
+
+// openWriter opens CPU cpu's data FIFO for writing, as the guest side does,
+// once the collector holds it open; it fails the test if Run returns first.
+func openWriter(t *testing.T, dir string, cpu int, done <-chan result) *os.File {
+	t.Helper()
+	return waitWriter(t, dir, cpu, func() {
+		select {
+		case r := <-done:
+			t.Fatalf("Run returned before opening its FIFOs: %v", r.err)
+		default:
+		}
+	})
+}
+
+// waitWriter retries a non-blocking open for writing, calling check
+// between tries, until the collector has opened the FIFO.
+func waitWriter(t *testing.T, dir string, cpu int, check func()) *os.File {
+	t.Helper()
+	_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+	for {
+		fd, err := sys.Open(path, sys.FIFOWriteNonblock, 0)
+		if err == nil {
+			if err := sys.SetNonblock(fd, false); err != nil {
+				t.Fatal(err)
+			}
+			return os.NewFile(uintptr(fd), path)
+		}
+		if !errors.Is(err, sys.ENXIO) {
+			t.Fatal(err)
+		}
+		check()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCollectOddSizesAndGarbage feeds a stream that is neither whole pages
+// nor ring-buffer data: the file keeps the whole pages, the tail is cut and
+// reported, and the page reader's complaint reaches the summary.
+func TestCollectOddSizesAndGarbage(t *testing.T) {
+	dir := fifoDir(t, 2)
+	out := filepath.Join(t.TempDir(), "capture")
+	var progress bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := runAsync(ctx, collect.Config{Dir: dir, Out: out, Progress: &progress})
+
+	w := openWriter(t, dir, 0, done)
+	var sent []byte
+	for i, n := range []int{1, 4095, 3000, 7, 1900} {
+		chunk := bytes.Repeat([]byte{0xff - byte(i)}, n)
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, chunk...)
+	}
+	w.Close()
+	cancel() // Run drains what the FIFO holds before it returns
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Run: %v", r.err)
+	}
+
+	if len(r.sum.CPUs) != 2 {
+		t.Fatalf("summary has %d CPUs, want 2", len(r.sum.CPUs))
+	}
+	c := r.sum.CPUs[0]
+	if c.Bytes != 8192 || c.Dropped != int64(len(sent))-8192 {
+		t.Errorf("CPU 0 kept %d bytes and cut %d, want 8192 and %d", c.Bytes, c.Dropped, len(sent)-8192)
+	}
+	got, err := os.ReadFile(filepath.Join(out, "cpu0.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, sent[:8192]) {
+		t.Errorf("cpu0.raw holds %d bytes that are not the first 8192 bytes sent", len(got))
+	}
+	if !errors.Is(c.ScanErr, ringbuf.ErrCorrupt) {
+		t.Errorf("page reader on garbage: got %v, want an error wrapping ErrCorrupt", c.ScanErr)
+	}
+	if c1 := r.sum.CPUs[1]; c1.Bytes != 0 || c1.ScanErr != nil {
+		t.Errorf("CPU 1 (silent): got %d bytes and %v, want 0 and no error", c1.Bytes, c1.ScanErr)
+	}
+
+	var text strings.Builder
+	if err := r.sum.Write(&text); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"cut a trailing partial page of 811 bytes", "corrupt page", "cpu0.raw"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("summary does not say %q:\n%s", want, text.String())
+		}
+	}
+	if !strings.Contains(progress.String(), "cpu0 ") || !strings.HasSuffix(progress.String(), "\n") {
+		t.Errorf("progress output lacks its final line: %q", progress.String())
+	}
+}
+
+func TestCollectRefusesOverwrite(t *testing.T) {
+	dir := fifoDir(t, 1)
+	out := t.TempDir()
+	old := filepath.Join(out, "cpu0.raw")
+	stale := filepath.Join(out, "cpu7.raw")
+	other := filepath.Join(out, "notes.txt")
+	for _, p := range []string{old, stale, other} {
+		if err := os.WriteFile(p, []byte("earlier"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // nothing to wait for: open, drain, stop
+
+	_, err := collect.Run(ctx, collect.Config{Dir: dir, Out: out})
+	if !errors.Is(err, collect.ErrExists) {
+		t.Fatalf("Run into an earlier capture: got %v, want an error wrapping ErrExists", err)
+	}
+	if b, _ := os.ReadFile(old); string(b) != "earlier" {
+		t.Errorf("Run without Force changed cpu0.raw to %q", b)
+	}
+
+	sum, err := collect.Run(ctx, collect.Config{Dir: dir, Out: out, Force: true})
+	if err != nil {
+		t.Fatalf("Run with Force: %v", err)
+	}
+	if len(sum.CPUs) != 1 || sum.CPUs[0].Bytes != 0 {
+		t.Errorf("Run with Force: summary %+v, want one empty CPU", sum.CPUs)
+	}
+	if st, err := os.Stat(old); err != nil || st.Size() != 0 {
+		t.Errorf("cpu0.raw after Run with Force: %v, %v; want a new empty file", st, err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the earlier capture's cpu7.raw survived Run with Force: %v", err)
+	}
+	if b, _ := os.ReadFile(other); string(b) != "earlier" {
+		t.Errorf("Run with Force touched a file that is not a capture file: %q", b)
+	}
+}
+
+func TestCollectNoFIFOs(t *testing.T) {
+	_, err := collect.Run(context.Background(), collect.Config{Dir: t.TempDir(), Out: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "vtrace host setup") {
+		t.Errorf("Run without FIFOs: got %v, want an error pointing to vtrace host setup", err)
+	}
+}
+
+func TestDiscover(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"trace-path-cpu0.out", "trace-path-cpu10.out", "trace-path-cpu2.out",
+		"trace-path-cpu2.in", "trace-path-cpu01.out", "trace-path-cpu-1.out", "trace-path-cpu.out",
+		"trace-path-cpu3.out.bak", "agent-ctl-path.out"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cpus, err := collect.Discover(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cpus, []int{0, 2, 10}; !slices.Equal(got, want) {
+		t.Errorf("Discover: got %v, want %v", got, want)
+	}
+}
+
+// TestCollectStartFailsCleanly: with Start and nobody reading the control
+// FIFO, Run fails after the order timeout and leaves no capture behind.
+func TestCollectStartFailsCleanly(t *testing.T) {
+	dir := fifoDir(t, 1)
+	out := filepath.Join(t.TempDir(), "capture")
+	_, err := collect.Run(context.Background(), collect.Config{Dir: dir, Out: out, Start: true, OrderTimeout: 200 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "no reader") {
+		t.Fatalf("Run with Start and no agent: got %v, want a no-reader error", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "cpu0.raw")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed start left cpu0.raw behind: %v", err)
+	}
+}
+
+// TestCollectDrainBounded: with Start, a stream that never goes quiet ends
+// the drain at DrainTimeout, and the summary says so.
+func TestCollectDrainBounded(t *testing.T) {
+	dir := fifoDir(t, 1)
+	// Someone reads the orders, as qemu does.
+	ctl, err := sys.Open(filepath.Join(dir, fifo.CtlName+".in"), sys.FIFOReadNonblock, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close(ctl)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runAsync(ctx, collect.Config{Dir: dir, Out: filepath.Join(t.TempDir(), "capture"), Start: true,
+		Settle: time.Hour, DrainTimeout: 300 * time.Millisecond})
+	w := openWriter(t, dir, 0, done)
+	wrote := make(chan error, 1)
+	go func() {
+		defer w.Close()
+		page := make([]byte, 4096)
+		for {
+			if _, err := w.Write(page); err != nil {
+				if errors.Is(err, syscall.EPIPE) {
+					err = nil
+				}
+				wrote <- err
+				return
+			}
+		}
+	}()
+	cancel()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Run: %v", r.err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(r.sum.Notes, func(n string) bool { return strings.Contains(n, "still streaming") }) {
+		t.Errorf("summary notes %q do not say the stream was still flowing", r.sum.Notes)
+	}
+	if c := r.sum.CPUs[0]; c.Bytes%4096 != 0 || c.ScanErr != nil {
+		t.Errorf("CPU 0: %d bytes, page reader %v; want whole empty pages", c.Bytes, c.ScanErr)
+	}
+}

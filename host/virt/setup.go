@@ -1,0 +1,226 @@
+package virt
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/vtrace/vtrace/host/domxml"
+	"github.com/vtrace/vtrace/host/fifo"
+)
+
+// Options says which domain to set up or tear down, and how.
+type Options struct {
+	Domain string
+	Dir    string // FIFO directory; "" means fifo.DefaultBase/<domain>
+	CPUs   int    // trace ports; 0 means the domain's vCPU count
+	Group  int    // group of the directory and FIFOs; -1 leaves it alone
+	DryRun bool   // report, change nothing
+}
+
+// Result reports what Setup or Teardown did (or, with DryRun, would do).
+type Result struct {
+	Domain   string
+	URI      string
+	Dir      string
+	Channels []string // the channels the domain has afterwards (Setup)
+	Changed  bool     // the domain XML changed (or would change)
+	Diff     string   // the XML diff, "" when unchanged
+	FIFOs    fifo.Report
+	Running  bool // the domain runs: XML changes apply at its next boot
+	DryRun   bool
+}
+
+// Dir returns the FIFO directory of opts after checking the domain name:
+// opts.Dir when set, else fifo.DefaultBase/<domain>.
+func Dir(opts Options) (string, error) {
+	base, err := fifo.DomainDir("", opts.Domain)
+	if err != nil {
+		return "", err
+	}
+	if opts.Dir == "" {
+		return base, nil
+	}
+	d, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return "", fmt.Errorf("resolve --dir %s: %w", opts.Dir, err)
+	}
+	return d, nil
+}
+
+// Setup gives the domain its trace channels and their FIFOs: it patches the
+// inactive XML (adding a virtio-serial controller if needed), makes the
+// FIFOs, removes those of trace ports the domain no longer has, and
+// redefines the domain. The FIFOs come first, so a refusal there (a symlink,
+// a regular file) leaves the domain as it was.
+func Setup(c *Conn, opts Options) (Result, error) {
+	dir, err := Dir(opts)
+	if err != nil {
+		return Result{}, err
+	}
+	if opts.CPUs < 0 {
+		return Result{}, fmt.Errorf("set up domain %q: negative vCPU count %d", opts.Domain, opts.CPUs)
+	}
+	r := Result{Domain: opts.Domain, URI: c.URI(), Dir: dir, DryRun: opts.DryRun}
+	old, err := c.InactiveXML(opts.Domain)
+	if err != nil {
+		return r, err
+	}
+	before, err := domxml.Inspect(old)
+	if err != nil {
+		return r, fmt.Errorf("set up domain %q: %w", opts.Domain, err)
+	}
+	patched, changed, err := domxml.Patch(old, domxml.Spec{Dir: dir, CPUs: opts.CPUs})
+	if err != nil {
+		return r, fmt.Errorf("set up domain %q: %w", opts.Domain, err)
+	}
+	after, err := domxml.Inspect(patched)
+	if err != nil {
+		return r, fmt.Errorf("set up domain %q: %w", opts.Domain, err)
+	}
+	r.Channels, r.Changed = after.ChannelNames(), changed
+	r.Diff = domxml.Diff("inactive XML of "+opts.Domain, "patched", old, patched)
+
+	fopts := fifo.Options{Group: opts.Group, DryRun: opts.DryRun}
+	if r.FIFOs, err = fifo.Create(dir, r.Channels, fopts); err != nil {
+		return r, err
+	}
+	// FIFOs of trace ports that went away: the old XML's and any in dir.
+	inDir, err := fifo.Names(dir)
+	if err != nil {
+		return r, err
+	}
+	var stale []string
+	for _, n := range append(before.ChannelNames(), inDir...) {
+		if !slices.Contains(r.Channels, n) && !slices.Contains(stale, n) {
+			stale = append(stale, n)
+		}
+	}
+	if len(stale) > 0 {
+		rm, err := fifo.Remove(dir, stale, fifo.Options{Group: -1, DryRun: opts.DryRun, KeepDir: true})
+		r.FIFOs.Removed = rm.Removed
+		if err != nil {
+			return r, err
+		}
+	}
+
+	if changed && !opts.DryRun {
+		if err := c.Define(opts.Domain, patched); err != nil {
+			return r, err
+		}
+	}
+	if r.Running, err = c.Active(opts.Domain); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// Teardown undoes Setup: it removes the trace channels from the inactive
+// XML (and the virtio-serial controller Setup added, when nothing else uses
+// it), redefines the domain, and removes the FIFOs and then the directory if
+// it is empty. Running it again changes nothing.
+func Teardown(c *Conn, opts Options) (Result, error) {
+	dir, err := Dir(opts)
+	if err != nil {
+		return Result{}, err
+	}
+	r := Result{Domain: opts.Domain, URI: c.URI(), Dir: dir, DryRun: opts.DryRun}
+	old, err := c.InactiveXML(opts.Domain)
+	if err != nil {
+		return r, err
+	}
+	before, err := domxml.Inspect(old)
+	if err != nil {
+		return r, fmt.Errorf("tear down domain %q: %w", opts.Domain, err)
+	}
+	clean, changed, err := domxml.Unpatch(old)
+	if err != nil {
+		return r, fmt.Errorf("tear down domain %q: %w", opts.Domain, err)
+	}
+	r.Changed = changed
+	r.Diff = domxml.Diff("inactive XML of "+opts.Domain, "without trace channels", old, clean)
+
+	names := before.ChannelNames()
+	if before.CPUs > 0 {
+		names = append(names, fifo.Channels(before.CPUs)...)
+	}
+	inDir, err := fifo.Names(dir)
+	if err != nil {
+		return r, err
+	}
+	var all []string
+	for _, n := range append(names, inDir...) {
+		if !slices.Contains(all, n) {
+			all = append(all, n)
+		}
+	}
+	if r.FIFOs, err = fifo.Remove(dir, all, fifo.Options{Group: -1, DryRun: opts.DryRun}); err != nil {
+		return r, err
+	}
+	if changed && !opts.DryRun {
+		if err := c.Define(opts.Domain, clean); err != nil {
+			return r, err
+		}
+	}
+	if r.Running, err = c.Active(opts.Domain); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// WriteSetup tells a person what Setup did.
+func (r Result) WriteSetup(w io.Writer) {
+	r.write(w, "setup")
+}
+
+// WriteTeardown tells a person what Teardown did.
+func (r Result) WriteTeardown(w io.Writer) {
+	r.write(w, "teardown")
+}
+
+func (r Result) write(w io.Writer, what string) {
+	would := func(done, planned string) string {
+		if r.DryRun {
+			return planned
+		}
+		return done
+	}
+	if r.DryRun {
+		fmt.Fprintf(w, "dry run: nothing is changed\n")
+	}
+	if r.Changed {
+		fmt.Fprintf(w, "domain %s: %s (%s)\n", r.Domain, would("redefined", "would be redefined"), r.URI)
+		io.WriteString(w, r.Diff)
+	} else {
+		fmt.Fprintf(w, "domain %s: XML already as wanted\n", r.Domain)
+	}
+	list := func(verb string, paths []string) {
+		if len(paths) > 0 {
+			fmt.Fprintf(w, "%s:\n", verb)
+			for _, p := range paths {
+				fmt.Fprintf(w, "  %s\n", p)
+			}
+		}
+	}
+	list(would("created", "would create"), r.FIFOs.Created)
+	list(would("regrouped", "would regroup"), r.FIFOs.Regrouped)
+	list(would("removed", "would remove"), r.FIFOs.Removed)
+	if len(r.FIFOs.Kept) > 0 {
+		fmt.Fprintf(w, "kept %d existing entries in %s\n", len(r.FIFOs.Kept), r.Dir)
+	}
+	list("left in place (holds other files)", r.FIFOs.Left)
+	if !r.Changed && len(r.FIFOs.Created)+len(r.FIFOs.Regrouped)+len(r.FIFOs.Removed) == 0 {
+		fmt.Fprintf(w, "nothing to change\n")
+	}
+	if what == "setup" {
+		fmt.Fprintf(w, "channels: %s\n", strings.Join(r.Channels, " "))
+	}
+	if r.Running && r.Changed {
+		fmt.Fprintf(w, "domain %s is running: libvirt cannot hot-plug pipe channels, so the change takes effect at its next boot.\n"+
+			"Restart it: virsh -c %s shutdown %s, wait until it is off, then virsh -c %s start %s\n"+
+			"(or at once, without a clean guest shutdown: virsh destroy %s; virsh start %s)\n",
+			r.Domain, r.URI, r.Domain, r.URI, r.Domain, r.Domain, r.Domain)
+	}
+}

@@ -1,0 +1,14 @@
+package sys
+
+import "golang.org/x/sys/unix"
+
+// Open flags for the host ends of channel FIFOs, which must never block.
+const (
+	// FIFOWriteNonblock opens a FIFO for writing; the open fails with ENXIO
+	// while nobody holds the FIFO open for reading.
+	FIFOWriteNonblock = unix.O_WRONLY | unix.O_NONBLOCK
+	// FIFOReadNonblock opens a FIFO for reading as a reader that is also a
+	// writer: the open never blocks and reads never see end of file when the
+	// other side closes and reopens.
+	FIFOReadNonblock = unix.O_RDWR | unix.O_NONBLOCK
+)
