@@ -11,5 +11,7 @@ func newHostCmds() []*cobra.Command {
 		newHostStartCmd(),
 		newHostStopCmd(),
 		newHostCollectCmd(),
+		newHostConvertCmd(),
+		newHostStatsCmd(),
 	}
 }

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vtrace/vtrace/host/meta"
+	"github.com/vtrace/vtrace/host/tracedat"
+)
+
+type hostConvertOptions struct {
+	dir    string // capture directory
+	meta   string // metadata directory, "" for DIR/meta
+	output string // trace.dat path, "" for DIR/trace.dat
+	force  bool
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func newHostConvertCmd() *cobra.Command {
+	opts := &hostConvertOptions{}
+	cmd := &cobra.Command{
+		Use:   "convert DIR",
+		Short: "Build DIR/trace.dat (trace-cmd v6) from a capture's raw pages and metadata",
+		Long: `Convert writes a trace.dat (version 6) that trace-cmd report and KernelShark
+open, from the cpuN.raw files of capture directory DIR and its metadata
+(DIR/meta). A capture without metadata needs --meta DIR: a copy of the
+guest's /sys/kernel/tracing, a metadata directory, or another capture; it is
+then saved as DIR/meta for next time. Only whole pages are written.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{fmt.Errorf("convert takes one capture directory, got %d arguments", len(args))}
+			}
+			opts.dir = args[0]
+			opts.stdout, opts.stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
+			return runHostConvert(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.meta, "meta", "", "metadata directory (a copy of the guest's tracefs); default DIR/meta")
+	cmd.Flags().StringVarP(&opts.output, "output", "o", "", "trace.dat to write (default DIR/trace.dat)")
+	cmd.Flags().BoolVar(&opts.force, "force", false, "replace an existing output file")
+	return cmd
+}
+
+func runHostConvert(ctx context.Context, opts *hostConvertOptions) error {
+	s, from, err := meta.ForCapture(opts.dir, opts.meta)
+	if err != nil {
+		return err
+	}
+	cpus, err := tracedat.CaptureCPUs(opts.dir)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	saved := filepath.Join(opts.dir, "meta")
+	if opts.meta != "" {
+		if _, err := os.Stat(saved); errors.Is(err, os.ErrNotExist) {
+			if err := meta.Save(s, saved); err != nil {
+				return err
+			}
+			fmt.Fprintf(opts.stderr, "saved the metadata of %s as %s\n", from, saved)
+		}
+	}
+	out := opts.output
+	if out == "" {
+		out = filepath.Join(opts.dir, "trace.dat")
+	}
+	res, err := tracedat.WriteFile(out, s, cpus, tracedat.Options{}, opts.force)
+	if err != nil {
+		return err
+	}
+	var pages int64
+	for _, c := range res.CPUs {
+		if c.Dropped > 0 {
+			fmt.Fprintf(opts.stderr, "cpu%d.raw: left out %d trailing bytes (not a whole page)\n", c.CPU, c.Dropped)
+		}
+		pages += c.Size
+	}
+	fmt.Fprintf(opts.stdout, "wrote %s: %d CPUs, %.1f MiB of pages, %.1f MiB in all\nread it with: trace-cmd report -i %s\n",
+		out, len(res.CPUs), float64(pages)/(1<<20), float64(res.Size)/(1<<20), out)
+	return nil
+}

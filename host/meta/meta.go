@@ -1,0 +1,511 @@
+// Package meta is the metadata that makes a capture's raw ring-buffer pages
+// readable: the guest's page and event headers, every event format, and the
+// optional kallsyms, printk formats, saved cmdlines and tgids, trace clock,
+// uname and per-CPU buffer statistics.
+//
+// A Set is plain data: the control protocol delivers one from the guest,
+// Load reads one from a directory, Gather copies one from a local tracefs,
+// and Save writes one as OUT/meta. Everything in a Set may come from a
+// hostile guest, so Validate (called by Load, Save and the trace.dat
+// writer) caps every size and count and accepts only names made of
+// [A-Za-z0-9_.-]: no name in a Set can become a path outside its directory.
+//
+// Directory layout (the same relative paths as in tracefs):
+//
+//	events/header_page, events/header_event
+//	events/SYSTEM/EVENT/format    (the ftrace system included)
+//	kallsyms, printk_formats, saved_cmdlines, saved_tgids, trace_clock, uname
+//	cpustats/cpuN                 (a tracefs tree's per_cpu/cpuN/stats is read too)
+package meta
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/vtrace/vtrace/proto/ringbuf"
+)
+
+// Bounds on what a Set may hold.
+const (
+	MaxHeader       = 64 << 10 // header_page, header_event
+	MaxFormat       = 64 << 10 // one event's format file
+	MaxEvents       = 65535    // event ids are 16 bits
+	MaxSystems      = 4096
+	MaxKallsyms     = 64 << 20
+	MaxPrintk       = 16 << 20
+	MaxCmdlines     = 16 << 20 // saved_cmdlines, saved_tgids
+	MaxLine         = 4096     // trace_clock, uname
+	MaxCPUStat      = 64 << 10 // one per_cpu/cpuN/stats
+	MaxCPU          = 4095     // highest CPU number
+	MaxFormatsTotal = 64 << 20 // all formats together
+	maxNameLen      = 255
+)
+
+// ErrNoMeta means a directory holds no metadata (no events/header_page).
+var ErrNoMeta = errors.New("no trace metadata")
+
+// Set is a guest's tracing metadata. Only HeaderPage, HeaderEvent and
+// Formats are required.
+type Set struct {
+	HeaderPage    []byte                       // events/header_page
+	HeaderEvent   []byte                       // events/header_event
+	Formats       map[string]map[string][]byte // system → event → format file
+	Kallsyms      []byte                       // /proc/kallsyms
+	PrintkFormats []byte                       // printk_formats
+	Cmdlines      []byte                       // saved_cmdlines
+	Tgids         []byte                       // saved_tgids (kept, not written to trace.dat v6)
+	Clock         string                       // trace_clock, e.g. "[local] global counter"
+	Uname         string                       // "Linux guest 6.1.0 #1 SMP ... x86_64"
+	CPUStats      map[int][]byte               // CPU → per_cpu/cpuN/stats
+}
+
+// Event names one event id.
+type Event struct{ System, Name string }
+
+func (e Event) String() string { return e.System + ":" + e.Name }
+
+// Validate checks every bound and name and parses every format. Its errors
+// name the offending file.
+func (s *Set) Validate() error {
+	if len(s.HeaderPage) == 0 {
+		return fmt.Errorf("check metadata: events/header_page missing: %w", ErrNoMeta)
+	}
+	if err := capped("events/header_page", len(s.HeaderPage), MaxHeader); err != nil {
+		return err
+	}
+	if _, err := ringbuf.ParseHeaderPage(s.HeaderPage); err != nil {
+		return fmt.Errorf("check metadata: events/header_page: %w", err)
+	}
+	if len(s.HeaderEvent) == 0 {
+		return errors.New("check metadata: events/header_event missing")
+	}
+	if err := capped("events/header_event", len(s.HeaderEvent), MaxHeader); err != nil {
+		return err
+	}
+	if _, err := s.Events(); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name     string
+		n, limit int
+	}{
+		{"kallsyms", len(s.Kallsyms), MaxKallsyms},
+		{"printk_formats", len(s.PrintkFormats), MaxPrintk},
+		{"saved_cmdlines", len(s.Cmdlines), MaxCmdlines},
+		{"saved_tgids", len(s.Tgids), MaxCmdlines},
+	} {
+		if err := capped(f.name, f.n, f.limit); err != nil {
+			return err
+		}
+	}
+	if err := checkLine("trace_clock", s.Clock); err != nil {
+		return err
+	}
+	if err := checkLine("uname", s.Uname); err != nil {
+		return err
+	}
+	for cpu, b := range s.CPUStats {
+		if cpu < 0 || cpu > MaxCPU {
+			return fmt.Errorf("check metadata: cpustats for CPU %d out of range [0, %d]", cpu, MaxCPU)
+		}
+		if err := capped(fmt.Sprintf("cpustats/cpu%d", cpu), len(b), MaxCPUStat); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Events parses every format and maps each event id to its name. It fails
+// on a bad name, a format that does not parse, a name that differs from
+// its directory, or an id used twice.
+func (s *Set) Events() (map[uint16]Event, error) {
+	if len(s.Formats) == 0 {
+		return nil, errors.New("check metadata: no event formats (events/SYSTEM/EVENT/format)")
+	}
+	if len(s.Formats) > MaxSystems {
+		return nil, fmt.Errorf("check metadata: %d event systems, more than %d", len(s.Formats), MaxSystems)
+	}
+	ids := map[uint16]Event{}
+	total, n := 0, 0
+	for sys, evs := range s.Formats {
+		if !ValidName(sys) {
+			return nil, fmt.Errorf("check metadata: invalid system name %q", clip([]byte(sys)))
+		}
+		for ev, text := range evs {
+			path := "events/" + sys + "/" + clip([]byte(ev)) + "/format"
+			if !ValidName(ev) {
+				return nil, fmt.Errorf("check metadata: invalid event name %q in system %s", clip([]byte(ev)), sys)
+			}
+			if n++; n > MaxEvents {
+				return nil, fmt.Errorf("check metadata: more than %d event formats", MaxEvents)
+			}
+			if err := capped(path, len(text), MaxFormat); err != nil {
+				return nil, err
+			}
+			if total += len(text); total > MaxFormatsTotal {
+				return nil, fmt.Errorf("check metadata: event formats larger than %d MiB together", MaxFormatsTotal>>20)
+			}
+			f, err := ParseFormat(text)
+			if err != nil {
+				return nil, fmt.Errorf("check metadata: %s: %w", path, err)
+			}
+			if f.Name != ev {
+				return nil, fmt.Errorf("check metadata: %s names event %q", path, f.Name)
+			}
+			if prev, dup := ids[f.ID]; dup {
+				return nil, fmt.Errorf("check metadata: %s reuses id %d of %s", path, f.ID, prev)
+			}
+			ids[f.ID] = Event{sys, ev}
+		}
+	}
+	return ids, nil
+}
+
+// Layout is the ring-buffer page layout the guest's header_page describes.
+func (s *Set) Layout() (ringbuf.Layout, error) {
+	return ringbuf.ParseHeaderPage(s.HeaderPage)
+}
+
+// SelectedClock is the clock trace_clock marks with brackets ("local"), or
+// "" when unknown.
+func (s *Set) SelectedClock() string {
+	i := strings.IndexByte(s.Clock, '[')
+	if i < 0 {
+		return ""
+	}
+	j := strings.IndexByte(s.Clock[i:], ']')
+	if j < 0 {
+		return ""
+	}
+	return s.Clock[i+1 : i+j]
+}
+
+// Systems returns the system names in order, ftrace first, as trace.dat
+// lists them.
+func (s *Set) Systems() []string {
+	names := make([]string, 0, len(s.Formats))
+	for sys := range s.Formats {
+		names = append(names, sys)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if (names[i] == "ftrace") != (names[j] == "ftrace") {
+			return names[i] == "ftrace"
+		}
+		return names[i] < names[j]
+	})
+	return names
+}
+
+// EventNames returns the event names of one system in order.
+func (s *Set) EventNames(system string) []string {
+	names := make([]string, 0, len(s.Formats[system]))
+	for ev := range s.Formats[system] {
+		names = append(names, ev)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func capped(name string, n, limit int) error {
+	if n > limit {
+		return fmt.Errorf("check metadata: %s is %d bytes, more than the limit of %d", name, n, limit)
+	}
+	return nil
+}
+
+func checkLine(name, s string) error {
+	if len(s) > MaxLine {
+		return fmt.Errorf("check metadata: %s is %d bytes, more than the limit of %d", name, len(s), MaxLine)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return fmt.Errorf("check metadata: %s holds control byte %#x", name, c)
+		}
+	}
+	return nil
+}
+
+// Load reads a metadata directory: OUT/meta as Save writes it, or a copy
+// of a guest's tracefs (or a live tracefs) with the same relative paths,
+// where per_cpu/cpuN/stats stand for cpustats/cpuN. Only regular files and
+// directories are read, each within its bound.
+func Load(dir string) (*Set, error) {
+	s := &Set{Formats: map[string]map[string][]byte{}, CPUStats: map[int][]byte{}}
+	var err error
+	hp := filepath.Join(dir, "events", "header_page")
+	if s.HeaderPage, err = readCapped(hp, MaxHeader); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("load metadata from %s: events/header_page missing: %w", dir, ErrNoMeta)
+		}
+		return nil, fmt.Errorf("load metadata: %w", err)
+	}
+	if s.HeaderEvent, err = readCapped(filepath.Join(dir, "events", "header_event"), MaxHeader); err != nil {
+		return nil, fmt.Errorf("load metadata: %w", err)
+	}
+	if err := loadFormats(s, filepath.Join(dir, "events")); err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		name  string
+		dst   *[]byte
+		limit int
+	}{
+		{"kallsyms", &s.Kallsyms, MaxKallsyms},
+		{"printk_formats", &s.PrintkFormats, MaxPrintk},
+		{"saved_cmdlines", &s.Cmdlines, MaxCmdlines},
+		{"saved_tgids", &s.Tgids, MaxCmdlines},
+	} {
+		if *f.dst, err = readOptional(filepath.Join(dir, f.name), f.limit); err != nil {
+			return nil, fmt.Errorf("load metadata: %w", err)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"trace_clock", &s.Clock}, {"uname", &s.Uname}} {
+		b, err := readOptional(filepath.Join(dir, f.name), MaxLine+1)
+		if err != nil {
+			return nil, fmt.Errorf("load metadata: %w", err)
+		}
+		*f.dst = strings.TrimSpace(string(b))
+	}
+	if err := loadCPUStats(s, filepath.Join(dir, "cpustats"), ""); err != nil {
+		return nil, err
+	}
+	if err := loadCPUStats(s, filepath.Join(dir, "per_cpu"), "stats"); err != nil {
+		return nil, err
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("load metadata from %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+func loadFormats(s *Set, events string) error {
+	systems, err := readDirCapped(events, MaxSystems+16)
+	if err != nil {
+		return fmt.Errorf("load metadata: %w", err)
+	}
+	n := 0
+	for _, sys := range systems {
+		if !sys.IsDir() {
+			continue // enable, header_page, ...
+		}
+		if !ValidName(sys.Name()) {
+			return fmt.Errorf("load metadata: invalid system name %q in %s", clip([]byte(sys.Name())), events)
+		}
+		evs, err := readDirCapped(filepath.Join(events, sys.Name()), MaxEvents+16)
+		if err != nil {
+			return fmt.Errorf("load metadata: %w", err)
+		}
+		for _, ev := range evs {
+			if !ev.IsDir() {
+				continue // enable, filter
+			}
+			if !ValidName(ev.Name()) {
+				return fmt.Errorf("load metadata: invalid event name %q in system %s", clip([]byte(ev.Name())), sys.Name())
+			}
+			if n++; n > MaxEvents {
+				return fmt.Errorf("load metadata: more than %d event formats in %s", MaxEvents, events)
+			}
+			text, err := readCapped(filepath.Join(events, sys.Name(), ev.Name(), "format"), MaxFormat)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("load metadata: %w", err)
+			}
+			if s.Formats[sys.Name()] == nil {
+				s.Formats[sys.Name()] = map[string][]byte{}
+			}
+			s.Formats[sys.Name()][ev.Name()] = text
+		}
+	}
+	return nil
+}
+
+// loadCPUStats reads DIR/cpuN (file "") or DIR/cpuN/FILE.
+func loadCPUStats(s *Set, dir, file string) error {
+	ents, err := readDirCapped(dir, MaxCPU+16)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load metadata: %w", err)
+	}
+	for _, e := range ents {
+		cpu, ok := CPUFromName(e.Name(), "cpu", "")
+		if !ok {
+			continue
+		}
+		if _, dup := s.CPUStats[cpu]; dup {
+			continue // cpustats/ wins over per_cpu/
+		}
+		p := filepath.Join(dir, e.Name())
+		if file != "" {
+			p = filepath.Join(p, file)
+		}
+		b, err := readOptional(p, MaxCPUStat)
+		if err != nil {
+			return fmt.Errorf("load metadata: %w", err)
+		}
+		if b != nil {
+			s.CPUStats[cpu] = b
+		}
+	}
+	return nil
+}
+
+// CPUFromName parses PREFIX N SUFFIX ("cpu3", "cpu3.raw") with N in
+// [0, MaxCPU] written without leading zeros.
+func CPUFromName(name, prefix, suffix string) (int, bool) {
+	if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, suffix) || len(name) <= len(prefix)+len(suffix) {
+		return 0, false
+	}
+	num := name[len(prefix) : len(name)-len(suffix)]
+	if len(num) > 1 && num[0] == '0' {
+		return 0, false
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 0 || n > MaxCPU || strconv.Itoa(n) != num {
+		return 0, false
+	}
+	return n, true
+}
+
+func readDirCapped(dir string, limit int) ([]os.DirEntry, error) {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("read %s: not a directory", dir)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(limit + 1)
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("read directory %s: %w", dir, err)
+	}
+	if len(ents) > limit {
+		return nil, fmt.Errorf("read directory %s: more than %d entries", dir, limit)
+	}
+	return ents, nil
+}
+
+// readCapped reads a regular file of at most limit bytes. Symlinks, FIFOs
+// and devices are refused: a FIFO would block and a symlink could lead out
+// of the directory.
+func readCapped(path string, limit int) ([]byte, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read %s: not a regular file (%s)", path, fi.Mode().Type())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// tracefs files report size 0: read up to the limit instead of trusting
+	// the size, which only sizes the first buffer.
+	b := make([]byte, 0, min(fi.Size(), int64(limit))+512)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := f.Read(b[len(b):min(cap(b), limit+1)])
+		b = b[:len(b)+n]
+		if err == io.EOF || len(b) > limit {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("read %s: larger than the limit of %d bytes", path, limit)
+	}
+	return b, nil
+}
+
+// readOptional is readCapped with a missing file giving nil, nil.
+func readOptional(path string, limit int) ([]byte, error) {
+	b, err := readCapped(path, limit)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// Save writes s under dir in the layout Load reads. It validates s first,
+// so no name in s can lead outside dir.
+func Save(s *Set, dir string) error {
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("save metadata: %w", err)
+	}
+	write := func(rel string, b []byte) error {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("save metadata: %w", err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return fmt.Errorf("save metadata: %w", err)
+		}
+		return nil
+	}
+	if err := write("events/header_page", s.HeaderPage); err != nil {
+		return err
+	}
+	if err := write("events/header_event", s.HeaderEvent); err != nil {
+		return err
+	}
+	for sys, evs := range s.Formats {
+		for ev, text := range evs {
+			if err := write(filepath.Join("events", sys, ev, "format"), text); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range []struct {
+		name string
+		b    []byte
+	}{
+		{"kallsyms", s.Kallsyms}, {"printk_formats", s.PrintkFormats},
+		{"saved_cmdlines", s.Cmdlines}, {"saved_tgids", s.Tgids},
+		{"trace_clock", lineBytes(s.Clock)}, {"uname", lineBytes(s.Uname)},
+	} {
+		if f.b == nil {
+			continue
+		}
+		if err := write(f.name, f.b); err != nil {
+			return err
+		}
+	}
+	for cpu, b := range s.CPUStats {
+		if err := write(filepath.Join("cpustats", "cpu"+strconv.Itoa(cpu)), b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func lineBytes(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s + "\n")
+}

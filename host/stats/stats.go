@@ -1,0 +1,203 @@
+// Package stats summarises a capture directory: per CPU and per event, how
+// many events its raw pages hold, their first and last timestamps, and the
+// pages the kernel flagged for missed events. Event ids become names
+// through the capture's format files (common_type → "system:event").
+package stats
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/vtrace/vtrace/host/meta"
+	"github.com/vtrace/vtrace/host/tracedat"
+	"github.com/vtrace/vtrace/proto/ringbuf"
+)
+
+// CPU is one CPU's summary.
+type CPU struct {
+	CPU       int
+	Stats     ringbuf.Stats
+	Truncated bool  // the file ends inside a page (those bytes are not counted)
+	Err       error // a corrupt page stopped the scan; Stats cover the pages before it
+}
+
+// Event is one event name on one CPU (CPU -1: all CPUs).
+type Event struct {
+	Name            string // "sched:sched_switch", or "id 317" without formats
+	ID              uint16
+	CPU             int
+	Count           int64
+	FirstTS, LastTS uint64
+}
+
+// Report is the summary of a capture.
+type Report struct {
+	Dir      string
+	Clock    string // the selected trace clock, "" if unknown
+	Named    bool   // event names come from formats
+	PageSize int
+	CPUs     []CPU
+	Events   []Event // per (event, CPU), then the all-CPU total of each event
+}
+
+// Collect scans every cpuN.raw of dir. s (may be nil) names the events
+// and gives the page layout; without it the default layout is assumed.
+func Collect(dir string, s *meta.Set) (*Report, error) {
+	cpus, err := tracedat.CaptureCPUs(dir)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(cpus, func(i, j int) bool { return cpus[i].CPU < cpus[j].CPU })
+	l := ringbuf.DefaultLayout()
+	var names map[uint16]meta.Event
+	r := &Report{Dir: dir}
+	if s != nil {
+		if l, err = s.Layout(); err != nil {
+			return nil, fmt.Errorf("collect stats: %w", err)
+		}
+		if names, err = s.Events(); err != nil {
+			return nil, fmt.Errorf("collect stats: %w", err)
+		}
+		r.Named = true
+		r.Clock = s.SelectedClock()
+	}
+	r.PageSize = l.PageSize
+	type key struct {
+		id  uint16
+		cpu int
+	}
+	byKey := map[key]*Event{}
+	name := func(id uint16) string {
+		if e, ok := names[id]; ok {
+			return e.String()
+		}
+		return "id " + strconv.Itoa(int(id))
+	}
+	note := func(k key, ts uint64) {
+		e := byKey[k]
+		if e == nil {
+			e = &Event{Name: name(k.id), ID: k.id, CPU: k.cpu, FirstTS: ts}
+			byKey[k] = e
+		}
+		e.Count++
+		e.LastTS = ts
+	}
+	for _, c := range cpus {
+		f, err := os.Open(c.Path)
+		if err != nil {
+			return nil, fmt.Errorf("collect stats: %w", err)
+		}
+		st, err := ringbuf.Scan(l, bufio.NewReaderSize(f, 1<<16), func(rec ringbuf.Record) error {
+			note(key{rec.Type(), c.CPU}, rec.TS)
+			return nil
+		})
+		f.Close()
+		sc := CPU{CPU: c.CPU, Stats: st}
+		switch {
+		case errors.Is(err, ringbuf.ErrTruncated) && st.Bytes%int64(l.PageSize) != 0:
+			sc.Truncated = true
+		case err != nil:
+			sc.Err = err
+		}
+		r.CPUs = append(r.CPUs, sc)
+	}
+
+	totals := map[uint16]*Event{}
+	for k, e := range byKey {
+		r.Events = append(r.Events, *e)
+		t := totals[k.id]
+		if t == nil {
+			t = &Event{Name: e.Name, ID: e.ID, CPU: -1, FirstTS: e.FirstTS, LastTS: e.LastTS}
+			totals[k.id] = t
+		}
+		t.Count += e.Count
+		t.FirstTS, t.LastTS = min(t.FirstTS, e.FirstTS), max(t.LastTS, e.LastTS)
+	}
+	for _, t := range totals {
+		if len(r.CPUs) > 1 {
+			r.Events = append(r.Events, *t)
+		}
+	}
+	sort.Slice(r.Events, func(i, j int) bool {
+		a, b := r.Events[i], r.Events[j]
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return uint(a.CPU) < uint(b.CPU) // -1 (all) last
+	})
+	return r, nil
+}
+
+// TotalEvents is the number of events on all CPUs.
+func (r *Report) TotalEvents() int64 {
+	var n int64
+	for _, c := range r.CPUs {
+		n += c.Stats.Events
+	}
+	return n
+}
+
+// ts prints a timestamp as trace-cmd does for nanosecond clocks, and raw
+// for counting clocks.
+func (r *Report) ts(v uint64) string {
+	if r.Clock == "counter" || r.Clock == "x86-tsc" {
+		return strconv.FormatUint(v, 10)
+	}
+	return fmt.Sprintf("%d.%06d", v/1e9, v%1e9/1e3)
+}
+
+// WriteTable prints the report as two aligned tables.
+func (r *Report) WriteTable(w io.Writer) error {
+	clock := r.Clock
+	if clock == "" {
+		clock = "unknown"
+	}
+	fmt.Fprintf(w, "capture %s: %d CPUs, %d events, trace clock %s\n", r.Dir, len(r.CPUs), r.TotalEvents(), clock)
+	if !r.Named {
+		fmt.Fprintln(w, "no metadata: events shown by id (give --meta DIR for names)")
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "CPU\tPAGES\tEVENTS\tFIRST\tLAST\tMISSED EVENTS\tNOTES")
+	for _, c := range r.CPUs {
+		first, last := "-", "-"
+		if c.Stats.Events > 0 {
+			first, last = r.ts(c.Stats.FirstTS), r.ts(c.Stats.LastTS)
+		}
+		missed := "none"
+		if c.Stats.MissedPages > 0 {
+			missed = fmt.Sprintf("yes: %d pages flagged", c.Stats.MissedPages)
+			if c.Stats.MissedEvents > 0 {
+				missed += fmt.Sprintf(", %d events lost", c.Stats.MissedEvents)
+			}
+		}
+		notes := ""
+		if c.Truncated {
+			notes = fmt.Sprintf("%d trailing bytes (a partial page) ignored", c.Stats.Bytes%int64(r.PageSize))
+		}
+		if c.Err != nil {
+			notes = "stopped: " + c.Err.Error()
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s\t%s\n", c.CPU, c.Stats.Pages, c.Stats.Events, first, last, missed, notes)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "EVENT\tCPU\tCOUNT\tFIRST\tLAST")
+	for _, e := range r.Events {
+		cpu := strconv.Itoa(e.CPU)
+		if e.CPU < 0 {
+			cpu = "all"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", e.Name, cpu, e.Count, r.ts(e.FirstTS), r.ts(e.LastTS))
+	}
+	return tw.Flush()
+}

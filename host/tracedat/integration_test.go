@@ -1,0 +1,235 @@
+package tracedat
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/vtrace/vtrace/host/meta"
+	"github.com/vtrace/vtrace/host/tracedat/tracedattest"
+	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/ringbuf"
+)
+
+// report runs trace-cmd report on file and returns its standard output.
+func report(t *testing.T, file string, args ...string) string {
+	t.Helper()
+	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
+	cmd := exec.Command(tc, append([]string{"report", "-i", file}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("trace-cmd report %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	if s := stderr.String(); s != "" {
+		t.Logf("trace-cmd report stderr:\n%s", s)
+	}
+	return stdout.String()
+}
+
+// eventLine matches an event line of trace-cmd report: "comm-pid [cpu] ts: name:".
+var eventLine = regexp.MustCompile(`^\s*(.+)-(\d+)\s+\[(\d+)\]\s+(?:\S+\s+)?(\d+\.\d+):\s+([A-Za-z0-9_]+):`)
+
+type reportEvent struct {
+	comm string
+	pid  int
+	cpu  int
+	name string
+	line string
+}
+
+func parseReport(out string) (events []reportEvent, dropped []string) {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "EVENTS DROPPED") {
+			dropped = append(dropped, line)
+			continue
+		}
+		m := eventLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		pid, _ := strconv.Atoi(m[2])
+		cpu, _ := strconv.Atoi(m[3])
+		events = append(events, reportEvent{comm: strings.TrimSpace(m[1]), pid: pid, cpu: cpu, name: m[5], line: line})
+	}
+	return events, dropped
+}
+
+func TestIntegrationTraceCmdReadsCapture(t *testing.T) {
+	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
+	inst := testutil.Instance(t, "vtrace-tracedat")
+	l, err := ringbuf.LayoutFromTracefs(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	pids := tracedattest.Record(t, inst, out, 3)
+	if err := meta.Gather(inst, filepath.Join(out, "meta")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := meta.Load(filepath.Join(out, "meta"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpus, err := CaptureCPUs(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dat := filepath.Join(out, "trace.dat")
+	res, err := WriteFile(dat, s, cpus, Options{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range res.CPUs {
+		if c.Offset%int64(l.PageSize) != 0 || c.Dropped != 0 {
+			t.Errorf("CPU %d: offset %d (page size %d), %d bytes dropped", c.CPU, c.Offset, l.PageSize, c.Dropped)
+		}
+	}
+
+	// Our page reader, the kernel and trace-cmd must agree per CPU.
+	ours := map[int]int64{}
+	var total int64
+	for _, c := range cpus {
+		st, err := ringbuf.ScanFile(l, c.Path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours[c.CPU] = st.Events
+		total += st.Events
+		if k := tracedattest.KernelStat(t, inst, c.CPU, "read events"); k != st.Events {
+			t.Errorf("CPU %d: kernel read events %d, ringbuf counts %d", c.CPU, k, st.Events)
+		}
+	}
+	// -N: no plugins, so fields print through the formats we wrote.
+	events, dropped := parseReport(report(t, dat, "-N"))
+	theirs := map[int]int64{}
+	for _, e := range events {
+		theirs[e.cpu]++
+	}
+	for cpu, n := range ours {
+		if theirs[cpu] != n {
+			t.Errorf("CPU %d: trace-cmd shows %d events, ringbuf counts %d", cpu, theirs[cpu], n)
+		}
+	}
+	if int64(len(events)) != total || total == 0 {
+		t.Errorf("trace-cmd shows %d events, ringbuf counts %d", len(events), total)
+	}
+	if len(dropped) != 0 {
+		t.Errorf("a capture with room to spare shows drops: %q", dropped)
+	}
+
+	// The decoded fields name the known workload.
+	for _, pid := range pids {
+		in := fmt.Sprintf("next_comm=%s next_pid=%d ", tracedattest.ProbeComm, pid)
+		outOf := fmt.Sprintf("prev_comm=%s prev_pid=%d ", tracedattest.ProbeComm, pid)
+		var sawIn, sawOut bool
+		for _, e := range events {
+			if e.name != "sched_switch" {
+				continue
+			}
+			sawIn = sawIn || strings.Contains(e.line, in)
+			sawOut = sawOut || strings.Contains(e.line, outOf)
+		}
+		if !sawIn || !sawOut {
+			t.Errorf("pid %d: sched_switch into it %v, out of it %v (want both)", pid, sawIn, sawOut)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		want := fmt.Sprintf("vtrace-marker-%d", i)
+		found := false
+		for _, e := range events {
+			found = found || (strings.Contains(e.line, want) && e.name == "print")
+		}
+		if !found {
+			t.Errorf("trace-cmd does not show the trace_marker write %q", want)
+		}
+	}
+
+	// The CPUSTAT options: trace-cmd report --stat prints the kernel's
+	// per-CPU statistics as they were when the metadata was gathered.
+	stat := report(t, dat, "--stat")
+	for cpu, n := range ours {
+		want := fmt.Sprintf("CPU: %d\nentries: 0\n", cpu)
+		if !strings.Contains(stat, want) || !strings.Contains(stat, fmt.Sprintf("read events: %d\n", n)) {
+			t.Errorf("trace-cmd report --stat lacks CPU %d with %d read events:\n%s", cpu, n, stat)
+		}
+	}
+	t.Logf("%d events on %d CPUs, trace.dat of %d bytes", total, len(cpus), res.Size)
+}
+
+// A ring buffer far too small for its load, read only after the load, loses
+// events: the first page read carries the missed-events flag, and
+// trace-cmd must show its drop marker there.
+func TestIntegrationTraceCmdShowsDrops(t *testing.T) {
+	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
+	inst := testutil.Instance(t, "vtrace-tracedat-drops")
+	l, err := ringbuf.LayoutFromTracefs(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracedattest.Write(t, inst, "buffer_size_kb", "8")
+	tracedattest.Write(t, inst, "events/sched/sched_switch/enable", "1")
+	tracedattest.Write(t, inst, "tracing_on", "1")
+	marker, err := os.OpenFile(filepath.Join(inst, "trace_marker"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3000; i++ {
+		if _, err := fmt.Fprintf(marker, "vtrace-flood-%d", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	marker.Close()
+	tracedattest.Write(t, inst, "tracing_on", "0")
+
+	out := t.TempDir()
+	tracedattest.Drain(t, inst, out, l.PageSize)
+	s, err := meta.FromTracefs(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpus, err := CaptureCPUs(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dat := filepath.Join(out, "trace.dat")
+	if _, err := WriteFile(dat, s, cpus, Options{}, false); err != nil {
+		t.Fatal(err)
+	}
+	var total, missedPages int64
+	flagged := map[string]bool{}
+	for _, c := range cpus {
+		st, err := ringbuf.ScanFile(l, c.Path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += st.Events
+		missedPages += st.MissedPages
+		if st.MissedPages > 0 {
+			flagged[fmt.Sprintf("CPU:%d ", c.CPU)] = true
+		}
+	}
+	if missedPages == 0 {
+		t.Fatalf("no page carries the missed-events flag after 3000 writes into an 8 KiB buffer")
+	}
+	events, dropped := parseReport(report(t, dat, "-N"))
+	if len(dropped) == 0 {
+		t.Errorf("trace-cmd shows no EVENTS DROPPED marker; %d pages of ours are flagged", missedPages)
+	}
+	for _, d := range dropped {
+		cpu, _, _ := strings.Cut(strings.TrimSpace(d), "[")
+		if !flagged[cpu] {
+			t.Errorf("trace-cmd marks drops on %q, our flagged CPUs are %v", d, flagged)
+		}
+	}
+	if int64(len(events)) != total {
+		t.Errorf("trace-cmd shows %d events, ringbuf counts %d", len(events), total)
+	}
+	t.Logf("%d events kept, %d flagged pages, trace-cmd says %q", total, missedPages, dropped)
+}

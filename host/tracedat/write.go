@@ -1,0 +1,223 @@
+package tracedat
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/vtrace/vtrace/host/meta"
+	"github.com/vtrace/vtrace/internal/sys"
+)
+
+// CPUData is where one CPU's raw pages come from: a file (Path) or a
+// reader of Size bytes (R). Only whole pages are written; the bytes of a
+// trailing partial page are left out and reported in CPUResult.Dropped.
+type CPUData struct {
+	CPU  int
+	Path string
+	R    io.Reader
+	Size int64
+}
+
+// CPUResult says where a CPU's pages went.
+type CPUResult struct {
+	CPU     int
+	Offset  int64 // file offset of its first page
+	Size    int64 // bytes of pages written
+	Dropped int64 // trailing bytes short of a page, not written
+}
+
+// Result describes a written trace.dat.
+type Result struct {
+	CPUs []CPUResult // one per CPU slot, 0 to the highest CPU
+	Size int64       // file size
+}
+
+// copyChunk bounds one copy_file_range call so a huge file is copied in
+// steps and an error names a position.
+const copyChunk = 1 << 30
+
+// Write writes a trace.dat to w, which must be at offset 0 of its file:
+// the header, then each CPU's whole pages. When w is an *os.File and a CPU
+// comes from Path, the pages move with copy_file_range.
+func Write(w io.Writer, s *meta.Set, cpus []CPUData, opts Options) (Result, error) {
+	if len(cpus) == 0 {
+		return Result{}, fmt.Errorf("write trace.dat: %w", errNoCPU)
+	}
+	l, err := s.Layout()
+	if err != nil {
+		return Result{}, fmt.Errorf("write trace.dat: %w", err)
+	}
+	page := int64(l.PageSize)
+
+	maxCPU := -1
+	byCPU := map[int]CPUData{}
+	for _, c := range cpus {
+		if c.CPU < 0 || c.CPU > meta.MaxCPU {
+			return Result{}, fmt.Errorf("write trace.dat: CPU %d out of range [0, %d]", c.CPU, meta.MaxCPU)
+		}
+		if _, dup := byCPU[c.CPU]; dup {
+			return Result{}, fmt.Errorf("write trace.dat: CPU %d given twice", c.CPU)
+		}
+		byCPU[c.CPU] = c
+		maxCPU = max(maxCPU, c.CPU)
+	}
+
+	// Sizes first: the header holds every CPU's offset and size.
+	res := Result{CPUs: make([]CPUResult, maxCPU+1)}
+	sizes := make([]int64, maxCPU+1)
+	files := make([]*os.File, maxCPU+1)
+	defer func() {
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}()
+	for cpu := range sizes {
+		res.CPUs[cpu].CPU = cpu
+		c, ok := byCPU[cpu]
+		if !ok {
+			continue
+		}
+		n := c.Size
+		if c.Path != "" {
+			f, err := os.Open(c.Path)
+			if err != nil {
+				return Result{}, fmt.Errorf("write trace.dat: %w", err)
+			}
+			files[cpu] = f
+			fi, err := f.Stat()
+			if err != nil {
+				return Result{}, fmt.Errorf("write trace.dat: %w", err)
+			}
+			if !fi.Mode().IsRegular() {
+				return Result{}, fmt.Errorf("write trace.dat: %s is not a regular file", c.Path)
+			}
+			n = fi.Size()
+		} else if c.R == nil {
+			return Result{}, fmt.Errorf("write trace.dat: CPU %d has neither a path nor a reader", cpu)
+		}
+		sizes[cpu] = n / page * page
+		res.CPUs[cpu].Size = sizes[cpu]
+		res.CPUs[cpu].Dropped = n - sizes[cpu]
+	}
+
+	offsets, err := WriteHeader(w, s, sizes, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Size = offsets[0]
+	for cpu, n := range sizes {
+		res.CPUs[cpu].Offset = offsets[cpu]
+		if n == 0 {
+			continue
+		}
+		var src io.Reader = byCPU[cpu].R
+		if files[cpu] != nil {
+			src = files[cpu]
+		}
+		if err := copyPages(w, src, n); err != nil {
+			return Result{}, fmt.Errorf("write trace.dat: copy CPU %d pages: %w", cpu, err)
+		}
+		res.Size += n
+	}
+	return res, nil
+}
+
+// copyPages copies exactly n bytes from src to w, in the kernel when both
+// are files that allow it.
+func copyPages(w io.Writer, src io.Reader, n int64) error {
+	out, okOut := w.(*os.File)
+	in, okIn := src.(*os.File)
+	if okOut && okIn {
+		left := n
+		for left > 0 {
+			m, err := sys.CopyFileRange(int(in.Fd()), nil, int(out.Fd()), nil, int(min(left, copyChunk)))
+			if errors.Is(err, sys.ErrCopyUnsupported) {
+				break // the rest through user space, from where the kernel stopped
+			}
+			if err != nil {
+				return err
+			}
+			if m == 0 {
+				return fmt.Errorf("%s ended %d bytes early", in.Name(), left)
+			}
+			left -= int64(m)
+		}
+		runtime.KeepAlive(in)
+		runtime.KeepAlive(out)
+		n = left
+	}
+	if n == 0 {
+		return nil
+	}
+	m, err := io.CopyN(w, src, n)
+	if err == io.EOF {
+		return fmt.Errorf("input ended %d bytes early", n-m)
+	}
+	return err
+}
+
+// WriteFile writes a trace.dat at path through a temporary file in the same
+// directory, renamed into place once complete: a failed write leaves no
+// partial trace.dat. It refuses to replace an existing file unless
+// overwrite is set.
+func WriteFile(path string, s *meta.Set, cpus []CPUData, opts Options, overwrite bool) (Result, error) {
+	if !overwrite {
+		if _, err := os.Lstat(path); err == nil {
+			return Result{}, fmt.Errorf("write %s: %w (use --force to replace it)", path, os.ErrExist)
+		}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return Result{}, fmt.Errorf("write trace.dat: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	res, err := Write(tmp, s, cpus, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return Result{}, fmt.Errorf("write trace.dat: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return Result{}, fmt.Errorf("write trace.dat: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		done = true
+		return Result{}, fmt.Errorf("write trace.dat: %w", err)
+	}
+	done = true
+	return res, nil
+}
+
+// CaptureCPUs lists the cpuN.raw files of a capture directory as CPUData.
+func CaptureCPUs(dir string) ([]CPUData, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list capture: %w", err)
+	}
+	var cpus []CPUData
+	for _, e := range ents {
+		cpu, ok := meta.CPUFromName(e.Name(), "cpu", ".raw")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		cpus = append(cpus, CPUData{CPU: cpu, Path: filepath.Join(dir, e.Name())})
+	}
+	if len(cpus) == 0 {
+		return nil, fmt.Errorf("list capture: no cpuN.raw files in %s", dir)
+	}
+	return cpus, nil
+}

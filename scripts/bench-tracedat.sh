@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Benchmarks the trace.dat writer: `vtrace host convert` of a large capture
+# (real ring-buffer pages from a private ftrace instance, replicated to
+# SIZE_MB) against a plain `cp` of the same cpuN.raw bytes, same run, page
+# cache warm for both. Writes the "## trace.dat writer" section of
+# docs/PERFORMANCE.md (REPORT=0 to skip). Needs root and tracefs.
+# Usage: scripts/bench-tracedat.sh   (env: SIZE_MB=200 RUNS=3 WORK=dir VTRACE=bin)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+SIZE_MB=${SIZE_MB:-200}
+RUNS=${RUNS:-3}
+VTRACE=${VTRACE:-$repo/bin/vtrace}
+WORK=${WORK:-$(mktemp -d /var/tmp/vtrace-bench-tracedat.XXXXXX)}
+export CGO_ENABLED=0
+[ -x "$VTRACE" ] || go build -trimpath -o "$VTRACE" ./cmd/vtrace
+if ! "$VTRACE" host convert --help >/dev/null 2>&1; then
+	echo "bench-tracedat: $VTRACE has no 'host convert' command (register newHostConvertCmd in cmd/vtrace/host.go)" >&2
+	exit 1
+fi
+tracefs=/sys/kernel/tracing
+[ -e $tracefs/trace_pipe ] || mount -t tracefs nodev $tracefs
+inst=$tracefs/instances/vtrace-bench-tracedat
+cleanup() {
+	if [ -d "$inst" ]; then
+		echo 0 >"$inst/tracing_on"; echo 0 >"$inst/events/enable"; rmdir "$inst"
+	fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+rmdir "$inst" 2>/dev/null || true
+mkdir "$inst"
+
+# 1. Real pages: sched and irq events of a small fork-heavy workload.
+echo 4096 >"$inst/buffer_size_kb"
+echo 1 >"$inst/events/sched/enable"
+echo 1 >"$inst/events/irq/enable"
+echo 1 >"$inst/tracing_on"
+for i in $(seq 300); do /bin/true; echo "vtrace-bench-$i" >"$inst/trace_marker"; done
+echo 0 >"$inst/tracing_on"
+seed=$WORK/seed
+mkdir -p "$seed"
+cpus=()
+for d in "$inst"/per_cpu/cpu*; do
+	n=${d##*/cpu}
+	# Whole pages until the buffer is empty (EAGAIN ends dd).
+	dd if="$d/trace_pipe_raw" of="$seed/cpu$n.raw" iflag=nonblock bs=4096 status=none 2>/dev/null || true
+	cpus+=("$n")
+done
+"$VTRACE" host convert "$seed" --meta "$inst" >/dev/null 2>&1
+if command -v trace-cmd >/dev/null; then
+	seed_events=$(trace-cmd report -i "$seed/trace.dat" 2>/dev/null | grep -c '\[[0-9]*\] ' || true)
+else
+	seed_events=unknown
+fi
+
+# 2. The large capture: the seed pages repeated to SIZE_MB in all.
+cap=$WORK/capture
+mkdir -p "$cap"
+cp -r "$seed/meta" "$cap/meta"
+per_cpu=$((SIZE_MB * 1024 * 1024 / ${#cpus[@]}))
+for n in "${cpus[@]}"; do
+	src=$seed/cpu$n.raw
+	[ -s "$src" ] || src=$seed/cpu${cpus[0]}.raw
+	: >"$cap/cpu$n.raw"
+	while [ "$(stat -c %s "$cap/cpu$n.raw")" -lt "$per_cpu" ]; do cat "$src" >>"$cap/cpu$n.raw"; done
+done
+bytes=$(cat "$cap"/cpu*.raw | wc -c)
+cat "$cap"/cpu*.raw >/dev/null # warm the page cache for both contenders
+
+now() { date +%s.%N; }
+best() { sort -g | head -1; }
+run_cp() {
+	rm -rf "$WORK/cp"; mkdir "$WORK/cp"; sync
+	local t0; t0=$(now); cp "$cap"/cpu*.raw "$WORK/cp/"; sync; echo "$(now) - $t0" | bc
+}
+run_convert() {
+	rm -f "$WORK/out.dat"; sync
+	local t0; t0=$(now); "$VTRACE" host convert "$cap" -o "$WORK/out.dat" --force >/dev/null; sync; echo "$(now) - $t0" | bc
+}
+# The fixed cost: loading and checking the metadata, writing the header
+# (the seed capture is a few hundred KiB of pages).
+run_fixed() {
+	rm -f "$WORK/seed.dat"; sync
+	local t0; t0=$(now); "$VTRACE" host convert "$seed" -o "$WORK/seed.dat" --force >/dev/null; sync; echo "$(now) - $t0" | bc
+}
+cp_s=$(for i in $(seq "$RUNS"); do run_cp; done | best)
+conv_s=$(for i in $(seq "$RUNS"); do run_convert; done | best)
+fixed_s=$(for i in $(seq "$RUNS"); do run_fixed; done | best)
+out_bytes=$(stat -c %s "$WORK/out.dat")
+mb=$(echo "scale=1; $bytes / 1048576" | bc)
+cp_rate=$(echo "scale=0; $bytes / 1048576 / $cp_s" | bc)
+conv_rate=$(echo "scale=0; $bytes / 1048576 / $conv_s" | bc)
+ratio=$(echo "scale=2; $cp_s / $conv_s" | bc)
+pages_rate=$(echo "scale=0; $bytes / 1048576 / ($conv_s - $fixed_s)" | bc)
+sec() { printf '%.3f' "$1"; }
+fs=$(df -T "$WORK" | awk 'NR==2 {print $2}')
+
+machine="$(uname -r), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $fs"
+result=$(cat <<EOT
+## trace.dat writer
+
+\`scripts/bench-tracedat.sh\` ($(date -u +%Y-%m-%d), $machine): \`vtrace host convert\`
+of a capture of ${mb} MiB (${#cpus[@]} CPUs; real sched/irq pages, ${seed_events} events
+in the seed, repeated) against \`cp\` of the same cpuN.raw files, page cache warm,
+each timed to the end of \`sync\`, best of $RUNS.
+
+| | seconds | MiB/s |
+|---|---|---|
+| cp cpuN.raw | $(sec "$cp_s") | ${cp_rate} |
+| vtrace host convert (copy_file_range), whole run | $(sec "$conv_s") | ${conv_rate} |
+| of which the fixed cost (metadata load and check, header) | $(sec "$fixed_s") | |
+| pages only (whole run minus fixed cost) | $(sec "$(echo "$conv_s - $fixed_s" | bc)") | ${pages_rate} |
+
+convert / cp speed, whole run: ${ratio}. The trace.dat is $((out_bytes / 1048576)) MiB; its header
+carries $(($(stat -c %s "$cap/meta/kallsyms" 2>/dev/null || echo 0) / 1024)) KiB of kallsyms and
+$(find "$cap/meta/events" -name format | wc -l) event formats. The machine is shared
+(2 cores, other jobs running): compare the rows of one run, not runs.
+EOT
+)
+echo "$result"
+if [ "${REPORT:-1}" = 1 ]; then
+	doc=docs/PERFORMANCE.md
+	[ -f $doc ] || printf '# Performance\n' >$doc
+	# Replace only our section: from its heading to the next "## " heading.
+	awk -v section="$result" '
+		/^## / { if (skip) skip = 0; if ($0 == "## trace.dat writer") { skip = 1; if (!done) { print section; print ""; done = 1 }; next } }
+		!skip { print }
+		END { if (!done) { print ""; print section } }
+	' $doc >$doc.tmp && mv $doc.tmp $doc
+fi
