@@ -1,0 +1,82 @@
+package vmtest
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestIntegrationGuestBoots boots the test guest with 2 vCPUs and checks what
+// the other VM tests rely on: its ports by name, per-CPU stats after a
+// workload, the agent commands, the raw port path, and a clean power-off.
+func TestIntegrationGuestBoots(t *testing.T) {
+	g := Boot(t, Options{CPUs: 2, Heartbeat: 1})
+	t.Logf("guest ready after %d boot(s); ports %v", g.Boots, g.Ports)
+
+	for _, name := range []string{"agent-ctl-path", "trace-path-cpu0", "trace-path-cpu1", TestPort} {
+		if !strings.HasPrefix(g.Ports[name], "/dev/vport") {
+			t.Errorf("port %s: guest device %q, want /dev/vportXpY", name, g.Ports[name])
+		}
+	}
+	if _, err := g.WaitFor(`^VTRACE-HEARTBEAT \d+`, 30*time.Second); err != nil {
+		t.Error(err)
+	}
+
+	before, err := g.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.RunWorkload("spawn", 3); err != nil {
+		t.Fatal(err)
+	}
+	after, err := g.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range after {
+		if s.CPU != i {
+			t.Errorf("stats line %d is of cpu %d", i, s.CPU)
+		}
+		// The agent was not started from the host: nothing was read.
+		if s.Entries+s.Overrun <= before[i].Entries+before[i].Overrun {
+			t.Errorf("cpu %d: entries+overrun %d after the workload, %d before: no events recorded",
+				i, s.Entries+s.Overrun, before[i].Entries+before[i].Overrun)
+		}
+	}
+	t.Logf("stats after the workload: %+v", after)
+
+	if out, err := g.Command("agent-status"); err != nil || !strings.HasPrefix(out, "running") {
+		t.Errorf("agent-status: %q, %v; want running", out, err)
+	}
+	if _, err := g.Command("kill-agent"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.WaitFor(`^VTRACE-AGENT-EXIT pid=\d+ rc=137`, 30*time.Second); err != nil {
+		t.Error(err)
+	}
+	if _, err := g.Command("no-such-command"); err == nil {
+		t.Error("an unknown command succeeded")
+	}
+
+	tp, err := g.PortThroughput("trace-path-cpu0", 1024, 65536)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("raw port throughput: %d bytes in %s on the host (%.1f MB/s), %s in the guest",
+		tp.Bytes, tp.Host, tp.MBps(), tp.Guest)
+
+	pid := g.Pid()
+	if err := g.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.WaitFor(`^VTRACE-POWEROFF`, time.Second); err != nil {
+		t.Error(err)
+	}
+	left, err := Processes(g.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("processes left after shutdown (qemu was %d): %v", pid, left)
+	}
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Builds vtrace's test guest: the Debian kernel from /boot and an initramfs
+# holding busybox-static, the virtio-serial modules, a static vtrace and
+# scripts/guest/init. Quick when nothing changed. See docs/guest.md.
+#
+#   scripts/build-guest.sh [-o OUTDIR]        (default OUTDIR: build/guest)
+#
+# Environment: VTRACE_BIN=path uses that vtrace instead of building one;
+# KVER=version picks the kernel (default: the newest /boot/vmlinuz-* that has
+# its modules installed; the host's running kernel is not used).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+out=$repo/build/guest
+
+usage() { echo "usage: $0 [-o OUTDIR]" >&2; exit 2; }
+while getopts "o:h" opt; do
+	case $opt in
+	o) out=$OPTARG ;;
+	*) usage ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -eq 0 ] || usage
+
+log() { echo "build-guest: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# The virtio-serial stack, in load order.
+modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_console)
+
+install_missing() {
+	local missing=() p
+	for p in linux-image-amd64 busybox-static cpio kmod qemu-system-x86; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return
+	[ "$(id -u)" = 0 ] || die "need root to install ${missing[*]} (or: sudo apt-get install -y --no-install-recommends ${missing[*]})"
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >&2
+	apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+}
+
+pick_kernel() {
+	if [ -n "${KVER:-}" ]; then
+		[ -e "/boot/vmlinuz-$KVER" ] || die "no /boot/vmlinuz-$KVER"
+		echo "$KVER"
+		return
+	fi
+	local v
+	for v in $(ls /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort -rV); do
+		if [ -d "/lib/modules/$v/kernel/drivers/virtio" ]; then
+			echo "$v"
+			return
+		fi
+	done
+	die "no /boot/vmlinuz-VERSION with /lib/modules/VERSION: apt-get install -y linux-image-amd64"
+}
+
+# find_module NAME prints the module file (.ko, .ko.xz or .ko.zst) of NAME.
+find_module() {
+	local f
+	for f in "$moddir"/kernel/drivers/virtio/"$1".ko* "$moddir"/kernel/drivers/char/"$1".ko*; do
+		[ -e "$f" ] && { echo "$f"; return; }
+	done
+	# Not a module in this kernel: it may be built in.
+	if grep -q "/$1.ko" "$moddir/modules.builtin" 2>/dev/null; then
+		return
+	fi
+	die "module $1 not found under $moddir/kernel/drivers/{virtio,char}"
+}
+
+# unpack_module SRC DST writes SRC decompressed to DST: busybox insmod
+# takes plain .ko files only.
+unpack_module() {
+	case $1 in
+	*.ko) cp "$1" "$2" ;;
+	*.ko.xz) xz -dc "$1" >"$2" 2>/dev/null || busybox xz -dc "$1" >"$2" ;;
+	*.ko.zst) zstd -qdc "$1" >"$2" ;;
+	*.ko.gz) gzip -dc "$1" >"$2" ;;
+	*) die "unknown module format: $1" ;;
+	esac
+}
+
+install_missing
+kver=$(pick_kernel)
+moddir=/lib/modules/$kver
+# dynamic FILE: true when FILE needs a dynamic loader (the guest has none).
+dynamic() { command -v file >/dev/null && file -L "$1" | grep -q dynamically; }
+busybox=/bin/busybox # busybox-static's; a dynamic busybox elsewhere would not run
+[ -x "$busybox" ] && ! dynamic "$busybox" || die "no static busybox at $busybox: apt-get install -y busybox-static"
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+# One builder at a time per output directory (test binaries may race).
+exec 9>"$out/.lock"
+flock 9
+
+# OUTDIR/vtrace is always the vtrace packed into the guest: run-guest.sh uses
+# it on the host too.
+vtrace=$out/vtrace
+if [ -n "${VTRACE_BIN:-}" ]; then
+	[ -x "$VTRACE_BIN" ] || die "VTRACE_BIN=$VTRACE_BIN is not an executable"
+	cp "$VTRACE_BIN" "$vtrace.tmp"
+else
+	go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+	(cd "$repo" && CGO_ENABLED=0 "$go" build -trimpath -ldflags "-s -w" -o "$vtrace.tmp" ./cmd/vtrace) ||
+		die "build vtrace failed"
+fi
+if cmp -s "$vtrace.tmp" "$vtrace"; then rm "$vtrace.tmp"; else mv "$vtrace.tmp" "$vtrace"; fi
+! dynamic "$vtrace" || die "$vtrace is dynamically linked: build it with CGO_ENABLED=0"
+
+mod_files=()
+for m in "${modules[@]}"; do
+	f=$(find_module "$m")
+	[ -n "$f" ] && mod_files+=("$f")
+done
+
+# Everything that goes into the outputs; unchanged key, nothing to do.
+key=$({
+	echo "kernel $kver"
+	sha256sum "/boot/vmlinuz-$kver" "$busybox" "$vtrace" "$here/guest/init" "$0" "${mod_files[@]}"
+} | sha256sum | cut -d' ' -f1)
+if [ -f "$out/vmlinuz" ] && [ -f "$out/initramfs.gz" ] && [ "$(cat "$out/.key" 2>/dev/null)" = "$key" ]; then
+	log "up to date: $out (kernel $kver)"
+	exit 0
+fi
+
+log "packing $out/initramfs.gz (kernel $kver)"
+root=$(mktemp -d "$out/.root.XXXXXX")
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,dev,proc,sys,run,tmp,root,etc,lib/modules/vtrace,usr}
+ln -s bin "$root/sbin"
+ln -s ../bin "$root/usr/bin"
+ln -s ../bin "$root/usr/sbin"
+cp "$busybox" "$root/bin/busybox"
+for a in $("$busybox" --list); do
+	[ "$a" = busybox ] || ln -s busybox "$root/bin/$a"
+done
+cp "$vtrace" "$root/bin/vtrace"
+cp "$here/guest/init" "$root/init"
+chmod 755 "$root/init" "$root/bin/vtrace"
+: >"$root/lib/modules/vtrace/order"
+for f in "${mod_files[@]}"; do
+	name=$(basename "$f")
+	name=${name%%.ko*}
+	unpack_module "$f" "$root/lib/modules/vtrace/$name.ko"
+	echo "$name" >>"$root/lib/modules/vtrace/order"
+done
+echo "$kver" >"$root/etc/vtrace-kernel"
+# The kernel opens /dev/console before /init runs; without the node init has
+# no stdio until it mounts devtmpfs (it redirects itself then).
+mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true
+
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -6 >"$out/initramfs.gz.tmp"
+cp "/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
+mv "$out/initramfs.gz.tmp" "$out/initramfs.gz"
+mv "$out/vmlinuz.tmp" "$out/vmlinuz"
+echo "$key" >"$out/.key"
+log "built $out/vmlinuz and $out/initramfs.gz ($(du -h "$out/initramfs.gz" | cut -f1))"

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Boots vtrace's test guest under qemu TCG (no KVM) with the virtio-serial
+# ports of the seed README wired to FIFOs in DIR, plus the "vtrace-test" port
+# the guest's init takes commands from. See docs/guest.md.
+#
+#   scripts/run-guest.sh [-c CPUS] [-m MB] [-d DIR] [-g GUESTDIR] [-a APPEND]
+#                        [-C mux|stdio|file:PATH] [-p PIDFILE] [-n] [-T]
+#
+#   -c  vCPUs (2)                  -m  memory in MiB (512)
+#   -d  FIFO directory (/tmp/virtio-trace); missing FIFOs are created
+#   -g  guest directory holding vmlinuz and initramfs.gz (build/guest)
+#   -a  extra kernel command line, e.g. "vtrace.workload=spawn vtrace.seconds=5"
+#   -C  console: mux (default: console and qemu monitor on this terminal,
+#       Ctrl-a x quits), stdio (console only, for programs), file:PATH
+#   -p  write qemu's pid to PIDFILE    -n  do not (re)build the guest first
+#   -T  no vtrace-test port
+#
+# VTRACE_BIN names the vtrace whose `host qemu-args` lays out the channels
+# (default: GUESTDIR/vtrace, the one packed into the guest, else bin/vtrace).
+# The script execs qemu: its pid is qemu's, and qemu runs in the foreground.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cpus=2 mem=512 dir=/tmp/virtio-trace guest=$repo/build/guest append="" console=mux
+pidfile="" build=1 testport=1
+
+usage() { sed -n '5,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while getopts "c:m:d:g:a:C:p:nTh" opt; do
+	case $opt in
+	c) cpus=$OPTARG ;;
+	m) mem=$OPTARG ;;
+	d) dir=$OPTARG ;;
+	g) guest=$OPTARG ;;
+	a) append=$OPTARG ;;
+	C) console=$OPTARG ;;
+	p) pidfile=$OPTARG ;;
+	n) build=0 ;;
+	T) testport=0 ;;
+	*) usage ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -eq 0 ] || usage
+[[ $cpus =~ ^[1-9][0-9]*$ ]] || { echo "run-guest: -c wants a number of vCPUs, not '$cpus'" >&2; exit 2; }
+
+[ $build = 1 ] && "$here/build-guest.sh" -o "$guest"
+for f in vmlinuz initramfs.gz; do
+	[ -f "$guest/$f" ] || { echo "run-guest: no $guest/$f: run scripts/build-guest.sh -o $guest" >&2; exit 1; }
+done
+qemu=$(command -v qemu-system-x86_64) ||
+	{ echo "run-guest: no qemu-system-x86_64: apt-get install -y --no-install-recommends qemu-system-x86" >&2; exit 1; }
+
+mkdir -p "$dir"
+names=(agent-ctl-path)
+for ((i = 0; i < cpus; i++)); do names+=("trace-path-cpu$i"); done
+[ $testport = 1 ] && names+=(vtrace-test)
+for n in "${names[@]}"; do
+	for end in in out; do
+		[ -p "$dir/$n.$end" ] || mkfifo "$dir/$n.$end"
+	done
+done
+
+# The seed README's channels, as vtrace itself lays them out (control port on
+# nr=1, trace-path-cpuN on nr=N+2), then the test port on the same controller.
+vtrace=${VTRACE_BIN:-$guest/vtrace}
+[ -x "$vtrace" ] || vtrace=$repo/bin/vtrace
+args=$("$vtrace" host qemu-args --cpus "$cpus" --dir "$dir" | sed 's/\\$//') ||
+	{ echo "run-guest: $vtrace host qemu-args failed" >&2; exit 1; }
+eval "ports=($args)"
+bus=$(printf '%s\n' "${ports[@]}" | sed -n 's/^virtio-serial-pci,.*id=\([^,]*\).*/\1/p')
+[ -n "$bus" ] || { echo "run-guest: no virtio-serial-pci in: $args" >&2; exit 1; }
+if [ $testport = 1 ]; then
+	ports+=(-chardev "pipe,id=vtrace-test,path=${dir//,/,,}/vtrace-test"
+		-device "virtserialport,bus=$bus.0,chardev=vtrace-test,id=vtrace-test,name=vtrace-test")
+fi
+
+case $console in
+mux) con=(-nographic) ;;
+stdio) con=(-display none -monitor none -serial stdio) ;;
+file:*) con=(-display none -monitor none -serial "file:${console#file:}") ;;
+*) echo "run-guest: -C wants mux, stdio or file:PATH, not '$console'" >&2; exit 2 ;;
+esac
+[ -n "$pidfile" ] && con+=(-pidfile "$pidfile")
+
+# -no-reboot with panic=-1: a kernel panic ends qemu instead of hanging.
+exec "$qemu" -accel tcg -nodefaults -no-user-config -no-reboot \
+	-m "$mem" -smp "$cpus" \
+	-kernel "$guest/vmlinuz" -initrd "$guest/initramfs.gz" \
+	-append "console=ttyS0 quiet panic=-1 $append" \
+	"${con[@]}" "${ports[@]}"
