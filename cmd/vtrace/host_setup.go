@@ -133,9 +133,12 @@ func runHostTeardown(_ context.Context, o *hostTeardownOptions) error {
 }
 
 type hostQemuArgsOptions struct {
-	cpus int
-	dir  string
-	out  io.Writer
+	cpus   int
+	dir    string
+	create bool
+	group  string
+	out    io.Writer
+	errOut io.Writer
 }
 
 func newHostQemuArgsCmd() *cobra.Command {
@@ -144,15 +147,18 @@ func newHostQemuArgsCmd() *cobra.Command {
 		Use:   "qemu-args --cpus N [--dir DIR]",
 		Short: "Print the qemu options for the trace channels",
 		Long: "Prints the qemu options that give a guest started without libvirt the trace channels,\n" +
-			"one per line with trailing backslashes. Make the FIFOs DIR/NAME.in and DIR/NAME.out first.",
+			"one per line with trailing backslashes. With --create it also makes DIR and the FIFOs\n" +
+			"DIR/NAME.in and DIR/NAME.out, with the same safety rules as setup.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.out = cmd.OutOrStdout()
+			o.out, o.errOut = cmd.OutOrStdout(), cmd.ErrOrStderr()
 			return runHostQemuArgs(cmd.Context(), o)
 		},
 	}
 	cmd.Flags().IntVar(&o.cpus, "cpus", 0, "number of guest vCPUs (trace ports)")
 	cmd.Flags().StringVar(&o.dir, "dir", "/tmp/virtio-trace", "FIFO directory")
+	cmd.Flags().BoolVar(&o.create, "create", false, "also create the directory and its FIFOs")
+	cmd.Flags().StringVar(&o.group, "group", "", "with --create: group (name or id) of the directory and FIFOs")
 	return cmd
 }
 
@@ -163,6 +169,21 @@ func runHostQemuArgs(_ context.Context, o *hostQemuArgsOptions) error {
 	dir := o.dir
 	if dir == "" {
 		return usageError{errors.New("check --dir: empty")}
+	}
+	if o.create {
+		gid := -1
+		if o.group != "" {
+			g, err := fifo.LookupGroup(o.group)
+			if err != nil {
+				return usageError{err}
+			}
+			gid = g
+		}
+		r, err := fifo.Create(dir, fifo.Channels(o.cpus), fifo.Options{Group: gid})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(o.errOut, "FIFOs in %s: %d created, %d kept\n", dir, len(r.Created), len(r.Kept))
 	}
 	_, err := io.WriteString(o.out, domxml.FormatQemuArgs(domxml.QemuArgs(dir, o.cpus)))
 	return err

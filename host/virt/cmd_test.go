@@ -114,11 +114,15 @@ func TestIntegrationBinaryQemuArgs(t *testing.T) {
 func TestIntegrationQemuArgsAccepted(t *testing.T) {
 	testutil.NeedProgram(t, "qemu-system-x86_64", "qemu-system-x86")
 	dir := filepath.Join(t.TempDir(), "fifo dir")
-	if _, err := fifo.Create(dir, fifo.Channels(2), fifo.Options{Group: -1}); err != nil {
-		t.Fatal(err)
-	}
-	out, code := vtrace(t, nil, "host", "qemu-args", "--cpus", "2", "--dir", dir)
+	out, code := vtrace(t, nil, "host", "qemu-args", "--cpus", "2", "--dir", dir, "--create")
 	if code != 0 {
+		t.Fatalf("qemu-args --create: exit %d\n%s", code, out)
+	}
+	names, err := fifo.Names(dir)
+	if err != nil || len(names) != len(fifo.Channels(2)) {
+		t.Fatalf("qemu-args --create made %v (%v), want the FIFOs of %v", names, err, fifo.Channels(2))
+	}
+	if out, code = vtrace(t, nil, "host", "qemu-args", "--cpus", "2", "--dir", dir); code != 0 {
 		t.Fatalf("qemu-args: exit %d\n%s", code, out)
 	}
 	script := "exec qemu-system-x86_64 -M pc -accel tcg -S -nodefaults -display none -qmp stdio \\\n" + out
