@@ -1,0 +1,176 @@
+package wire
+
+import (
+	"bytes"
+	"reflect"
+	"sort"
+	"testing"
+)
+
+// seedStream is a host-to-guest stream as the agent may read it: orders from
+// echo, frames, and a frame cut short.
+func seedStream(t testing.TB) []byte {
+	var b []byte
+	b = append(b, "1\n"...)
+	for _, name := range sortedSamples() {
+		b = append(b, frameOf(t, samples()[name])...)
+	}
+	b = append(b, "0\r\n"...)
+	stop := frameOf(t, &Stop{ID: 1})
+	return append(b, stop[:20]...)
+}
+
+func sortedSamples() []string {
+	var names []string
+	for n := range samples() {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+type demuxed struct {
+	text    []byte
+	frames  [][]byte // whole frames, re-encoded
+	errs    int
+	dropped uint64
+	pending int
+}
+
+func demuxAll(t *testing.T, in []byte, chunk int) demuxed {
+	var d Demux
+	var out demuxed
+	for len(in) > 0 {
+		n := min(chunk, len(in))
+		for _, it := range d.Feed(in[:n]) {
+			switch {
+			case it.Err != nil:
+				out.errs++
+			case it.Frame != nil:
+				b, err := it.Frame.Append(nil)
+				if err != nil {
+					t.Fatalf("re-encode a frame read: %v", err)
+				}
+				out.frames = append(out.frames, b)
+			default:
+				if len(it.Text) == 0 {
+					t.Fatal("empty text item")
+				}
+				out.text = append(out.text, it.Text...)
+			}
+		}
+		in = in[n:]
+	}
+	out.dropped, out.pending = d.Dropped(), len(d.buf)
+	if out.pending > HeaderLen+MaxFrame+TrailerLen {
+		t.Fatalf("buffered %d bytes", out.pending)
+	}
+	return out
+}
+
+func FuzzDemux(f *testing.F) {
+	f.Add(seedStream(f), uint16(0))
+	f.Add(seedStream(f), uint16(1))
+	f.Add(seedStream(f), uint16(7))
+	f.Add([]byte("1\n0\n1"), uint16(1))
+	f.Add(append(rawFrame(TypeStop, MaxFrame+1, nil)[:HeaderLen], "x\n1\n"...), uint16(3))
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint16) {
+		whole := demuxAll(t, in, len(in))
+		// Every byte is text, part of a frame, dropped, or waiting.
+		n := len(whole.text) + int(whole.dropped) + whole.pending
+		for _, fr := range whole.frames {
+			n += len(fr)
+		}
+		if n != len(in) {
+			t.Fatalf("accounted for %d bytes of %d: %+v", n, len(in), whole)
+		}
+		// Read boundaries change nothing but how text is cut.
+		if chunk > 0 {
+			split := demuxAll(t, in, int(chunk))
+			if !reflect.DeepEqual(whole, split) {
+				t.Fatalf("in one read:\n%+v\nin reads of %d:\n%+v", whole, chunk, split)
+			}
+		}
+		// Frames are found where they were written.
+		for _, fr := range whole.frames {
+			if !bytes.Contains(in, fr) {
+				t.Fatalf("frame % x not in the input", fr)
+			}
+		}
+	})
+}
+
+// FuzzUnmarshal feeds every message type's decoder; the first byte picks the
+// type. What decodes must encode again, to the same message.
+func FuzzUnmarshal(f *testing.F) {
+	for _, name := range sortedSamples() {
+		m := samples()[name]
+		f.Add(append([]byte{byte(m.Type())}, must(m.MarshalBinary())...))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) == 0 {
+			return
+		}
+		m := New(Type(in[0]))
+		if m == nil {
+			return
+		}
+		if err := m.UnmarshalBinary(in[1:]); err != nil {
+			return
+		}
+		b, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatalf("decoded %+v but cannot encode it: %v", m, err)
+		}
+		again := New(m.Type())
+		if err := again.UnmarshalBinary(b); err != nil {
+			t.Fatalf("cannot decode own encoding of %+v: %v", m, err)
+		}
+		if !reflect.DeepEqual(m, again) {
+			t.Fatalf("re-encoding changed the message:\n%+v\n%+v", m, again)
+		}
+	})
+}
+
+// FuzzMetaAssembler runs a guest's stream of frames through the host's
+// path: Demux, Decode, MetaAssembler.
+func FuzzMetaAssembler(f *testing.F) {
+	var seed []byte
+	for _, c := range append(chunks(MetaFormat, "sched/sched_switch", []byte("name: sched_switch\nID: 316\n"), 8),
+		chunks(MetaUname, "", []byte("Linux guest 6.1.0 x86_64"), 100)...) {
+		seed = append(seed, frameOf(f, c)...)
+	}
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var d Demux
+		a := MetaAssembler{MaxTotal: 1 << 20}
+		var total int
+		for _, it := range d.Feed(in) {
+			if it.Frame == nil {
+				continue
+			}
+			m, err := Decode(it.Frame)
+			c, ok := m.(*MetaChunk)
+			if err != nil || !ok {
+				continue
+			}
+			item, err := a.Add(c)
+			if err != nil {
+				return
+			}
+			if item != nil {
+				total += len(item.Data)
+				if max, _ := maxItemSize(item.Kind); uint64(len(item.Data)) > max {
+					t.Fatalf("item %v of %d bytes", item.Kind, len(item.Data))
+				}
+				if item.Kind == MetaFormat && checkFormatName(item.Name) != nil {
+					t.Fatalf("item named %q", item.Name)
+				}
+			}
+		}
+		if total > 1<<20 {
+			t.Fatalf("assembled %d bytes over the cap", total)
+		}
+		_ = a.End()
+	})
+}
