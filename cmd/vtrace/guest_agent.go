@@ -1,15 +1,98 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vtrace/vtrace/guest"
+	"github.com/vtrace/vtrace/internal/sys"
 )
 
+type guestAgentOptions struct {
+	stdout       bool
+	pipeSize     string
+	tracefs      string
+	portsDir     string
+	cpus         string
+	verbose      bool
+	drainTimeout time.Duration
+}
+
 func newGuestAgentCmd() *cobra.Command {
-	return &cobra.Command{
+	opts := guestAgentOptions{}
+	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Stream each CPU's ring-buffer pages to the host",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("not yet built") },
+		Long: `Stream each CPU's ftrace ring-buffer pages to the host through the
+virtio-serial ports trace-path-cpuN, starting on "1" and stopping on "0"
+from the port agent-ctl-path. A stop sends everything recorded so far,
+including each CPU's last partly filled page. SIGINT or SIGTERM stops the
+same way and exits; a second one exits at once.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runGuestAgent(cmd.Context(), opts)
+		},
 	}
+	f := cmd.Flags()
+	f.BoolVarP(&opts.stdout, "stdout", "o", false, "write every CPU's pages to standard output as cpustream records")
+	f.StringVarP(&opts.pipeSize, "pipe-size", "s", "1M", "size of each CPU's pipe (K and M suffixes; 64K to /proc/sys/fs/pipe-max-size)")
+	f.StringVar(&opts.tracefs, "tracefs", "", "tracefs directory or ftrace instance (default: the mounted tracefs)")
+	f.StringVar(&opts.portsDir, "ports-dir", guest.DefaultPortsDir, "directory of the ports, or of the host's .in/.out FIFOs")
+	f.StringVar(&opts.cpus, "cpus", "", "CPUs to stream, e.g. 0-3,5 (default: every online CPU)")
+	f.BoolVar(&opts.verbose, "verbose", false, "log per-CPU progress")
+	f.DurationVar(&opts.drainTimeout, "drain-timeout", 10*time.Second, "at exit, give up sending what is left after this long (0: never)")
+	return cmd
+}
+
+func runGuestAgent(ctx context.Context, opts guestAgentOptions) error {
+	cfg := guest.Config{Tracefs: opts.tracefs, PortsDir: opts.portsDir, DrainTimeout: opts.drainTimeout}
+	size, err := guest.ParseSize(opts.pipeSize)
+	if err != nil {
+		return usageError{err}
+	}
+	max, err := sys.PipeMaxSize()
+	if err != nil {
+		return err
+	}
+	if cfg.PipeSize, err = guest.PipeSize(size, max, sys.PageSize()); err != nil {
+		return usageError{err}
+	}
+	if opts.cpus != "" {
+		if cfg.CPUs, err = guest.ParseCPUList(opts.cpus); err != nil {
+			return usageError{fmt.Errorf("--cpus: %w", err)}
+		}
+	}
+	if opts.stdout {
+		cfg.Stdout = os.Stdout
+	}
+	level := slog.LevelWarn
+	if opts.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	// The first signal ends ctx (main's NotifyContext): stop and drain. A
+	// second one gives up the drain.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	abort := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		for n := 0; n < 2; n++ { // the first is the one that ended ctx
+			if _, ok := <-sigs; !ok {
+				return
+			}
+		}
+		close(abort)
+	}()
+	cfg.Abort = abort
+	return guest.Run(ctx, cfg, log)
 }

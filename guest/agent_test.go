@@ -1,0 +1,171 @@
+package guest_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vtrace/vtrace/guest"
+)
+
+// runAgent runs the agent in-process against inst and the FIFO directory
+// until the test ends, and fails the test if it returns an error.
+func runAgent(t *testing.T, inst, dir string, pipeSize int) {
+	t.Helper()
+	cfg := guest.Config{Tracefs: inst, PortsDir: dir, PipeSize: pipeSize, DrainTimeout: 20 * time.Second}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := guest.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, cfg.DrainTimeout, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+		a.Close()
+	})
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", p)
+	return len(p), nil
+}
+
+func tracing(t *testing.T, inst string, on bool) {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	write(t, filepath.Join(inst, "tracing_on"), v)
+}
+
+// TestIntegrationStreamMatchesStats: what the host receives after a stop is,
+// per CPU, exactly what the kernel recorded, last partial pages included.
+func TestIntegrationStreamMatchesStats(t *testing.T) {
+	inst := traceInstance(t, "vtrace-guest-stream", 0)
+	cpus := onlineCPUs(t)
+	dir := fifoDir(t, cpus)
+	h := newHost(t, dir, inst, cpus)
+	runAgent(t, inst, dir, 0)
+
+	h.send("1\n")
+	workload(t, cpus, time.Second)
+	tracing(t, inst, false)
+	h.send("0\n")
+	got := h.caughtUp(inst)
+	for _, cpu := range cpus {
+		st := got[cpu]
+		t.Logf("cpu %d: %d events in %d pages, %d bytes", cpu, st.Events, st.Pages, st.Bytes)
+		if st.Events == 0 || st.MissedPages != 0 {
+			t.Errorf("cpu %d: %d events, %d pages with missed events; want some events and no missed ones", cpu, st.Events, st.MissedPages)
+		}
+	}
+}
+
+// TestIntegrationControlInput: orders coalesced in one read, split across
+// reads, with \r\n, and garbage around them.
+func TestIntegrationControlInput(t *testing.T) {
+	inst := traceInstance(t, "vtrace-guest-control", 0)
+	cpus := onlineCPUs(t)
+	dir := fifoDir(t, cpus)
+	h := newHost(t, dir, inst, cpus)
+	runAgent(t, inst, dir, 0)
+
+	// Recorded while idle, then "1\n0\n" in one write: start and stop,
+	// which sends all of it.
+	workload(t, cpus, 300*time.Millisecond)
+	tracing(t, inst, false)
+	h.send("hello\n\x00\xff\n" + string(make([]byte, 5000)) + "\n1\n0\n")
+	h.caughtUp(inst)
+
+	// Split across writes, with \r\n and garbage in between.
+	tracing(t, inst, true)
+	h.send("1")
+	time.Sleep(50 * time.Millisecond) // let the agent read "1" on its own
+	h.send("\r")
+	h.send("\nbogus\r\n1\n") // "1" while running: nothing happens
+	workload(t, cpus, 300*time.Millisecond)
+	tracing(t, inst, false)
+	h.send("0\r")
+	h.send("\n0\n") // "0" while idle: nothing happens
+	h.caughtUp(inst)
+}
+
+// TestIntegrationCycles: start/stop cycles with events recorded while idle
+// too; nothing lost, nothing twice, time never backwards per CPU.
+func TestIntegrationCycles(t *testing.T) {
+	inst := traceInstance(t, "vtrace-guest-cycles", 0)
+	cpus := onlineCPUs(t)
+	dir := fifoDir(t, cpus)
+	h := newHost(t, dir, inst, cpus)
+	runAgent(t, inst, dir, 0)
+
+	for i := 0; i < 3; i++ {
+		tracing(t, inst, true)
+		workload(t, cpus, 200*time.Millisecond) // idle: stays in the ring buffer
+		h.send("1\n")
+		workload(t, cpus, 300*time.Millisecond)
+		tracing(t, inst, false)
+		h.send("0\n")
+		got := h.caughtUp(inst)
+		for _, cpu := range cpus {
+			t.Logf("cycle %d cpu %d: %d events so far", i, cpu, got[cpu].Events)
+		}
+	}
+}
+
+// TestIntegrationSlowReader: a host that stops reading for seconds neither
+// kills the agent nor stalls tracing; the ring buffer overwrites, the pages
+// say so, and everything not overwritten arrives.
+func TestIntegrationSlowReader(t *testing.T) {
+	inst := traceInstance(t, "vtrace-guest-slow", 16) // 4 pages per CPU
+	cpus := onlineCPUs(t)
+	dir := fifoDir(t, cpus)
+	h := newHost(t, dir, inst, cpus)
+	runAgent(t, inst, dir, 64<<10)
+
+	h.send("1\n")
+	h.pause()
+	workload(t, cpus, 3*time.Second)
+	h.resume()
+	workload(t, cpus, 300*time.Millisecond)
+	tracing(t, inst, false)
+	h.send("0\n")
+	h.caughtUp(inst)
+	overran := false
+	for _, cpu := range cpus {
+		ks := cpuStats(t, inst, cpu)
+		t.Logf("cpu %d: overrun %d, read events %d", cpu, ks["overrun"], ks["read events"])
+		overran = overran || ks["overrun"] > 0
+	}
+	if !overran {
+		t.Error("no CPU overran its 16 KiB ring buffer while the host did not read for 3 s")
+	}
+}
+
+// TestIntegrationErrors: what is missing is named, with how to get it.
+func TestIntegrationErrors(t *testing.T) {
+	inst := traceInstance(t, "vtrace-guest-errors", 0)
+	_, err := guest.New(guest.Config{Tracefs: inst, PortsDir: t.TempDir()}, nil)
+	if err == nil || !strings.Contains(err.Error(), "agent-ctl-path") {
+		t.Errorf("New without ports: %v, want an error naming agent-ctl-path", err)
+	}
+	dir := fifoDir(t, []int{0})
+	_, err = guest.New(guest.Config{Tracefs: inst, PortsDir: dir, CPUs: []int{0, 1}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "trace-path-cpu1") {
+		t.Errorf("New without the cpu1 port: %v, want an error naming trace-path-cpu1", err)
+	}
+	_, err = guest.New(guest.Config{Tracefs: inst, PortsDir: dir, CPUs: []int{4000}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "cpu4000/trace_pipe_raw") {
+		t.Errorf("New for cpu 4000: %v, want an error naming its trace_pipe_raw", err)
+	}
+}

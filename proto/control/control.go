@@ -1,0 +1,117 @@
+// Package control splits what the host writes on the agent's control port
+// into orders. It is pure Go: the guest agent feeds it whatever one read(2)
+// returned, and it hands back the orders and the garbage it found, line by
+// line.
+//
+// The orders are "1" (start streaming) and "0" (stop streaming), one a line.
+// Lines may end in "\n" or "\r\n"; several orders may arrive in one read
+// ("1\n0\n") and one order may be split across reads. A bare "1" or "0" with
+// no newline is taken as an order when it is what a read ended with (the
+// kernel's old trace-agent and `echo -n 1` send that); a newline arriving
+// later then ends an empty line, which is ignored. Lines longer than MaxLine
+// are discarded up to their newline and reported once as garbage, so a
+// misbehaving host cannot make the agent's buffer grow.
+package control
+
+import "bytes"
+
+// MaxLine bounds a control line; a longer one is garbage.
+const MaxLine = 4096
+
+// maxShown bounds the garbage kept for a log message.
+const maxShown = 64
+
+// Order is what the host asks for.
+type Order byte
+
+// The orders, spelled as on the wire.
+const (
+	Start Order = '1'
+	Stop  Order = '0'
+)
+
+func (o Order) String() string {
+	switch o {
+	case Start:
+		return "start"
+	case Stop:
+		return "stop"
+	}
+	return "unknown"
+}
+
+// Item is one thing found in the input: an order, or a line that is not one.
+type Item struct {
+	Order   Order  // Start or Stop; 0 when Garbage is set
+	Garbage []byte // the offending line (at most 64 bytes of it), for the log
+	Long    bool   // the garbage line was longer than MaxLine
+}
+
+// Parser keeps the partial line between reads. The zero value is ready.
+type Parser struct {
+	line       []byte
+	discarding bool // inside an overlong line, until its newline
+}
+
+// Feed takes the bytes of one read and returns the items they complete.
+func (p *Parser) Feed(chunk []byte) []Item {
+	var items []Item
+	for len(chunk) > 0 {
+		i := bytes.IndexByte(chunk, '\n')
+		if i < 0 {
+			p.append(chunk, &items)
+			break
+		}
+		p.append(chunk[:i], &items)
+		chunk = chunk[i+1:]
+		if p.discarding {
+			p.discarding = false
+		} else if it, ok := parseLine(p.line); ok {
+			items = append(items, it)
+		}
+		p.line = p.line[:0]
+	}
+	// A read that ends with a bare order is that order.
+	if !p.discarding && len(p.line) > 0 {
+		if it, ok := parseLine(p.line); ok && it.Garbage == nil {
+			items = append(items, it)
+			p.line = p.line[:0]
+		}
+	}
+	return items
+}
+
+// append adds b to the partial line, switching to discarding when the line
+// grows past MaxLine.
+func (p *Parser) append(b []byte, items *[]Item) {
+	if p.discarding {
+		return
+	}
+	if len(p.line)+len(b) > MaxLine {
+		shown := append(clip(p.line), b[:min(len(b), maxShown)]...)
+		*items = append(*items, Item{Garbage: clip(shown), Long: true})
+		p.line = p.line[:0]
+		p.discarding = true
+		return
+	}
+	p.line = append(p.line, b...)
+}
+
+// parseLine reads one line without its newline. Empty lines are no item.
+func parseLine(line []byte) (Item, bool) {
+	s := bytes.TrimSpace(line)
+	switch {
+	case len(s) == 0:
+		return Item{}, false
+	case len(s) == 1 && (s[0] == byte(Start) || s[0] == byte(Stop)):
+		return Item{Order: Order(s[0])}, true
+	}
+	return Item{Garbage: clip(line)}, true
+}
+
+func clip(b []byte) []byte {
+	if len(b) > maxShown {
+		b = b[:maxShown]
+	}
+	return bytes.Clone(b)
+}
