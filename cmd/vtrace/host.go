@@ -11,6 +11,7 @@ func newHostCmds() []*cobra.Command {
 		newHostStartCmd(),
 		newHostStopCmd(),
 		newHostCollectCmd(),
+		newHostStatusCmd(),
 		newHostConvertCmd(),
 		newHostStatsCmd(),
 	}

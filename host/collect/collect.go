@@ -12,6 +12,11 @@
 // when it stops, a trailing partial page (the stream stopped mid-page, or the
 // disk filled up) is cut off and reported.
 //
+// With Start, collect talks to the guest agent (agent.go): over the control
+// protocol when the agent answers the handshake (metadata into OUT/meta,
+// settings, live stats, a confirmed stop, OUT/trace.dat at the end), with
+// the seed's bare orders otherwise (raw pages only).
+//
 // Lifecycle: Run opens every descriptor it uses and closes all of them before
 // it returns, whatever happened; the capture files are fsynced first.
 package collect
@@ -33,8 +38,10 @@ import (
 
 	"github.com/vtrace/vtrace/host/control"
 	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/ringbuf"
+	"github.com/vtrace/vtrace/proto/wire"
 )
 
 // Defaults for the zero values of Config.
@@ -48,14 +55,25 @@ const (
 
 // Config says what to collect and how.
 type Config struct {
-	Dir      string        // the domain's FIFO directory
-	Out      string        // the capture directory, made if missing
-	PageSize int           // ring-buffer page size of the guest (DefaultPageSize when 0)
+	Dir string // the domain's FIFO directory
+	Out string // the capture directory, made if missing
+	// PageSize is the guest's ring-buffer page size; when 0, the one the
+	// agent gave in the handshake, else DefaultPageSize.
+	PageSize int
 	Duration time.Duration // stop after this long (0: only when ctx is done)
 	// Start sends the start order once every FIFO is open and the stop
 	// order at the end, before draining.
 	Start        bool
-	OrderTimeout time.Duration // for each order (control.DefaultTimeout when 0)
+	OrderTimeout time.Duration // for each order or reply (control.DefaultTimeout when 0)
+	// HandshakeTimeout is how long Start waits for the agent's answer to
+	// Hello before it uses the seed's bare orders
+	// (session.DefaultHandshakeTimeout when 0).
+	HandshakeTimeout time.Duration
+	// Settings choose what the agent records; they need Start and an
+	// agent that speaks the protocol.
+	Settings wire.Settings
+	// Log, when not nil, gets notices as they happen (the seed-mode one).
+	Log io.Writer
 	// Force replaces the cpuN.raw files of an earlier capture in Out.
 	Force bool
 	// Settle is how long the streams must stay quiet after the stop order
@@ -91,6 +109,11 @@ type Summary struct {
 	Elapsed  time.Duration
 	CPUs     []CPU
 	Notes    []string // things that did not stop the capture but matter
+
+	Agent      *wire.HelloReply // the agent that answered the handshake; nil without one
+	AgentStats []wire.CPUStats  // each CPU's final counters, from the agent's StopReply
+	Meta       string           // OUT/meta, when saved
+	TraceDat   string           // OUT/trace.dat, when written
 }
 
 // ErrExists is returned (wrapped) when Out holds a capture and Force is off.
@@ -112,6 +135,7 @@ const (
 // capture is the state shared by the streams of one Run.
 type capture struct {
 	cfg     Config
+	agent   *agent // nil without Start
 	phase   atomic.Int32
 	wake    *sys.Waker // woken once, when the phase leaves phaseRun
 	settle  time.Duration
@@ -134,15 +158,27 @@ type stream struct {
 // (and worth printing) even when err is not nil, unless nothing was opened.
 func Run(ctx context.Context, cfg Config) (Summary, error) {
 	cfg = withDefaults(cfg)
-	sum := Summary{Out: cfg.Out, PageSize: cfg.PageSize}
-	layout := ringbuf.DefaultLayout()
-	layout.PageSize = cfg.PageSize
-	if err := layout.Validate(); err != nil {
-		return sum, fmt.Errorf("check page size %d: %w", cfg.PageSize, err)
+	sum := Summary{Out: cfg.Out}
+	if !cfg.Start && !session.IsZero(cfg.Settings) {
+		return sum, fmt.Errorf("check the recording's settings: %w: without it collect does not talk to the agent", errNoStart)
 	}
 	cpus, err := Discover(cfg.Dir)
 	if err != nil {
 		return sum, err
+	}
+	var ag *agent
+	if cfg.Start {
+		if ag, err = openAgent(ctx, cfg, &sum); err != nil {
+			return sum, err
+		}
+		defer ag.close()
+	}
+	cfg.PageSize = pageSize(cfg, ag)
+	sum.PageSize = cfg.PageSize
+	layout := ringbuf.DefaultLayout()
+	layout.PageSize = cfg.PageSize
+	if err := layout.Validate(); err != nil {
+		return sum, fmt.Errorf("check page size %d: %w", cfg.PageSize, err)
 	}
 	if err := prepareOut(cfg.Out, cfg.Force); err != nil {
 		return sum, err
@@ -151,14 +187,22 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
+	if ag.protocol() {
+		if err := ag.fetchMeta(ctx, &sum); err != nil {
+			closeStreams(streams, true)
+			ag.discard()
+			return sum, err
+		}
+	}
 	wake, err := sys.NewWaker()
 	if err != nil {
 		closeStreams(streams, true)
+		ag.discard()
 		return sum, err
 	}
 	defer wake.Close()
 
-	c := &capture{cfg: cfg, wake: wake}
+	c := &capture{cfg: cfg, agent: ag, wake: wake}
 	if cfg.Start {
 		c.settle = cfg.Settle
 	}
@@ -178,7 +222,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	stopProgress := make(chan struct{})
 	go func() {
 		defer close(progressDone)
-		progress(cfg, streams, begin, stopProgress)
+		progress(cfg, streams, ag.liveStats, begin, stopProgress)
 	}()
 
 	started, runErr := c.wait(ctx, errs, &sum)
@@ -190,6 +234,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		// Nothing was asked of the guest and nothing came: leave no
 		// capture behind, so the next try needs no --force.
 		closeStreams(streams, true)
+		ag.discard()
 		return sum, runErr
 	}
 	sum.Elapsed = time.Since(begin)
@@ -206,6 +251,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		st, serr := ringbuf.ScanFile(layout, s.file, nil)
 		sum.CPUs = append(sum.CPUs, CPU{CPU: s.cpu, File: s.file, Bytes: s.written.Load(), Dropped: s.dropped, Stats: st, ScanErr: serr})
 	}
+	if started {
+		if err := ag.finish(ctx, &sum); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
 	return sum, runErr
 }
 
@@ -215,13 +265,17 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 // only when the start order could not be sent) and the error that ended it.
 func (c *capture) wait(ctx context.Context, errs <-chan error, sum *Summary) (bool, error) {
 	cfg := c.cfg
+	var drainBy time.Time
 	end := func(phase int32) {
-		c.drainBy.Store(time.Now().Add(cfg.DrainTimeout).UnixNano())
+		if drainBy.IsZero() {
+			drainBy = time.Now().Add(cfg.DrainTimeout)
+		}
+		c.drainBy.Store(drainBy.UnixNano())
 		c.phase.Store(phase)
 		c.wake.Wake()
 	}
-	if cfg.Start {
-		if err := control.Send(ctx, cfg.Dir, control.Start, cfg.OrderTimeout); err != nil {
+	if c.agent != nil {
+		if err := c.agent.start(ctx); err != nil {
 			end(phaseAbort)
 			return false, err
 		}
@@ -238,13 +292,11 @@ func (c *capture) wait(ctx context.Context, errs <-chan error, sum *Summary) (bo
 	case <-timeout:
 	case err = <-errs:
 	}
-	if cfg.Start {
-		// ctx may be done already: the stop order must go out anyway.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(cfg.OrderTimeout, control.DefaultTimeout))
-		if serr := control.Send(sctx, cfg.Dir, control.Stop, cfg.OrderTimeout); serr != nil {
-			sum.Notes = append(sum.Notes, fmt.Sprintf("the stop order was not sent: %v", serr))
-		}
-		cancel()
+	if c.agent != nil {
+		// The drain's time runs from the stop: the streams keep moving
+		// (phaseRun) until the agent says its last pages are pushed.
+		drainBy = time.Now().Add(cfg.DrainTimeout)
+		c.agent.stop(ctx, drainBy, sum)
 	}
 	if err != nil {
 		end(phaseAbort)
@@ -364,11 +416,11 @@ func closeStreams(streams []*stream, remove bool) error {
 }
 
 func withDefaults(cfg Config) Config {
-	if cfg.PageSize == 0 {
-		cfg.PageSize = DefaultPageSize
-	}
 	if cfg.OrderTimeout <= 0 {
 		cfg.OrderTimeout = control.DefaultTimeout
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = session.DefaultHandshakeTimeout
 	}
 	if cfg.Settle <= 0 {
 		cfg.Settle = DefaultSettle
@@ -448,7 +500,7 @@ func prepareOut(out string, force bool) error {
 	}
 	var old []string
 	for _, e := range ents {
-		if isFileName(e.Name()) {
+		if isFileName(e.Name()) || e.Name() == MetaDir || e.Name() == TraceDat {
 			old = append(old, e.Name())
 		}
 	}
@@ -459,7 +511,8 @@ func prepareOut(out string, force bool) error {
 		return fmt.Errorf("check output directory %s: %w (%s): use --force to replace it, or another directory", out, ErrExists, strings.Join(old, ", "))
 	}
 	for _, name := range old {
-		if err := os.Remove(filepath.Join(out, name)); err != nil {
+		// RemoveAll does not follow a symlink named meta: it removes the link.
+		if err := os.RemoveAll(filepath.Join(out, name)); err != nil {
 			return fmt.Errorf("remove earlier capture file: %w", err)
 		}
 	}

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/vtrace/vtrace/host/session"
+	"github.com/vtrace/vtrace/proto/wire"
 )
 
 // maxProgressCPUs is the most CPUs the progress line shows one by one.
@@ -11,8 +14,9 @@ const maxProgressCPUs = 4
 
 // progress rewrites one line of per-CPU bytes and rates on cfg.Progress
 // every cfg.ProgressEvery until stop is closed, then writes the final line
-// with a newline. It does nothing when cfg.Progress is nil.
-func progress(cfg Config, streams []*stream, begin time.Time, stop <-chan struct{}) {
+// with a newline. With the agent's live stats (stats returns nil without),
+// it adds what each CPU lost. It does nothing when cfg.Progress is nil.
+func progress(cfg Config, streams []*stream, stats func() []wire.CPUStats, begin time.Time, stop <-chan struct{}) {
 	if cfg.Progress == nil {
 		return
 	}
@@ -31,7 +35,12 @@ func progress(cfg Config, streams []*stream, begin time.Time, stop <-chan struct
 			}
 			return size(int64(float64(d)/dt)) + "/s"
 		}
+		lost := map[int]wire.CPUStats{}
+		for _, c := range stats() {
+			lost[int(c.CPU)] = c
+		}
 		var total, totalDelta int64
+		var totalLost uint64
 		var cpus []string
 		for i, s := range streams {
 			n := s.written.Load()
@@ -40,10 +49,18 @@ func progress(cfg Config, streams []*stream, begin time.Time, stop <-chan struct
 				d = n
 			}
 			total, totalDelta = total+n, totalDelta+d
-			cpus = append(cpus, fmt.Sprintf("cpu%d %s %s", s.cpu, size(n), rate(d)))
+			cpu := fmt.Sprintf("cpu%d %s %s", s.cpu, size(n), rate(d))
+			if c, ok := lost[s.cpu]; ok {
+				cpu += fmt.Sprintf(" (overrun %d dropped %d)", c.Overrun+c.CommitOverrun, c.DroppedEvents)
+				totalLost += session.Lost(c)
+			}
+			cpus = append(cpus, cpu)
 			last[i] = n
 		}
 		fmt.Fprintf(&b, "%s %s", size(total), rate(totalDelta))
+		if totalLost > 0 {
+			fmt.Fprintf(&b, " LOST %d events", totalLost)
+		}
 		if len(cpus) <= maxProgressCPUs {
 			// Per-CPU numbers only while the line fits a terminal.
 			b.WriteString(" | " + strings.Join(cpus, "  "))

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"time"
 
 	"github.com/vtrace/vtrace/host/fifo"
@@ -139,6 +140,51 @@ func try(path string, msg []byte, deadline time.Time) error {
 		}
 		if ev == sys.Timeout {
 			return fmt.Errorf("write %s: FIFO full: its reader does not read the orders", path)
+		}
+	}
+}
+
+// OpenIn opens DIR/agent-ctl-path.in for writing without blocking, retrying
+// while nobody holds it open for reading (ENXIO) until timeout
+// (DefaultTimeout when zero or negative) or until ctx is done. The file is
+// non-blocking and goes through the Go runtime's poller, so its writes
+// honour write deadlines.
+func OpenIn(ctx context.Context, dir string, timeout time.Duration) (*os.File, error) {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	path := Path(dir)
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := context.Cause(ctx); err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		fd, err := sys.Open(path, sys.FIFOWriteNonblock, 0)
+		if err == nil {
+			if st, err := sys.FstatFd(fd); err != nil {
+				sys.Close(fd)
+				return nil, fmt.Errorf("stat %s: %w", path, err)
+			} else if st.Mode.Type() != fs.ModeNamedPipe {
+				sys.Close(fd)
+				return nil, fmt.Errorf("check %s: not a FIFO: run `vtrace host setup <domain>` to make it", path)
+			}
+			return os.NewFile(uintptr(fd), path), nil
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: run `vtrace host setup <domain>` first (or mkfifo the channel's FIFOs)", err)
+		}
+		if !errors.Is(err, sys.ENXIO) {
+			return nil, err
+		}
+		if !time.Now().Before(deadline) {
+			return nil, fmt.Errorf("open %s: %w after %v: is the guest running (qemu holds the FIFO open) and the agent started?",
+				path, ErrNoReader, timeout)
+		}
+		t := time.NewTimer(min(retryEvery, time.Until(deadline)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
 		}
 	}
 }

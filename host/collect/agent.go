@@ -1,0 +1,206 @@
+package collect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vtrace/vtrace/host/meta"
+	"github.com/vtrace/vtrace/host/session"
+	"github.com/vtrace/vtrace/host/tracedat"
+	"github.com/vtrace/vtrace/proto/wire"
+)
+
+// MetaDir and TraceDat name what a capture holds besides its raw files.
+const (
+	MetaDir  = "meta"
+	TraceDat = "trace.dat"
+)
+
+// agent is collect's side of the conversation with the guest agent
+// (with Config.Start only): a protocol session, or the seed's bare orders
+// when no agent answered the handshake. It keeps the splice loop free of
+// the protocol.
+type agent struct {
+	cfg   Config
+	sess  *session.Session
+	set   *meta.Set                       // metadata so far; nil in seed mode
+	stats atomic.Pointer[[]wire.CPUStats] // the last Stats, for the progress line
+
+	watchStop context.CancelFunc
+	watchDone sync.WaitGroup
+}
+
+// openAgent says Hello; in seed mode it prints the notice on cfg.Log and
+// refuses settings.
+func openAgent(ctx context.Context, cfg Config, sum *Summary) (*agent, error) {
+	sess, err := session.Open(ctx, cfg.Dir, session.Options{
+		OpenTimeout: cfg.OrderTimeout, HandshakeTimeout: cfg.HandshakeTimeout, ReplyTimeout: cfg.OrderTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a := &agent{cfg: cfg, sess: sess}
+	if sess.Seed() {
+		if !session.IsZero(cfg.Settings) {
+			sess.Close()
+			return nil, fmt.Errorf("check the recording's settings: %w on the control channel within %v, and the seed's agent cannot apply --events, --filter, --buffer-size, --clock or --instance",
+				session.ErrSeed, cfg.HandshakeTimeout)
+		}
+		notice := sess.SeedNotice() + "; the capture will be raw pages only (no metadata, no trace.dat)"
+		if cfg.Log != nil {
+			fmt.Fprintln(cfg.Log, notice)
+		}
+		sum.Notes = append(sum.Notes, notice)
+		return a, nil
+	}
+	sum.Agent = sess.Hello()
+	sess.OnStats(func(cpus []wire.CPUStats) { a.stats.Store(&cpus) })
+	return a, nil
+}
+
+func (a *agent) protocol() bool { return a != nil && !a.sess.Seed() }
+
+func (a *agent) close() {
+	if a != nil {
+		a.sess.Close()
+	}
+}
+
+// fetchMeta asks for the metadata a trace.dat needs and saves it as
+// OUT/meta at once, so that a capture cut short can still be converted.
+func (a *agent) fetchMeta(ctx context.Context, sum *Summary) error {
+	a.set = &meta.Set{}
+	errs, err := a.sess.Meta(ctx, session.MetaBefore, a.set)
+	if err != nil {
+		return err
+	}
+	for _, e := range errs {
+		sum.Notes = append(sum.Notes, "the agent could not send metadata: "+e)
+	}
+	a.set.Clock = session.SelectClock(a.set.Clock, a.cfg.Settings.Clock)
+	return a.save(sum)
+}
+
+func (a *agent) save(sum *Summary) error {
+	dir := filepath.Join(a.cfg.Out, MetaDir)
+	if err := meta.Save(a.set, dir); err != nil {
+		return fmt.Errorf("save the agent's metadata: %w", err)
+	}
+	sum.Meta = dir
+	return nil
+}
+
+// start asks the agent to record, and starts reading its Stats.
+func (a *agent) start(ctx context.Context) error {
+	if err := a.sess.Start(ctx, a.cfg.Settings); err != nil {
+		return err
+	}
+	if a.protocol() {
+		wctx, cancel := context.WithCancel(ctx)
+		a.watchStop = cancel
+		a.watchDone.Add(1)
+		go func() {
+			defer a.watchDone.Done()
+			a.sess.Watch(wctx)
+		}()
+	}
+	return nil
+}
+
+// stop asks the agent to stop and, with the protocol, waits until its
+// StopReply says the last pages are pushed (the streams keep moving
+// meanwhile), at most until drainBy.
+func (a *agent) stop(ctx context.Context, drainBy time.Time, sum *Summary) {
+	if a.watchStop != nil {
+		a.watchStop()
+		a.watchDone.Wait()
+	}
+	// ctx may be done already: the stop must go out anyway.
+	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), drainBy.Add(a.cfg.OrderTimeout))
+	defer cancel()
+	reply, err := a.sess.Stop(sctx, time.Until(drainBy))
+	if err != nil {
+		what := "the stop order was not sent"
+		if a.protocol() {
+			what = "the agent did not confirm the stop"
+		}
+		sum.Notes = append(sum.Notes, fmt.Sprintf("%s: %v", what, err))
+	}
+	if reply != nil {
+		sum.AgentStats = reply.CPUs
+	}
+}
+
+// finish asks for the cmdlines, stores the final stats, saves OUT/meta and
+// writes OUT/trace.dat.
+func (a *agent) finish(ctx context.Context, sum *Summary) error {
+	if !a.protocol() || a.set == nil {
+		return nil
+	}
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.DrainTimeout)
+	errs, err := a.sess.Meta(mctx, session.MetaAfter, a.set)
+	cancel()
+	if err != nil {
+		sum.Notes = append(sum.Notes, fmt.Sprintf("no saved_cmdlines: %v: trace.dat names no processes", err))
+	}
+	for _, e := range errs {
+		sum.Notes = append(sum.Notes, "the agent could not send metadata: "+e)
+	}
+	if len(sum.AgentStats) > 0 {
+		a.set.CPUStats = map[int][]byte{}
+		for _, c := range sum.AgentStats {
+			a.set.CPUStats[int(c.CPU)] = session.StatsText(c)
+		}
+	}
+	if err := a.save(sum); err != nil {
+		return err
+	}
+	cpus, err := tracedat.CaptureCPUs(a.cfg.Out)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(a.cfg.Out, TraceDat)
+	if _, err := tracedat.WriteFile(path, a.set, cpus, tracedat.Options{}, true); err != nil {
+		return err
+	}
+	sum.TraceDat = path
+	return nil
+}
+
+// discard removes the metadata of a capture that never started.
+func (a *agent) discard() {
+	if a != nil && a.set != nil {
+		os.RemoveAll(filepath.Join(a.cfg.Out, MetaDir))
+	}
+}
+
+// pageSize is the page size to cut and read the files with: the one the
+// user gave, else the agent's, else the default.
+func pageSize(cfg Config, a *agent) int {
+	switch {
+	case cfg.PageSize > 0:
+		return cfg.PageSize
+	case a.protocol() && a.sess.Hello().PageSize > 0:
+		return int(a.sess.Hello().PageSize)
+	}
+	return DefaultPageSize
+}
+
+// liveStats is the last Stats for the progress line, or nil.
+func (a *agent) liveStats() []wire.CPUStats {
+	if a == nil {
+		return nil
+	}
+	if p := a.stats.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+var errNoStart = errors.New("settings need --start")

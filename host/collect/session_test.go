@@ -1,0 +1,163 @@
+package collect_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vtrace/vtrace/host/collect"
+	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/host/session"
+	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/wire"
+)
+
+// seedAgent stands in for the kernel's C agent on a private instance: it
+// never writes to the control port, takes an order only when one read
+// returns exactly "1\n" or "0\n", and streams each CPU's trace_pipe_raw
+// with cat while started. It returns the orders it obeyed.
+func seedAgent(t *testing.T, inst, dir string, cpus int) func() []string {
+	t.Helper()
+	in, _ := fifo.Paths(dir, fifo.CtlName)
+	ctl, err := os.OpenFile(in, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var orders []string
+	var cats []*exec.Cmd
+	stop := func() {
+		for _, c := range cats {
+			c.Process.Kill()
+			c.Wait()
+		}
+		cats = nil
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := ctl.Read(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			switch string(buf[:n]) {
+			case "1\n":
+				orders = append(orders, "1")
+				for cpu := range cpus {
+					_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+					raw := filepath.Join(inst, "per_cpu", "cpu"+strconv.Itoa(cpu), "trace_pipe_raw")
+					cat := exec.Command("sh", "-c", `exec cat "$1" >"$2"`, "sh", raw, path)
+					if err := cat.Start(); err != nil {
+						t.Error(err)
+					}
+					cats = append(cats, cat)
+				}
+			case "0\n":
+				orders = append(orders, "0")
+				stop()
+			}
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ctl.Close()
+		<-done
+		stop()
+	})
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), orders...)
+	}
+}
+
+// TestIntegrationCollectSeedFallback: against an agent that does not
+// answer the handshake, collect --start says so, uses the bare orders and
+// captures raw pages; settings are refused before anything is made.
+func TestIntegrationCollectSeedFallback(t *testing.T) {
+	inst := testutil.Instance(t, "vtrace-collect-seed")
+	cpus := instanceCPUs(t, inst)
+	writeTracefs(t, filepath.Join(inst, "events/sched/enable"), "1")
+	dir := fifoDir(t, cpus)
+	holdFIFOs(t, dir, cpus)
+	orders := seedAgent(t, inst, dir, cpus)
+	out := filepath.Join(t.TempDir(), "capture")
+
+	cfg := collect.Config{Dir: dir, Out: out, Start: true, HandshakeTimeout: 300 * time.Millisecond,
+		Settings: wire.Settings{Events: []string{"sched:sched_switch"}}}
+	if _, err := collect.Run(context.Background(), cfg); !errors.Is(err, session.ErrSeed) || !strings.Contains(err.Error(), "--events") {
+		t.Fatalf("Run with --events against a seed agent: %v, want ErrSeed naming --events", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused capture left %s behind: %v", out, err)
+	}
+
+	var log bytes.Buffer
+	cfg.Settings, cfg.Log, cfg.Duration = wire.Settings{}, &log, time.Second
+	r := <-runAsync(context.Background(), cfg)
+	if r.err != nil {
+		t.Fatalf("Run: %v", r.err)
+	}
+	if !strings.Contains(log.String(), "no vtrace agent answered") || !strings.Contains(log.String(), "raw pages only") {
+		t.Errorf("no seed-mode notice: %q", log.String())
+	}
+	if got := strings.Join(orders(), ""); got != "10" {
+		t.Errorf("the seed agent obeyed %q, want start then stop", got)
+	}
+	if n := checkCapture(t, out, cpus); n == 0 {
+		t.Error("the capture is empty")
+	}
+	for _, name := range []string{collect.MetaDir, collect.TraceDat} {
+		if _, err := os.Stat(filepath.Join(out, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("seed mode made %s: %v", name, err)
+		}
+	}
+}
+
+// TestIntegrationHostCommandsSeedFallback: the binary's start, stop and
+// status against an agent that does not answer.
+func TestIntegrationHostCommandsSeedFallback(t *testing.T) {
+	bin := testutil.BuildVtrace(t)
+	inst := testutil.Instance(t, "vtrace-cmds-seed")
+	cpus := instanceCPUs(t, inst)
+	dir := fifoDir(t, cpus)
+	holdFIFOs(t, dir, cpus)
+	orders := seedAgent(t, inst, dir, cpus)
+	run := func(args ...string) (string, error) {
+		args = append([]string{"host"}, append(args, "--dir", dir, "--handshake-timeout", "300ms")...)
+		b, err := exec.Command(bin, args...).CombinedOutput()
+		return string(b), err
+	}
+	out, err := run("start", "--events", "sched")
+	if err == nil || !strings.Contains(out, "cannot apply settings") {
+		t.Errorf("start --events against a seed agent: %v\n%s", err, out)
+	}
+	out, err = run("status")
+	if err == nil || !strings.Contains(out, "no vtrace agent answered") {
+		t.Errorf("status against a seed agent: %v\n%s", err, out)
+	}
+	for _, cmd := range []string{"start", "stop"} {
+		out, err := run(cmd)
+		if err != nil || !strings.Contains(out, "no vtrace agent answered") || !strings.Contains(out, "sent the "+cmd+" order") {
+			t.Errorf("%s against a seed agent: %v\n%s", cmd, err, out)
+		}
+	}
+	give := time.Now().Add(time.Minute) // a guard against a hang, not a measure
+	for len(orders()) < 2 && time.Now().Before(give) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := strings.Join(orders(), ""); got != "10" {
+		t.Errorf("the seed agent obeyed %q, want start then stop", got)
+	}
+}
