@@ -25,26 +25,18 @@ import (
 
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/control"
 )
 
-// Order is one order of the seed protocol.
-type Order byte
+// Order is one order of the seed protocol, as proto/control parses it on
+// the guest side.
+type Order = control.Order
 
-// The two orders. Their values are the bytes sent before the newline.
+// The two orders.
 const (
-	Stop  Order = '0'
-	Start Order = '1'
+	Stop  = control.Stop
+	Start = control.Start
 )
-
-func (o Order) String() string {
-	switch o {
-	case Start:
-		return "start"
-	case Stop:
-		return "stop"
-	}
-	return fmt.Sprintf("order(%q)", byte(o))
-}
 
 // DefaultTimeout bounds how long Send waits for a reader of the FIFO.
 const DefaultTimeout = 5 * time.Second
