@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/control"
 	"github.com/vtrace/vtrace/proto/ringbuf"
+	"github.com/vtrace/vtrace/proto/wire"
 )
 
 // DefaultPipeSize is the size of each CPU's private pipe.
@@ -40,21 +42,51 @@ type Config struct {
 	// bound). Closing Abort cuts that stop short at once.
 	DrainTimeout time.Duration
 	Abort        <-chan struct{}
+
+	// Instance is the ftrace instance made when the host chooses what to
+	// trace ("" is DefaultInstance); the host may name another.
+	Instance string
+	// BufferPercent is written to buffer_percent while recording (the
+	// top-level value is restored afterwards): 0 is DefaultBufferPercent,
+	// negative leaves it alone. (The kernel's own 0, waking the agent for
+	// every event, only makes it poll with backoff.)
+	BufferPercent int
+	// StateDir keeps the markers of the instances the agent made; "" is
+	// DefaultStateDir.
+	StateDir string
+	// ReplyQueue bounds the frames waiting for the host; 0 is
+	// DefaultReplyQueue.
+	ReplyQueue int
+	// StatsEvery is the period of Stats while recording; 0 is 2 s.
+	StatsEvery time.Duration
+	// Version is the agent's version, told to the host.
+	Version string
 }
 
 // Agent streams the CPUs of one tracefs to the host.
 type Agent struct {
 	log     *slog.Logger
-	tracefs string
+	tracefs string // the default directory streamed (--tracefs)
+	root    string // the tracefs mount point: instances/, events/, metadata
 	layout  ringbuf.Layout
+	cpus    []int
 	workers []*worker
 	ctl     *os.File // nil when there is no control port (-o only)
 	ctlPath string
+	reply   *os.File // where frames to the host go; nil: nowhere
 	abort   atomic.Bool
 	failed  chan error // the first fatal error of a CPU goroutine
 
-	mu        sync.Mutex // serializes orders
-	running   bool
+	instanceName  string
+	bufferPercent int
+	stateDir      string
+	replyQueue    int
+	statsEvery    time.Duration
+	version       string
+
+	mu        sync.Mutex // serializes orders and guards what follows
+	rec       *recording // the recording in progress; nil when idle
+	last      *wire.Status
 	started   bool // the CPU goroutines run
 	closeOnce sync.Once
 }
@@ -76,7 +108,32 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{log: log, failed: make(chan error, 1)}
+	a := &Agent{log: log, failed: make(chan error, 1), instanceName: cfg.Instance, bufferPercent: cfg.BufferPercent,
+		stateDir: cfg.StateDir, replyQueue: cfg.ReplyQueue, statsEvery: cfg.StatsEvery, version: cfg.Version}
+	if a.instanceName == "" {
+		a.instanceName = DefaultInstance
+	}
+	if !validName(a.instanceName) {
+		return nil, fmt.Errorf("check instance name %q: want one name of [A-Za-z0-9_.-], not . or ..", a.instanceName)
+	}
+	if a.bufferPercent == 0 {
+		a.bufferPercent = DefaultBufferPercent
+	}
+	if a.bufferPercent > 100 {
+		return nil, fmt.Errorf("check buffer percent %d: want 0 to 100 (negative: leave it alone)", a.bufferPercent)
+	}
+	if a.stateDir == "" {
+		a.stateDir = DefaultStateDir
+	}
+	if a.replyQueue <= 0 {
+		a.replyQueue = DefaultReplyQueue
+	}
+	if a.statsEvery <= 0 {
+		a.statsEvery = 2 * time.Second
+	}
+	if a.version == "" {
+		a.version = "dev"
+	}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -85,6 +142,8 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	if a.tracefs, err = FindTracefs(cfg.Tracefs); err != nil {
 		return nil, err
 	}
+	a.tracefs = filepath.Clean(a.tracefs)
+	a.root = tracefsRoot(a.tracefs)
 	if a.layout, err = ringbuf.LayoutFromTracefs(a.tracefs); err != nil {
 		return nil, fmt.Errorf("read ring-buffer page layout: %w", err)
 	}
@@ -114,7 +173,11 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 		if a.ctl, err = os.OpenFile(a.ctlPath, os.O_RDWR|sys.ONonblock, 0); err != nil {
 			return nil, fmt.Errorf("open control port: %w", err)
 		}
+		if err = a.openReply(); err != nil {
+			return nil, err
+		}
 	}
+	a.cpus = cpus
 	var stdout *stdoutOut
 	if cfg.Stdout != nil {
 		stdout = &stdoutOut{fdesc: int(cfg.Stdout.Fd()), keep: cfg.Stdout}
@@ -189,17 +252,43 @@ func (a *Agent) newWorker(cpu, pipeSize int, finder portFinder, stdout *stdoutOu
 	return w, nil
 }
 
-// Start tells every CPU to stream. Starting a running agent does nothing.
+// errState: a start while recording or a stop while idle.
+var errState = errors.New("not possible now")
+
+// Start records with the default settings: the default directory, as
+// it is. Starting a recording agent does nothing.
 func (a *Agent) Start(ctx context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.running {
-		a.log.Debug("start: already running")
+	err := a.StartWith(ctx, wire.Settings{})
+	if errors.Is(err, errState) {
 		return nil
 	}
-	a.running = true
-	a.log.Debug("start")
-	return a.order(ctx, orderStart)
+	return err
+}
+
+// StartWith sets up what s asks for (an ftrace instance of the agent's,
+// unless s is empty) and tells every CPU to stream it. An error in s is
+// returned as such, with nothing left applied; it wraps errState when
+// the agent is already recording.
+func (a *Agent) StartWith(ctx context.Context, s wire.Settings) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rec != nil {
+		a.log.Debug("start: already recording")
+		return fmt.Errorf("start: already recording: %w", errState)
+	}
+	r, err := a.prepare(s)
+	if err != nil {
+		a.log.Warn("start refused", "err", err)
+		return err
+	}
+	a.log.Debug("start", "dir", r.dir, "settings", fmt.Sprintf("%+v", s))
+	if err := a.order(ctx, orderStart, r.dir); err != nil {
+		a.order(context.WithoutCancel(ctx), orderStop, a.tracefs)
+		a.finish(r)
+		return err
+	}
+	a.rec = r
+	return nil
 }
 
 // Stop tells every CPU to send everything recorded so far, last partial
@@ -207,24 +296,51 @@ func (a *Agent) Start(ctx context.Context) error {
 // ends (the CPUs then finish in the background). Stopping an idle agent
 // does nothing.
 func (a *Agent) Stop(ctx context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.running {
-		a.log.Debug("stop: not running")
+	_, err := a.StopWith(ctx)
+	if errors.Is(err, errState) {
 		return nil
 	}
-	a.running = false
+	return err
+}
+
+// StopWith stops as Stop does, then reads each CPU's final stats and
+// undoes what the recording set up (its instance is removed). It wraps
+// errState when the agent is idle.
+func (a *Agent) StopWith(ctx context.Context) ([]wire.CPUStats, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.rec
+	if r == nil {
+		a.log.Debug("stop: not recording")
+		return nil, fmt.Errorf("stop: not recording: %w", errState)
+	}
 	a.log.Debug("stop")
-	return a.order(ctx, orderStop)
+	err := a.order(ctx, orderStop, a.tracefs)
+	if err != nil {
+		return nil, err
+	}
+	stats, serr := readCPUStats(r.dir, a.workers)
+	if serr != nil {
+		a.log.Warn("read final stats", "err", serr)
+	}
+	a.rec = nil
+	a.last = &wire.Status{Settings: r.settings, CPUs: stats}
+	a.finish(r) // logs what it could not undo
+	return stats, nil
 }
 
 // order hands kind to every CPU and waits until each has carried it out.
-func (a *Agent) order(ctx context.Context, kind orderKind) error {
+// dir names the tracefs directory to read from (see order.trace).
+func (a *Agent) order(ctx context.Context, kind orderKind, dir string) error {
 	dones := make([]chan error, len(a.workers))
 	for i, w := range a.workers {
 		dones[i] = make(chan error, 1)
+		trace := ""
+		if dir != "" {
+			trace = filepath.Join(dir, "per_cpu", fmt.Sprintf("cpu%d", w.cpu), "trace_pipe_raw")
+		}
 		select {
-		case w.orders <- order{kind, dones[i]}:
+		case w.orders <- order{kind, dones[i], trace}:
 			w.waker.Wake()
 		case <-w.exited:
 		case <-ctx.Done():
@@ -246,14 +362,24 @@ func (a *Agent) order(ctx context.Context, kind orderKind) error {
 	return first
 }
 
+// input is one thing read from the control port.
+type input struct {
+	order control.Item // text: an order or garbage, when frame and err are nil
+	frame *wire.Frame
+	err   error // a frame that could not be read
+}
+
 // Run obeys the control port until ctx ends or a CPU fails, then stops
 // every CPU (giving up after drainTimeout, if not 0, or when abort is
 // closed) and closes the agent.
 func (a *Agent) Run(ctx context.Context, drainTimeout time.Duration, abort <-chan struct{}) error {
-	items := make(chan control.Item)
+	inputs := make(chan input)
 	readerDone := make(chan struct{})
+	s := &session{a: a, abort: readerDone}
 	if a.ctl != nil {
-		go a.readControl(items, readerDone)
+		s.out = newCtlOut(a.reply, a.replyPath(), a.replyQueue, a.log)
+		defer s.out.close()
+		go a.readControl(inputs, readerDone)
 	} else {
 		a.log.Info("no control port: streaming at once")
 		if err := a.Start(ctx); err != nil {
@@ -261,49 +387,63 @@ func (a *Agent) Run(ctx context.Context, drainTimeout time.Duration, abort <-cha
 		}
 	}
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			close(readerDone)
 			return a.shutdown(nil, drainTimeout, abort)
-		case err := <-a.failed:
+		case err = <-a.failed:
 			close(readerDone)
 			a.abortAll()
 			return a.shutdown(err, drainTimeout, abort)
-		case it := <-items:
-			var err error
-			switch {
-			case it.Long:
-				a.log.Warn("control: line too long, ignored", "start", string(it.Garbage))
-			case it.Garbage != nil:
-				a.log.Warn("control: not an order, ignored", "line", string(it.Garbage))
-			case it.Order == control.Start:
-				err = a.Start(ctx)
-			case it.Order == control.Stop:
-				err = a.Stop(ctx)
-			}
-			if err != nil && ctx.Err() == nil {
-				close(readerDone)
-				a.abortAll()
-				return a.shutdown(err, drainTimeout, abort)
-			}
+		case in := <-inputs:
+			err = s.handle(ctx, in)
+		case <-s.tick:
+			s.stats()
+		}
+		if err != nil && ctx.Err() == nil {
+			close(readerDone)
+			a.abortAll()
+			return a.shutdown(err, drainTimeout, abort)
 		}
 	}
 }
 
-// readControl feeds what the control port says to the parser and hands on
-// the items until done is closed or the port is.
-func (a *Agent) readControl(items chan<- control.Item, done <-chan struct{}) {
+// readControl splits what the control port says into frames and text,
+// feeds the text to the order parser, and hands both on until done is
+// closed or the port is.
+func (a *Agent) readControl(inputs chan<- input, done <-chan struct{}) {
+	var d wire.Demux
 	var p control.Parser
-	buf := make([]byte, 512)
+	buf := make([]byte, 64<<10)
 	const minWait, maxWait = 10 * time.Millisecond, time.Second
 	wait := minWait
+	hand := func(in input) bool {
+		select {
+		case inputs <- in:
+			return true
+		case <-done:
+			return false
+		}
+	}
 	for {
 		n, err := a.ctl.Read(buf)
-		for _, it := range p.Feed(buf[:n]) {
-			select {
-			case items <- it:
-			case <-done:
-				return
+		for _, it := range d.Feed(buf[:n]) {
+			switch {
+			case it.Frame != nil:
+				if !hand(input{frame: it.Frame}) {
+					return
+				}
+			case it.Err != nil:
+				if !hand(input{err: it.Err}) {
+					return
+				}
+			default:
+				for _, o := range p.Feed(it.Text) {
+					if !hand(input{order: o}) {
+						return
+					}
+				}
 			}
 		}
 		switch {
@@ -311,7 +451,11 @@ func (a *Agent) readControl(items chan<- control.Item, done <-chan struct{}) {
 			wait = minWait
 		case errors.Is(err, io.EOF):
 			// A virtio port whose host end is closed reads EOF and polls
-			// as hung up at once: look again later, ever more slowly.
+			// as hung up at once: look again later, ever more slowly. A
+			// frame cut short by the host that went away is dropped.
+			if ferr := d.Flush(); ferr != nil && !hand(input{err: ferr}) {
+				return
+			}
 			if wait == minWait {
 				a.log.Debug("control port: host end closed, waiting for it")
 			}
@@ -339,10 +483,9 @@ func (a *Agent) shutdown(cause error, drainTimeout time.Duration, abort <-chan s
 		a.ctl.Close() // ends readControl's Read
 	}
 	a.mu.Lock()
-	a.running = false
 	for _, w := range a.workers {
 		select {
-		case w.orders <- order{orderQuit, make(chan error, 1)}:
+		case w.orders <- order{kind: orderQuit, done: make(chan error, 1)}:
 			w.waker.Wake()
 		case <-w.exited:
 		}
@@ -394,11 +537,14 @@ func (a *Agent) Close() error {
 		if a.ctl != nil {
 			a.ctl.Close()
 		}
+		if a.reply != nil && a.reply != a.ctl {
+			a.reply.Close()
+		}
 		if a.started {
 			a.abortAll()
 			for _, w := range a.workers {
 				select {
-				case w.orders <- order{orderQuit, make(chan error, 1)}:
+				case w.orders <- order{kind: orderQuit, done: make(chan error, 1)}:
 					w.waker.Wake()
 				case <-w.exited:
 				}
@@ -408,6 +554,63 @@ func (a *Agent) Close() error {
 		for _, w := range a.workers {
 			w.close()
 		}
+		// The CPU goroutines have let go of every trace file: the
+		// recording's instance can go.
+		a.mu.Lock()
+		if a.rec != nil {
+			a.finish(a.rec)
+			a.rec = nil
+		}
+		a.mu.Unlock()
 	})
 	return nil
+}
+
+// tracefsRoot is the mount point of the tracefs that dir (a root, or an
+// instance under instances/) belongs to.
+func tracefsRoot(dir string) string {
+	dir = filepath.Clean(dir)
+	if filepath.Base(filepath.Dir(dir)) == "instances" {
+		return filepath.Dir(filepath.Dir(dir))
+	}
+	return dir
+}
+
+// openReply finds where frames to the host go: on a virtio port, the port
+// itself; in loopback (the control port is the host's NAME.in FIFO), the
+// NAME.out FIFO beside it. A lone FIFO that is not such a pair has no way
+// back: frames are dropped.
+func (a *Agent) openReply() error {
+	st, err := a.ctl.Stat()
+	if err != nil {
+		return fmt.Errorf("stat control port: %w", err)
+	}
+	if st.Mode()&os.ModeNamedPipe == 0 {
+		a.reply = a.ctl
+		return nil
+	}
+	base, ok := strings.CutSuffix(a.ctlPath, ".in")
+	if !ok || !exists(base+".out") {
+		a.log.Warn("control port is a lone FIFO: the agent cannot answer the host", "path", a.ctlPath)
+		return nil
+	}
+	if a.reply, err = os.OpenFile(base+".out", os.O_RDWR|sys.ONonblock, 0); err != nil {
+		return fmt.Errorf("open control port's way back: %w", err)
+	}
+	return nil
+}
+
+func (a *Agent) replyPath() string {
+	if a.reply == nil {
+		return ""
+	}
+	return a.reply.Name()
+}
+
+// dirInUse is the tracefs directory streamed now, or that would be.
+func (a *Agent) dirInUse() string {
+	if a.rec != nil {
+		return a.rec.dir
+	}
+	return a.tracefs
 }

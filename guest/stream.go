@@ -27,8 +27,9 @@ const (
 )
 
 type order struct {
-	kind orderKind
-	done chan error // buffered; receives the outcome
+	kind  orderKind
+	done  chan error // buffered; receives the outcome
+	trace string     // start: read this trace_pipe_raw; stop: switch to it after the drain ("" keeps the current one)
 }
 
 // Backoff bounds for the rare cases where poll(2) says ready but nothing
@@ -64,7 +65,8 @@ type worker struct {
 	log       *slog.Logger
 	spin      int // polls in a row that said ready but moved nothing
 
-	sent, partial int64 // bytes sent, partial pages sent
+	sent    atomic.Int64 // bytes sent in this recording; read by the control goroutine
+	partial int64        // partial pages sent
 }
 
 // output is where a CPU's pages go: its port, or the shared stdout.
@@ -110,13 +112,19 @@ func (w *worker) run() error {
 			var err error
 			switch {
 			case o.kind == orderStart && !running:
-				running = true
-				w.sent, w.partial = 0, 0
-				w.log.Debug("streaming")
+				if err = w.use(o.trace); err == nil {
+					running = true
+					w.sent.Store(0)
+					w.partial = 0
+					w.log.Debug("streaming", "from", w.tracePath)
+				}
 			case o.kind != orderStart && running:
 				running = false
 				err = w.drain()
-				w.log.Debug("stopped", "bytes", w.sent, "pages", w.sent/int64(w.page), "partial", w.partial, "err", err)
+				w.log.Debug("stopped", "bytes", w.sent.Load(), "pages", w.sent.Load()/int64(w.page), "partial", w.partial, "err", err)
+				if err == nil && o.kind == orderStop {
+					err = w.use(o.trace)
+				}
 			}
 			o.done <- err
 			if o.kind == orderQuit || (err != nil && !errors.Is(err, errAborted)) {
@@ -138,6 +146,22 @@ func (w *worker) run() error {
 			return err
 		}
 	}
+}
+
+// use switches to another trace_pipe_raw (an ftrace instance's, or back
+// to the default one), closing the old one so that an instance can be
+// removed. "" or the current path keeps the current file.
+func (w *worker) use(path string) error {
+	if path == "" || path == w.tracePath {
+		return nil
+	}
+	fd, err := sys.Open(path, sys.ORdonly|sys.ONonblock, 0)
+	if err != nil {
+		return fmt.Errorf("cpu %d: %w", w.cpu, err)
+	}
+	sys.Close(w.trace)
+	w.trace, w.tracePath = fd, path
+	return nil
 }
 
 // idle waits for the next order; no wake-ups otherwise.
@@ -186,7 +210,7 @@ func (w *worker) stream() error {
 			return err
 		}
 		w.inPipe -= n
-		w.sent += int64(n)
+		w.sent.Add(int64(n))
 		moved += n
 	}
 	if moved > 0 {
@@ -290,7 +314,7 @@ func (w *worker) drain() error {
 		if err := w.out.writePage(w, w.buf); err != nil {
 			return err
 		}
-		w.sent += int64(w.page)
+		w.sent.Add(int64(w.page))
 		// The kernel fills a page to within a few bytes before moving to
 		// the next one; a page with more room left was the one still
 		// being written, so there is nothing more up to now.
@@ -318,7 +342,7 @@ func (w *worker) flush() error {
 		}
 		spin = 0
 		w.inPipe -= n
-		w.sent += int64(n)
+		w.sent.Add(int64(n))
 	}
 	return nil
 }

@@ -16,13 +16,15 @@ import (
 )
 
 type guestAgentOptions struct {
-	stdout       bool
-	pipeSize     string
-	tracefs      string
-	portsDir     string
-	cpus         string
-	verbose      bool
-	drainTimeout time.Duration
+	stdout        bool
+	pipeSize      string
+	tracefs       string
+	portsDir      string
+	cpus          string
+	verbose       bool
+	drainTimeout  time.Duration
+	instance      string
+	bufferPercent int
 }
 
 func newGuestAgentCmd() *cobra.Command {
@@ -31,10 +33,14 @@ func newGuestAgentCmd() *cobra.Command {
 		Use:   "agent",
 		Short: "Stream each CPU's ring-buffer pages to the host",
 		Long: `Stream each CPU's ftrace ring-buffer pages to the host through the
-virtio-serial ports trace-path-cpuN, starting on "1" and stopping on "0"
-from the port agent-ctl-path. A stop sends everything recorded so far,
-including each CPU's last partly filled page. SIGINT or SIGTERM stops the
-same way and exits; a second one exits at once.`,
+virtio-serial ports trace-path-cpuN, on the host's orders from the port
+agent-ctl-path: the framed protocol of docs/protocol.md (handshake,
+metadata, settings, stats), or the seed's bare "1" (start) and "0" (stop).
+When the host chooses events, filters, buffer size or clock, the agent
+records in its own ftrace instance (--instance) and removes it afterwards.
+A stop sends everything recorded so far, including each CPU's last partly
+filled page. SIGINT or SIGTERM stops the same way and exits; a second one
+exits at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runGuestAgent(cmd.Context(), opts)
@@ -48,11 +54,17 @@ same way and exits; a second one exits at once.`,
 	f.StringVar(&opts.cpus, "cpus", "", "CPUs to stream, e.g. 0-3,5 (default: every online CPU)")
 	f.BoolVar(&opts.verbose, "verbose", false, "log per-CPU progress")
 	f.DurationVar(&opts.drainTimeout, "drain-timeout", 10*time.Second, "at exit, give up sending what is left after this long (0: never)")
+	f.StringVar(&opts.instance, "instance", guest.DefaultInstance, "ftrace instance to record in when the host chooses events (a single name)")
+	f.IntVar(&opts.bufferPercent, "buffer-percent", guest.DefaultBufferPercent, "buffer_percent while recording: how full a CPU's buffer gets before the agent is woken (1-100; -1 leaves it alone)")
 	return cmd
 }
 
 func runGuestAgent(ctx context.Context, opts guestAgentOptions) error {
-	cfg := guest.Config{Tracefs: opts.tracefs, PortsDir: opts.portsDir, DrainTimeout: opts.drainTimeout}
+	cfg := guest.Config{Tracefs: opts.tracefs, PortsDir: opts.portsDir, DrainTimeout: opts.drainTimeout,
+		Instance: opts.instance, BufferPercent: opts.bufferPercent, Version: version}
+	if opts.bufferPercent > 100 || opts.bufferPercent < -1 || opts.bufferPercent == 0 {
+		return usageError{fmt.Errorf("--buffer-percent %d: want 1 to 100, or -1", opts.bufferPercent)}
+	}
 	size, err := guest.ParseSize(opts.pipeSize)
 	if err != nil {
 		return usageError{err}

@@ -1,0 +1,60 @@
+package guest
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/vtrace/vtrace/proto/wire"
+)
+
+// A per_cpu/cpuN/stats file as the kernel writes it.
+const realStats = `entries: 12
+overrun: 345
+commit overrun: 0
+bytes: 2080
+oldest event ts:  5153.034283
+now ts:  5183.569911
+dropped events: 0
+read events: 7
+`
+
+func TestParseCPUStats(t *testing.T) {
+	got, err := ParseCPUStats(3, realStats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wire.CPUStats{CPU: 3, Entries: 12, Overrun: 345, Bytes: 2080, ReadEvents: 7,
+		OldestEventTS: 5153034283000, NowTS: 5183569911000, Raw: realStats}
+	if got != want {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	counter, err := ParseCPUStats(0, "oldest event ts: 123456789\nnow ts: 2x\n")
+	if err == nil {
+		t.Errorf("bad now ts accepted: %+v", counter)
+	}
+	if _, err := ParseCPUStats(0, "oldest event ts: 123456789\n"); err != nil {
+		t.Errorf("counter clock: %v", err)
+	}
+}
+
+func FuzzParseCPUStats(f *testing.F) {
+	f.Add(realStats)
+	f.Add("oldest event ts: 18446744073.709551615\n")
+	f.Add("now ts: 1.\x00\xff\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		st, err := ParseCPUStats(1, s)
+		if err != nil {
+			return
+		}
+		if len(st.Raw) > wire.MaxString || !utf8.ValidString(st.Raw) {
+			t.Fatalf("raw of %d bytes, valid UTF-8 %t", len(st.Raw), utf8.ValidString(st.Raw))
+		}
+		if _, err := (&wire.StopReply{CPUs: []wire.CPUStats{st}}).MarshalBinary(); err != nil {
+			t.Fatalf("stats do not encode: %v", err)
+		}
+		if !strings.Contains(s, ":") && st != (wire.CPUStats{CPU: 1, Raw: st.Raw}) {
+			t.Fatalf("counters from text without a colon: %+v", st)
+		}
+	})
+}
