@@ -21,6 +21,10 @@ deps:
 bench: deps build
 	bash scripts/bench.sh
 
+# The README's first command: a real guest traced end to end (docs/demo.md).
+demo: deps build
+	bash scripts/demo.sh
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet ./...

@@ -87,5 +87,5 @@ esac
 exec "$qemu" -accel tcg -nodefaults -no-user-config -no-reboot \
 	-m "$mem" -smp "$cpus" \
 	-kernel "$guest/vmlinuz" -initrd "$guest/initramfs.gz" \
-	-append "console=ttyS0 quiet panic=-1 $append" \
+	-append "console=ttyS0 quiet panic=-1 no_timer_check $append" \
 	"${con[@]}" "${ports[@]}"
