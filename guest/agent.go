@@ -304,8 +304,10 @@ func (a *Agent) Stop(ctx context.Context) error {
 }
 
 // StopWith stops as Stop does, then reads each CPU's final stats and
-// undoes what the recording set up (its instance is removed). It wraps
-// errState when the agent is idle.
+// undoes what the recording set up (its instance is removed). In the
+// agent's own instance tracing is turned off first, so that the drain
+// sends every event recorded; the top-level buffer keeps tracing. It
+// wraps errState when the agent is idle.
 func (a *Agent) StopWith(ctx context.Context) ([]wire.CPUStats, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -315,6 +317,7 @@ func (a *Agent) StopWith(ctx context.Context) ([]wire.CPUStats, error) {
 		return nil, fmt.Errorf("stop: not recording: %w", errState)
 	}
 	a.log.Debug("stop")
+	a.freeze(r)
 	err := a.order(ctx, orderStop, a.tracefs)
 	if err != nil {
 		return nil, err
@@ -327,6 +330,19 @@ func (a *Agent) StopWith(ctx context.Context) ([]wire.CPUStats, error) {
 	a.last = &wire.Status{Settings: r.settings, CPUs: stats}
 	a.finish(r) // logs what it could not undo
 	return stats, nil
+}
+
+// freeze turns tracing off in the agent's own instance: nothing more is
+// recorded, so the drain that follows takes everything and the stop point
+// is exact (entries 0 in the final stats). The top-level buffer (or the
+// --tracefs instance) is the guest's own tracing and keeps running.
+func (a *Agent) freeze(r *recording) {
+	if r == nil || r.instance == "" {
+		return
+	}
+	if err := writeFile(filepath.Join(r.dir, "tracing_on"), "0"); err != nil {
+		a.log.Warn("could not turn tracing off in the agent's instance: the stop is not exact", "instance", r.instance, "err", err)
+	}
 }
 
 // order hands kind to every CPU and waits until each has carried it out.
@@ -483,6 +499,7 @@ func (a *Agent) shutdown(cause error, drainTimeout time.Duration, abort <-chan s
 		a.ctl.Close() // ends readControl's Read
 	}
 	a.mu.Lock()
+	a.freeze(a.rec)
 	for _, w := range a.workers {
 		select {
 		case w.orders <- order{kind: orderQuit, done: make(chan error, 1)}:

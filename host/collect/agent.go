@@ -134,6 +134,7 @@ func (a *agent) stop(ctx context.Context, drainBy time.Time, sum *Summary) {
 	}
 	if reply != nil {
 		sum.AgentStats = reply.CPUs
+		a.stats.Store(&reply.CPUs) // the progress line's last words are the final counters
 	}
 }
 

@@ -276,6 +276,14 @@ func (c *capture) wait(ctx context.Context, errs <-chan error, sum *Summary) (bo
 	}
 	if c.agent != nil {
 		if err := c.agent.start(ctx); err != nil {
+			if c.agent.protocol() && !errors.Is(err, session.ErrAgent) {
+				// The Start went out but its answer did not come in
+				// (interrupted, timed out): the agent may be recording.
+				// Stop it, the streams reading what it pushes meanwhile,
+				// so that it does not keep its instance for nobody.
+				drainBy = time.Now().Add(cfg.DrainTimeout)
+				c.agent.stop(ctx, drainBy, sum)
+			}
 			end(phaseAbort)
 			return false, err
 		}

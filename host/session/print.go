@@ -46,10 +46,19 @@ func WriteStatus(w io.Writer, h *wire.HelloReply, st *wire.Status) error {
 	fmt.Fprintf(w, "kernel:   %s\n", orUnknown(h.Release, ""))
 	fmt.Fprintf(w, "CPUs:     %d, pages of %d bytes, clock %s\n", len(h.CPUs), h.PageSize, orUnknown(h.Clock, ""))
 	fmt.Fprintf(w, "state:    %v\n", st.State)
-	fmt.Fprintf(w, "settings: %s\n", Describe(st.Settings))
+	// An idle agent describes its last recording, if it made one.
+	last := st.State != wire.StateRecording && (!IsZero(st.Settings) || len(st.CPUs) > 0)
+	if last {
+		fmt.Fprintf(w, "settings: %s (the last recording)\n", Describe(st.Settings))
+	} else {
+		fmt.Fprintf(w, "settings: %s\n", Describe(st.Settings))
+	}
 	fmt.Fprintf(w, "instance: %s (at the handshake)\n", instance)
 	if len(st.CPUs) == 0 {
 		return nil
+	}
+	if last {
+		fmt.Fprintln(w, "final counters of the last recording:")
 	}
 	return WriteStats(w, st.CPUs)
 }

@@ -87,7 +87,7 @@ func TestParsePageSynthetic(t *testing.T) {
 	b.event(10, typed(7, 12))
 	b.extend(1 << 30)
 	b.event(5, typed(8, 200)) // long: type_len 0
-	b.hdr(typePadding, 1) // a discarded event: 4 + array[0] = 12 bytes
+	b.hdr(typePadding, 1)     // a discarded event: 4 + array[0] = 12 bytes
 	b.data = binary.LittleEndian.AppendUint32(b.data, 8)
 	b.data = append(b.data, make([]byte, 4)...)
 	b.event(1, typed(7, 4))

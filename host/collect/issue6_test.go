@@ -1,0 +1,629 @@
+package collect_test
+
+// Issue 6 through the binary: `vtrace host collect --start` with settings
+// against this repository's agent in loopback mode (its ports are the
+// host's FIFOs) on this machine's tracefs.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/internal/testutil"
+)
+
+// agent6 is a `vtrace guest agent` process recording in instance name
+// (when the host gives settings) and streaming inst otherwise.
+type agent6 struct {
+	cmd  *exec.Cmd
+	log  bytes.Buffer
+	own  string // ROOT/instances/NAME
+	done chan error
+}
+
+// startAgent6 runs the agent until the test ends (or until term).
+func startAgent6(t *testing.T, inst, dir, name string, extra ...string) *agent6 {
+	t.Helper()
+	bin := testutil.BuildVtrace(t)
+	a := &agent6{own: filepath.Join(filepath.Dir(inst), name), done: make(chan error, 1)}
+	args := append([]string{"guest", "agent", "--tracefs", inst, "--ports-dir", dir, "--instance", name}, extra...)
+	a.cmd = exec.Command(bin, args...)
+	a.cmd.Stdout, a.cmd.Stderr = &a.log, &a.log
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.done <- a.cmd.Wait() }()
+	t.Cleanup(func() {
+		if a.cmd.ProcessState == nil {
+			a.term(t)
+		}
+	})
+	return a
+}
+
+// term sends SIGTERM and waits for a clean exit.
+func (a *agent6) term(t *testing.T) {
+	t.Helper()
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-a.done:
+		if err != nil {
+			t.Errorf("guest agent after SIGTERM: %v\n%s", err, a.log.String())
+		}
+	case <-time.After(time.Minute): // a guard against a hang, not a measure
+		a.cmd.Process.Kill()
+		t.Fatalf("guest agent did not exit after SIGTERM\n%s", a.log.String())
+	}
+}
+
+// run6 runs the binary and returns stdout, stderr and the exit error.
+func run6(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(testutil.BuildVtrace(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// cpuRow is one CPU's row of collect's summary: the page reader's counts
+// and the agent's final counters.
+type cpuRow struct {
+	events, missedPages, missedEvents, entries, read, overrun, dropped int64
+}
+
+// summaryCPUs parses the per-CPU rows of collect's summary (with the
+// agent's columns).
+func summaryCPUs(t *testing.T, out string) map[int]cpuRow {
+	t.Helper()
+	rows := map[int]cpuRow{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 12 || !strings.HasSuffix(f[1], ".raw") {
+			continue
+		}
+		var n [12]int64
+		for i, s := range f {
+			if i == 1 {
+				continue
+			}
+			v, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				t.Fatalf("summary row %q: %v", line, err)
+			}
+			n[i] = v
+		}
+		rows[int(n[0])] = cpuRow{events: n[4], missedPages: n[5], missedEvents: n[6], entries: n[8], read: n[9], overrun: n[10], dropped: n[11]}
+	}
+	if len(rows) == 0 {
+		t.Fatalf("no per-CPU rows with the agent's counters in the summary:\n%s", out)
+	}
+	return rows
+}
+
+// report runs trace-cmd report on a trace.dat and counts events by name
+// and by CPU.
+func report(t *testing.T, tc, dat string) (names map[string]int, perCPU map[int]int) {
+	t.Helper()
+	out, err := exec.Command(tc, "report", "-i", dat).Output()
+	if err != nil {
+		t.Fatalf("trace-cmd report -i %s: %v", dat, err)
+	}
+	names, perCPU = map[string]int{}, map[int]int{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := reportLine.FindStringSubmatch(line); m != nil {
+			names[m[5]]++
+			cpu, _ := strconv.Atoi(m[3])
+			perCPU[cpu]++
+		}
+	}
+	return names, perCPU
+}
+
+// busy runs a process-spawning loop pinned to each CPU until the returned
+// function is called.
+func busy(t *testing.T, cpus int) func() {
+	t.Helper()
+	var cmds []*exec.Cmd
+	for cpu := range cpus {
+		c := exec.Command("taskset", "-c", strconv.Itoa(cpu), "sh", "-c", "while :; do /bin/true; done")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, c)
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		for _, c := range cmds {
+			c.Process.Kill()
+			c.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestIntegrationIssue6ChosenEvents: collect --start --events
+// sched:sched_switch records sched_switch and nothing else (irq is not
+// enabled even though the machine takes interrupts); the stop is exact
+// although events keep coming: per CPU the agent leaves no entry behind
+// and every event it read is in the capture; trace-cmd report --stat
+// shows the guest's per-CPU stats (CPUSTAT).
+func TestIntegrationIssue6ChosenEvents(t *testing.T) {
+	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
+	testutil.BuildVtrace(t)
+	inst := testutil.Instance(t, "vtrace-i6-events-base")
+	cpus := instanceCPUs(t, inst)
+	dir := fifoDir(t, cpus)
+	startAgent6(t, inst, dir, "vtrace-i6-events")
+	out := filepath.Join(t.TempDir(), "capture")
+
+	stop := busy(t, cpus) // sched_switch all along, through the stop
+	stdout, stderr, err := run6(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch",
+		"--duration", "2s", "--timeout", "30s")
+	stop()
+	if err != nil {
+		t.Fatalf("collect: %v\n%s\n%s", err, stdout, stderr)
+	}
+	t.Logf("summary:\n%s", stdout)
+	names, perCPU := report(t, tc, filepath.Join(out, "trace.dat"))
+	t.Logf("trace-cmd report: %v", names)
+	if names["sched_switch"] == 0 || len(names) != 1 {
+		t.Errorf("trace-cmd report shows %v, want sched_switch only", names)
+	}
+	for cpu, r := range summaryCPUs(t, stdout) {
+		if r.entries != 0 || r.read != r.events || r.events != int64(perCPU[cpu]) || r.overrun != 0 || r.missedPages != 0 {
+			t.Errorf("CPU %d: agent says %d entries left, %d read, %d overrun; the capture holds %d events (%d by trace-cmd), %d missed pages; want 0 entries and every read event captured",
+				cpu, r.entries, r.read, r.overrun, r.events, perCPU[cpu], r.missedPages)
+		}
+	}
+	if strings.Contains(stdout, "WARNING") {
+		t.Errorf("a capture that lost nothing warns:\n%s", stdout)
+	}
+
+	// CPUSTAT: trace-cmd report --stat prints each CPU's stats as the
+	// guest's kernel wrote them.
+	st, err := exec.Command(tc, "report", "--stat", "-i", filepath.Join(out, "trace.dat")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("trace-cmd report --stat: %v\n%s", err, st)
+	}
+	for cpu := range cpus {
+		if !strings.Contains(string(st), fmt.Sprintf("CPU: %d", cpu)) {
+			t.Errorf("trace-cmd report --stat lacks CPU %d:\n%s", cpu, st)
+		}
+	}
+	if n := strings.Count(string(st), "entries: 0"); n != cpus || !strings.Contains(string(st), "read events:") {
+		t.Errorf("trace-cmd report --stat: %d CPUs with \"entries: 0\", want %d, and read events:\n%s", n, cpus, st)
+	}
+}
+
+// tracefsState is what a refused start must leave as it was: the files of
+// the tracefs root and of the agent's --tracefs, and which of the test's
+// instances exist (other tests on the machine may make theirs).
+func tracefsState(t *testing.T, root, inst, prefix string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, d := range []string{root, inst} {
+		for _, f := range []string{"set_event", "buffer_size_kb", "trace_clock", "buffer_percent", "tracing_on"} {
+			v, err := os.ReadFile(filepath.Join(d, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "%s/%s: %s\n", d, f, v)
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join(root, "instances"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			fmt.Fprintf(&b, "instance %s\n", e.Name())
+		}
+	}
+	return b.String()
+}
+
+// TestIntegrationIssue6BadSettings: an unknown event, a bad filter, a
+// buffer bigger than RAM and an unknown clock each make collect --start
+// fail with an error naming the problem, leave no capture, and leave
+// tracefs as it was; a good capture afterwards works.
+func TestIntegrationIssue6BadSettings(t *testing.T) {
+	inst := testutil.Instance(t, "vtrace-i6-bad-base")
+	root := filepath.Dir(filepath.Dir(inst))
+	cpus := instanceCPUs(t, inst)
+	dir := fifoDir(t, cpus)
+	a := startAgent6(t, inst, dir, "vtrace-i6-bad")
+	out := filepath.Join(t.TempDir(), "capture")
+	huge := strconv.FormatUint(memTotalKiB(t)*4, 10) + "K"
+
+	before := tracefsState(t, root, inst, "vtrace-i6-bad")
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--events", "sched:no_such_event"}, []string{"event sched:no_such_event", "available_events"}},
+		{[]string{"--events", "sched:sched_switch", "--filter", "sched:sched_switch=nonsense >< 3"},
+			[]string{"filter on sched:sched_switch", "nonsense >< 3"}},
+		{[]string{"--events", "sched:sched_switch", "--buffer-size", huge}, []string{"buffer size", "cannot allocate memory"}},
+		{[]string{"--events", "sched:sched_switch", "--clock", "no-such-clock"}, []string{"clock no-such-clock", "not offered"}},
+	} {
+		args := append([]string{"host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s", "--timeout", "30s"}, tc.args...)
+		stdout, stderr, err := run6(t, args...)
+		t.Logf("%v: %v\n%s", tc.args, err, stderr)
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+			t.Errorf("collect %v: %v, want a non-zero exit\n%s", tc.args, err, stdout)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("collect %v: stderr %q does not say %q", tc.args, stderr, w)
+			}
+		}
+		if ents, _ := filepath.Glob(filepath.Join(out, "*")); len(ents) != 0 {
+			t.Errorf("collect %v left %v", tc.args, ents)
+		}
+		if after := tracefsState(t, root, inst, "vtrace-i6-bad"); after != before {
+			t.Errorf("collect %v changed tracefs:\nbefore:\n%s\nafter:\n%s", tc.args, before, after)
+		}
+	}
+	stdout, stderr, err := run6(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch",
+		"--duration", "500ms", "--timeout", "30s")
+	if err != nil {
+		t.Fatalf("a good capture after the bad ones: %v\n%s\n%s\nagent:\n%s", err, stdout, stderr, a.log.String())
+	}
+	if after := tracefsState(t, root, inst, "vtrace-i6-bad"); after != before {
+		t.Errorf("a capture changed tracefs:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// instanceStats reads every CPU's per_cpu/cpuN/stats of an instance.
+func instanceStats(t *testing.T, dir string, cpus int) map[int]map[string]int64 {
+	t.Helper()
+	out := map[int]map[string]int64{}
+	for _, key := range []string{"entries", "overrun", "commit overrun", "dropped events", "read events"} {
+		for cpu, v := range cpuStats(t, dir, cpus, key) {
+			if out[cpu] == nil {
+				out[cpu] = map[string]int64{}
+			}
+			out[cpu][key] = v
+		}
+	}
+	return out
+}
+
+// waitFor polls cond every 20 ms; a minute is a guard against a hang.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for give := time.Now().Add(time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(give) {
+			t.Fatalf("waited a minute for %s", what)
+		}
+	}
+}
+
+// TestIntegrationIssue6Overrun: a 16 KiB buffer under load while the host
+// does not read (collect stopped with SIGSTOP, its FIFOs and the agent's
+// pipes full) overruns (raw_syscalls fill them fast). The summary's counters are the instance's own
+// per_cpu stats, read once tracing is off in it; each CPU that overran
+// has pages flagged for missed events, and every event read is captured;
+// collect warns loudly and trace.dat's CPUSTAT says the same.
+func TestIntegrationIssue6Overrun(t *testing.T) {
+	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
+	testutil.BuildVtrace(t)
+	inst := testutil.Instance(t, "vtrace-i6-overrun-base")
+	cpus := instanceCPUs(t, inst)
+	dir := fifoDir(t, cpus)
+	a := startAgent6(t, inst, dir, "vtrace-i6-overrun", "--pipe-size", "64K")
+	out := filepath.Join(t.TempDir(), "capture")
+
+	col := exec.Command(testutil.BuildVtrace(t), "host", "collect", "--dir", dir, "-o", out, "--start",
+		"--events", "sched,irq,raw_syscalls", "--buffer-size", "16K", "--timeout", "30s", "--drain-timeout", "30s")
+	var stdout, stderr bytes.Buffer
+	col.Stdout, col.Stderr = &stdout, &stderr
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer col.Process.Kill()
+	// The events are enabled last: then the agent records.
+	waitFor(t, "the recording to start", func() bool {
+		b, _ := os.ReadFile(filepath.Join(a.own, "set_event"))
+		return strings.Contains(string(b), "raw_syscalls:")
+	})
+	if err := col.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stop := busy(t, cpus)
+	time.Sleep(2 * time.Second) // the workload runs while nobody reads
+	stop()
+	// Freeze the instance: its counters are final from here.
+	writeTracefs(t, filepath.Join(a.own, "tracing_on"), "0")
+	kernel := instanceStats(t, a.own, cpus)
+	col.Process.Signal(syscall.SIGCONT)
+	// Interrupt collect only once it read the agent's answer to Start (and
+	// every Stats): an interrupted start is a failed capture.
+	_, ctlOut := fifo.Paths(dir, fifo.CtlName)
+	ctl, err := sys.Open(ctlOut, sys.FIFOReadNonblock, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close(ctl)
+	waitFor(t, "collect to read the agent's replies", func() bool { n, err := sys.PipeBuffered(ctl); return err == nil && n == 0 })
+	col.Process.Signal(syscall.SIGINT)
+	if err := col.Wait(); err != nil {
+		t.Fatalf("collect: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	t.Logf("summary:\n%s", stdout.String())
+	t.Logf("instance stats at the freeze: %v", kernel)
+	if isDir(a.own) {
+		t.Errorf("instance %s still there after the capture", a.own)
+	}
+	overran := false
+	for cpu, r := range summaryCPUs(t, stdout.String()) {
+		k := kernel[cpu]
+		if r.overrun != k["overrun"]+k["commit overrun"] || r.dropped != k["dropped events"] || r.read != k["read events"]+k["entries"] || r.entries != 0 {
+			t.Errorf("CPU %d: summary %+v, the instance said %v", cpu, r, k)
+		}
+		if r.events != r.read {
+			t.Errorf("CPU %d: %d events captured, the agent read %d", cpu, r.events, r.read)
+		}
+		if (r.overrun > 0) != (r.missedPages > 0) || r.missedEvents > r.overrun {
+			t.Errorf("CPU %d: overrun %d, but %d pages flag %d missed events", cpu, r.overrun, r.missedPages, r.missedEvents)
+		}
+		overran = overran || r.overrun > 0
+	}
+	if !overran {
+		t.Fatal("no CPU overran a 16 KiB buffer nobody read for 2 s")
+	}
+	if !strings.Contains(stdout.String(), "WARNING: ") || !strings.Contains(stdout.String(), "events lost in all") {
+		t.Errorf("no loud warning about the lost events:\n%s", stdout.String())
+	}
+	st, err := exec.Command(tc, "report", "--stat", "-i", filepath.Join(out, "trace.dat")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("trace-cmd report --stat: %v\n%s", err, st)
+	}
+	for cpu := range cpus {
+		if want := fmt.Sprintf("overrun: %d", kernel[cpu]["overrun"]); !strings.Contains(string(st), want) {
+			t.Errorf("trace-cmd report --stat lacks CPU %d's %q:\n%s", cpu, want, st)
+		}
+	}
+}
+
+// TestIntegrationIssue6TwoCaptures: two captures in a row with other
+// events and another clock each make their own trace.dat.
+func TestIntegrationIssue6TwoCaptures(t *testing.T) {
+	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
+	testutil.BuildVtrace(t)
+	inst := testutil.Instance(t, "vtrace-i6-two-base")
+	cpus := instanceCPUs(t, inst)
+	dir := fifoDir(t, cpus)
+	a := startAgent6(t, inst, dir, "vtrace-i6-two")
+
+	capture := func(clock string, events ...string) (string, map[string]int) {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "capture")
+		stop := busy(t, cpus)
+		stdout, stderr, err := run6(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", strings.Join(events, ","),
+			"--clock", clock, "--duration", "1s", "--timeout", "30s")
+		stop()
+		if err != nil {
+			t.Fatalf("collect --clock %s --events %v: %v\n%s\n%s", clock, events, err, stdout, stderr)
+		}
+		names, _ := report(t, tc, filepath.Join(out, "trace.dat"))
+		b, err := os.ReadFile(filepath.Join(out, "meta", "trace_clock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b), names
+	}
+	clock, names := capture("mono", "sched:sched_process_exec")
+	if names["sched_process_exec"] == 0 || len(names) != 1 || !strings.Contains(clock, "[mono]") {
+		t.Errorf("first capture: events %v, clock %q; want sched_process_exec only, mono", names, clock)
+	}
+	clock, names = capture("global", "sched:sched_process_fork", "sched:sched_process_exit")
+	if names["sched_process_fork"] == 0 || names["sched_process_exit"] == 0 || len(names) != 2 || !strings.Contains(clock, "[global]") {
+		t.Errorf("second capture: events %v, clock %q; want sched_process_fork and _exit only, global", names, clock)
+	}
+	if isDir(a.own) {
+		t.Errorf("instance %s still there after two captures", a.own)
+	}
+}
+
+// TestIntegrationIssue6AgentExit: an agent that gets SIGTERM while
+// recording removes its instance; so does one after a capture, and one
+// killed while recording leaves an instance the next agent takes back.
+func TestIntegrationIssue6AgentExit(t *testing.T) {
+	bin := testutil.BuildVtrace(t)
+	inst := testutil.Instance(t, "vtrace-i6-exit-base")
+	cpus := instanceCPUs(t, inst)
+	dir := fifoDir(t, cpus)
+	name := "vtrace-i6-exit"
+	col := exec.Command(bin, "host", "collect", "--dir", dir, "-o", filepath.Join(t.TempDir(), "c"))
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { col.Process.Signal(syscall.SIGTERM); col.Wait() }()
+	host := func(args ...string) string {
+		t.Helper()
+		stdout, stderr, err := run6(t, append([]string{"host"}, append(args, "--dir", dir, "--timeout", "30s")...)...)
+		if err != nil {
+			t.Fatalf("vtrace host %v: %v\n%s%s", args, err, stdout, stderr)
+		}
+		return stdout
+	}
+
+	// SIGTERM while recording.
+	a := startAgent6(t, inst, dir, name)
+	host("start", "--events", "sched:sched_switch")
+	if !isDir(a.own) {
+		t.Fatalf("instance %s missing while recording", a.own)
+	}
+	a.term(t)
+	if isDir(a.own) {
+		t.Errorf("instance %s still there after SIGTERM while recording", a.own)
+	}
+
+	// SIGTERM after a capture.
+	a = startAgent6(t, inst, dir, name)
+	host("start", "--events", "sched:sched_switch")
+	host("stop")
+	if isDir(a.own) {
+		t.Errorf("instance %s still there after the stop", a.own)
+	}
+	host("start", "--events", "irq")
+	host("stop")
+	a.term(t)
+	if isDir(a.own) {
+		t.Errorf("instance %s still there after the agent exited", a.own)
+	}
+}
+
+// TestIntegrationIssue6Status: while collect --start records, status is
+// refused at once (one conversation at a time); with a plain collect
+// reading the data and start/stop from the command line, status shows
+// recording with the settings, then idle with the last counters.
+func TestIntegrationIssue6Status(t *testing.T) {
+	bin := testutil.BuildVtrace(t)
+	inst := testutil.Instance(t, "vtrace-i6-status-base")
+	cpus := instanceCPUs(t, inst)
+	dir := fifoDir(t, cpus)
+	a := startAgent6(t, inst, dir, "vtrace-i6-status")
+	host := func(args ...string) (string, error) {
+		t.Helper()
+		stdout, stderr, err := run6(t, append([]string{"host"}, append(args, "--dir", dir, "--timeout", "30s")...)...)
+		return stdout + stderr, err
+	}
+
+	out := filepath.Join(t.TempDir(), "capture")
+	col := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch", "--timeout", "30s")
+	var colOut bytes.Buffer
+	col.Stdout, col.Stderr = &colOut, &colOut
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer col.Process.Kill()
+	waitFor(t, "collect --start to record", func() bool { return isDir(a.own) && exists(filepath.Join(out, "meta")) })
+	if s, err := host("status"); err == nil || !strings.Contains(s, "control channel in use") {
+		t.Errorf("status during collect --start: %v, want \"control channel in use\"\n%s", err, s)
+	}
+	col.Process.Signal(syscall.SIGINT)
+	if err := col.Wait(); err != nil {
+		t.Fatalf("collect --start: %v\n%s", err, colOut.String())
+	}
+
+	plain := exec.Command(bin, "host", "collect", "--dir", dir, "-o", filepath.Join(t.TempDir(), "c"))
+	if err := plain.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { plain.Process.Signal(syscall.SIGTERM); plain.Wait() }()
+	if s, err := host("start", "--events", "sched:sched_switch,irq", "--clock", "mono", "--buffer-size", "512K"); err != nil {
+		t.Fatalf("start: %v\n%s", err, s)
+	}
+	s, err := host("status")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, s)
+	}
+	t.Logf("status while recording:\n%s", s)
+	for _, w := range []string{"state:    recording", "events sched:sched_switch,irq", "buffer 512 KiB per CPU", "clock mono",
+		"instance: vtrace-i6-status", "cpu  entries"} {
+		if !strings.Contains(s, w) {
+			t.Errorf("status while recording lacks %q:\n%s", w, s)
+		}
+	}
+	if s, err := host("stop"); err != nil || !strings.Contains(s, "final counters") {
+		t.Fatalf("stop: %v\n%s", err, s)
+	}
+	s, err = host("status")
+	if err != nil || !strings.Contains(s, "state:    idle") || !strings.Contains(s, "instance: vtrace-i6-status-base") ||
+		!strings.Contains(s, "(the last recording)") || !strings.Contains(s, "final counters of the last recording") {
+		t.Errorf("status after stop: %v\n%s", err, s)
+	}
+	t.Logf("status after stop:\n%s", s)
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// memTotalKiB is the machine's RAM in KiB.
+func memTotalKiB(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no MemTotal in /proc/meminfo")
+	return 0
+}
+
+// TestIntegrationIssue6InterruptedStart: collect interrupted while it
+// waits for the agent's answer to Start (the agent is held with SIGSTOP)
+// still stops the agent: once the agent runs again, it is idle and its
+// instance is gone.
+func TestIntegrationIssue6InterruptedStart(t *testing.T) {
+	bin := testutil.BuildVtrace(t)
+	inst := testutil.Instance(t, "vtrace-i6-intr-base")
+	cpus := instanceCPUs(t, inst)
+	dir := fifoDir(t, cpus)
+	a := startAgent6(t, inst, dir, "vtrace-i6-intr")
+	out := filepath.Join(t.TempDir(), "capture")
+
+	col := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch", "--timeout", "30s")
+	var colOut bytes.Buffer
+	col.Stdout, col.Stderr = &colOut, &colOut
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- col.Wait() }()
+	// OUT/meta is saved just before Start is sent.
+	waitFor(t, "collect to save the metadata", func() bool { return exists(filepath.Join(out, "meta")) })
+	a.cmd.Process.Signal(syscall.SIGSTOP)
+	col.Process.Signal(syscall.SIGINT)
+	var err error
+	select {
+	case err = <-exited: // without the stop order collect is gone at once
+	case <-time.After(time.Second): // it waits for the StopReply
+	}
+	a.cmd.Process.Signal(syscall.SIGCONT)
+	if err == nil {
+		err = <-exited
+	}
+	t.Logf("collect: %v\n%s", err, colOut.String())
+	stdout, stderr, err := run6(t, "host", "status", "--dir", dir, "--timeout", "30s")
+	if err != nil || !strings.Contains(stdout, "state:    idle") {
+		t.Errorf("status after the interrupted capture: %v, want idle\n%s%s", err, stdout, stderr)
+	}
+	if isDir(a.own) {
+		t.Errorf("instance %s still there after the interrupted capture", a.own)
+	}
+}
