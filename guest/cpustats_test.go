@@ -58,3 +58,20 @@ func FuzzParseCPUStats(f *testing.F) {
 		}
 	})
 }
+
+func TestAddressesHidden(t *testing.T) {
+	for _, c := range []struct {
+		text   string
+		hidden bool
+	}{
+		{"0000000000000000 A fixed_percpu_data\n0000000000001000 A cpu_debug_store\nffffffff81000000 T _text\n", false},
+		{"ffffffff81000000 T _text\n", false},
+		{"0000000000000000 A fixed_percpu_data\n0000000000000000 T _text\n", true},
+		{"", true},
+	} {
+		got, err := addressesHidden(strings.NewReader(c.text))
+		if err != nil || got != c.hidden {
+			t.Errorf("addressesHidden(%q) = %v, %v; want %v", c.text, got, err, c.hidden)
+		}
+	}
+}

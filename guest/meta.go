@@ -232,12 +232,30 @@ func kallsymsHidden() (bool, error) {
 		return false, err
 	}
 	defer f.Close()
-	line, err := bufio.NewReader(f).ReadString('\n')
-	if err != nil && line == "" {
+	hidden, err := addressesHidden(f)
+	if err != nil {
 		return false, fmt.Errorf("read %s: %w", kallsymsPath, err)
 	}
-	addr, _, _ := strings.Cut(line, " ")
-	return strings.Trim(addr, "0") == "", nil
+	return hidden, nil
+}
+
+// hiddenProbeLines bounds how far addressesHidden looks.
+const hiddenProbeLines = 4096
+
+// addressesHidden reports whether a kallsyms text shows only zero
+// addresses. The first lines may be zero for real (x86-64 per-CPU symbols
+// such as fixed_percpu_data sit at 0), so one non-zero address among the
+// first lines is enough to show the addresses are visible.
+func addressesHidden(r io.Reader) (bool, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 512), 4096)
+	for n := 0; n < hiddenProbeLines && sc.Scan(); n++ {
+		addr, _, _ := strings.Cut(sc.Text(), " ")
+		if strings.Trim(addr, "0") != "" {
+			return false, nil
+		}
+	}
+	return true, sc.Err()
 }
 
 // lowerKptrRestrict sets kptr_restrict to 0 and returns what puts the old
