@@ -8,15 +8,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vtrace/vtrace/guest"
 	"github.com/vtrace/vtrace/internal/testutil"
 	"github.com/vtrace/vtrace/internal/vmtest"
 	"github.com/vtrace/vtrace/proto/ringbuf"
+	"github.com/vtrace/vtrace/proto/wire"
 )
 
 // collector is a `vtrace host collect` running in the background.
@@ -287,4 +291,325 @@ func drained(t testing.TB, g *vmtest.Guest, bound time.Duration) []vmtest.CPUSta
 func logDuration(t *testing.T) {
 	begin := time.Now()
 	t.Cleanup(func() { t.Logf("the test took %s", time.Since(begin).Round(time.Second)) })
+}
+
+// traceReport is what `trace-cmd report -N` printed of a trace.dat.
+type traceReport struct {
+	PerCPU      map[int]int64         // events per CPU
+	PerEvent    map[string]int64      // events per name, as trace-cmd names them (no system)
+	PerCPUEvent map[string]int64      // "CPU/name"
+	DropLines   map[int]int           // "CPU:N [... EVENTS DROPPED]" lines per CPU
+	DropCounts  map[int]uint64        // the sum of their counts
+	Switches    map[int][]schedSwitch // per CPU, in order
+	Execs       []processExec         // sched_process_exec events
+	Children    map[int][]int         // sched_process_fork: the children of each pid
+	Stamps      []string              // the first few timestamps, as printed
+	Other       []string              // lines it printed that are none of the above
+}
+
+// schedSwitch is one sched_switch as trace-cmd decoded it: the task it
+// charged the event to (its line's COMM-PID, the name from the cmdlines)
+// and the event's own fields.
+type schedSwitch struct {
+	Comm               string
+	Pid                int
+	PrevComm, NextComm string
+	PrevPid, NextPid   int
+}
+
+type processExec struct {
+	Filename string
+	Pid      int
+}
+
+var (
+	reportLine   = regexp.MustCompile(`^\s*(.+)-(\d+)\s+\[(\d+)\]\s+(\S+):\s+([\w-]+):\s*(.*)$`)
+	reportDrop   = regexp.MustCompile(`^CPU:(\d+) \[(?:(\d+) )?EVENTS DROPPED\]$`)
+	reportSwitch = regexp.MustCompile(`^prev_comm=(.*) prev_pid=(\d+) prev_prio=-?\d+ prev_state=\S+ ==> next_comm=(.*) next_pid=(\d+) next_prio=-?\d+$`)
+	reportExec   = regexp.MustCompile(`^filename=(\S+) pid=(\d+) old_pid=\d+$`)
+	reportFork   = regexp.MustCompile(`^comm=.* pid=(\d+) child_comm=.* child_pid=(\d+)$`)
+	reportHeader = regexp.MustCompile(`^(cpus=\d+|CPU \d+ is empty)$`)
+)
+
+// traceCmdReport runs `trace-cmd report -N -i file` (decoded fields,
+// without plugins) and counts what it printed. A line it cannot place, or
+// a sched_switch whose fields do not parse, fails the test.
+func traceCmdReport(t testing.TB, file string) traceReport {
+	t.Helper()
+	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "trace-cmd", "report", "-N", "-i", file)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("trace-cmd report -i %s: %v\n%s", file, err, stderr.String())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("trace-cmd report -i %s said on stderr:\n%s", file, stderr.String())
+	}
+	r := traceReport{PerCPU: map[int]int64{}, PerEvent: map[string]int64{}, PerCPUEvent: map[string]int64{},
+		DropLines: map[int]int{}, DropCounts: map[int]uint64{}, Switches: map[int][]schedSwitch{}, Children: map[int][]int{}}
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		if m := reportDrop.FindStringSubmatch(line); m != nil {
+			cpu, _ := strconv.Atoi(m[1])
+			r.DropLines[cpu]++
+			if m[2] != "" {
+				n, _ := strconv.ParseUint(m[2], 10, 64)
+				r.DropCounts[cpu] += n
+			}
+			continue
+		}
+		m := reportLine.FindStringSubmatch(line)
+		if m == nil {
+			if !reportHeader.MatchString(line) {
+				r.Other = append(r.Other, line)
+			}
+			continue
+		}
+		pid, _ := strconv.Atoi(m[2])
+		cpu, _ := strconv.Atoi(m[3])
+		name, fields := m[5], m[6]
+		r.PerCPU[cpu]++
+		r.PerEvent[name]++
+		r.PerCPUEvent[fmt.Sprintf("%d/%s", cpu, name)]++
+		if len(r.Stamps) < 5 {
+			r.Stamps = append(r.Stamps, m[4])
+		}
+		switch name {
+		case "sched_switch":
+			f := reportSwitch.FindStringSubmatch(fields)
+			if f == nil {
+				t.Fatalf("trace-cmd report: sched_switch fields do not parse: %q", line)
+			}
+			s := schedSwitch{Comm: strings.TrimSpace(m[1]), Pid: pid, PrevComm: f[1], NextComm: f[3]}
+			s.PrevPid, _ = strconv.Atoi(f[2])
+			s.NextPid, _ = strconv.Atoi(f[4])
+			r.Switches[cpu] = append(r.Switches[cpu], s)
+		case "sched_process_exec":
+			if f := reportExec.FindStringSubmatch(fields); f != nil {
+				p, _ := strconv.Atoi(f[2])
+				r.Execs = append(r.Execs, processExec{Filename: f[1], Pid: p})
+			}
+		case "sched_process_fork":
+			if f := reportFork.FindStringSubmatch(fields); f != nil {
+				p, _ := strconv.Atoi(f[1])
+				c, _ := strconv.Atoi(f[2])
+				r.Children[p] = append(r.Children[p], c)
+			}
+		}
+	}
+	if len(r.Other) > 0 {
+		t.Errorf("trace-cmd report -i %s printed %d lines that are neither events nor drop markers, the first: %q",
+			file, len(r.Other), r.Other[0])
+	}
+	return r
+}
+
+// checkReport compares trace-cmd's view of OUT/trace.dat with the page
+// reader's counts of OUT/cpuN.raw (got) and with `vtrace host stats OUT`:
+// the same events per CPU, the same counts per event name and CPU, and a
+// drop marker for every page flagged with missed events, with the counts
+// the pages hold.
+func checkReport(t testing.TB, out string, got []cpuCapture) traceReport {
+	t.Helper()
+	r := traceCmdReport(t, filepath.Join(out, "trace.dat"))
+	for cpu, c := range got {
+		if r.PerCPU[cpu] != c.Events {
+			t.Errorf("cpu %d: trace-cmd report shows %d events, the page reader counts %d in cpu%d.raw", cpu, r.PerCPU[cpu], c.Events, cpu)
+		}
+		if int64(r.DropLines[cpu]) != c.MissedPages || r.DropCounts[cpu] != c.MissedStored {
+			t.Errorf("cpu %d: trace-cmd shows %d drop markers counting %d events; %d pages are flagged, counting %d",
+				cpu, r.DropLines[cpu], r.DropCounts[cpu], c.MissedPages, c.MissedStored)
+		}
+	}
+	hs := hostStats(t, out)
+	if len(hs) == 0 {
+		t.Errorf("vtrace host stats %s: no event counts", out)
+	}
+	for key, n := range hs {
+		if r.PerCPUEvent[key] != n {
+			t.Errorf("event %s: vtrace host stats counts %d, trace-cmd report shows %d", key, n, r.PerCPUEvent[key])
+		}
+	}
+	for key, n := range r.PerCPUEvent {
+		if _, ok := hs[key]; !ok {
+			t.Errorf("event %s: trace-cmd report shows %d, vtrace host stats none", key, n)
+		}
+	}
+	return r
+}
+
+// hostStats runs `vtrace host stats OUT` and returns its per-CPU event
+// counts, keyed "CPU/name" with the name without its system (as trace-cmd
+// prints it), and "all/name" for the totals.
+func hostStats(t testing.TB, out string) map[string]int64 {
+	t.Helper()
+	text := vtrace(t, "host", "stats", out)
+	counts := map[string]int64{}
+	in := false
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "EVENT" {
+			in = true
+			continue
+		}
+		if !in || len(f) != 5 {
+			continue
+		}
+		_, name, ok := strings.Cut(f[0], ":")
+		n, err := strconv.ParseInt(f[2], 10, 64)
+		if !ok || err != nil {
+			t.Fatalf("vtrace host stats %s: line %q: want SYSTEM:EVENT CPU COUNT FIRST LAST", out, line)
+		}
+		if f[1] == "all" {
+			continue
+		}
+		counts[f[1]+"/"+name] += n
+	}
+	return counts
+}
+
+// collectSummary is one CPU's row of collect's summary: what the host
+// read and the agent's final counters (its StopReply).
+type collectSummary struct {
+	Events, MissedPages, MissedEvents     int64
+	Entries, Read, Overrun, Dropped, Lost uint64 // Lost: from the CPU's WARNING line
+}
+
+var (
+	warnCPU   = regexp.MustCompile(`(?m)^WARNING: (\d+) events lost on CPU (\d+) \(overrun (\d+), commit overrun (\d+), dropped (\d+)\)`)
+	warnTotal = regexp.MustCompile(`(?m)^WARNING: (\d+) events lost in all: the capture is incomplete$`)
+)
+
+// summary parses collect's printed summary (with the agent's columns) and
+// its WARNING lines; it returns the rows per CPU and the total lost.
+func (c *collector) summary(cpus int) ([]collectSummary, uint64) {
+	c.t.Helper()
+	text := c.stdout.String()
+	rows := make([]collectSummary, cpus)
+	seen := 0
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 12 || f[1] != "cpu"+f[0]+".raw" {
+			continue
+		}
+		cpu, _ := strconv.Atoi(f[0])
+		if cpu >= cpus {
+			c.t.Fatalf("collect's summary has a row for cpu %d of %d: %q", cpu, cpus, line)
+		}
+		var n [10]uint64
+		for i := range n {
+			v, err := strconv.ParseUint(f[i+2], 10, 64)
+			if err != nil {
+				c.t.Fatalf("collect's summary: row %q: %v", line, err)
+			}
+			n[i] = v
+		}
+		// bytes pages events missed-pages missed-events cut entries read overrun dropped
+		rows[cpu] = collectSummary{Events: int64(n[2]), MissedPages: int64(n[3]), MissedEvents: int64(n[4]),
+			Entries: n[6], Read: n[7], Overrun: n[8], Dropped: n[9]}
+		seen++
+	}
+	if seen != cpus {
+		c.t.Fatalf("collect's summary has %d CPU rows with the agent's counters, want %d:\n%s", seen, cpus, text)
+	}
+	for _, m := range warnCPU.FindAllStringSubmatch(text, -1) {
+		cpu, _ := strconv.Atoi(m[2])
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		if cpu < cpus {
+			rows[cpu].Lost = n
+		}
+	}
+	var total uint64
+	if m := warnTotal.FindStringSubmatch(text); m != nil {
+		total, _ = strconv.ParseUint(m[1], 10, 64)
+	}
+	return rows, total
+}
+
+// agentStats reads the agent's final per-CPU stats that collect stored in
+// OUT/meta/cpustats.
+func agentStats(t testing.TB, out string, cpus int) []wire.CPUStats {
+	t.Helper()
+	var all []wire.CPUStats
+	for cpu := 0; cpu < cpus; cpu++ {
+		b, err := os.ReadFile(filepath.Join(out, "meta", "cpustats", fmt.Sprintf("cpu%d", cpu)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := guest.ParseCPUStats(cpu, string(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, s)
+	}
+	return all
+}
+
+// instances lists the guest's ftrace instances.
+func instances(t testing.TB, g *vmtest.Guest) []string {
+	t.Helper()
+	return strings.Fields(command(t, g, "sh", "ls /sys/kernel/tracing/instances"))
+}
+
+// checkConsecutive checks, per CPU, that each sched_switch takes off the
+// CPU the task the previous one put on it, and that trace-cmd charges it
+// to that task: true of every complete trace.
+func checkConsecutive(t testing.TB, r traceReport) {
+	t.Helper()
+	for cpu, sw := range r.Switches {
+		bad := 0
+		for i, s := range sw {
+			if s.Pid != s.PrevPid && bad < 3 {
+				bad++
+				t.Errorf("cpu %d: sched_switch %d is charged to pid %d (%s), its prev_pid is %d", cpu, i, s.Pid, s.Comm, s.PrevPid)
+			}
+			if i > 0 && sw[i-1].NextPid != s.PrevPid && bad < 3 {
+				bad++
+				t.Errorf("cpu %d: sched_switch %d puts pid %d (%s) on the CPU, the next one takes pid %d (%s) off",
+					cpu, i-1, sw[i-1].NextPid, sw[i-1].NextComm, s.PrevPid, s.PrevComm)
+			}
+		}
+	}
+}
+
+// statsOf returns the per-CPU stats of the guest's ftrace instance name or
+// fails the test.
+func statsOf(t testing.TB, g *vmtest.Guest, name string) []vmtest.CPUStats {
+	t.Helper()
+	s, err := g.StatsOf(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// bigMarkersTo is bigMarkers into the trace_marker file marker (e.g. an
+// instance's).
+func bigMarkersTo(t testing.TB, g *vmtest.Guest, marker string, n int) {
+	t.Helper()
+	script := fmt.Sprintf(`p=x; for k in 1 2 3 4 5 6 7 8 9 10; do p=$p$p; done; i=0; `+
+		`while [ $i -lt %d ]; do echo $p >%s; i=$((i + 1)); done`, n, marker)
+	line := fmt.Sprintf(`sh for c in $(seq 0 %d); do taskset -c $c sh -c '%s' & done; wait`, g.CPUs-1, script)
+	if _, err := g.CommandWithin(5*time.Minute, line); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run runs a program on the host to its end (2 minutes at most) and
+// returns its standard output, failing the test when it fails.
+func run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.String())
+	}
+	return string(out)
 }
