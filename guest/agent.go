@@ -282,6 +282,9 @@ func (a *Agent) StartWith(ctx context.Context, s wire.Settings) error {
 		return err
 	}
 	a.log.Debug("start", "dir", r.dir, "settings", fmt.Sprintf("%+v", s))
+	if r.base, err = readCPUStats(r.dir, a.workers); err != nil {
+		a.log.Warn("read stats at start: counters will be the buffer's lifetime ones", "err", err)
+	}
 	if err := a.order(ctx, orderStart, r.dir); err != nil {
 		a.order(context.WithoutCancel(ctx), orderStop, a.tracefs)
 		a.finish(r)
@@ -326,6 +329,7 @@ func (a *Agent) StopWith(ctx context.Context) ([]wire.CPUStats, error) {
 	if serr != nil {
 		a.log.Warn("read final stats", "err", serr)
 	}
+	stats = r.since(stats)
 	a.rec = nil
 	a.last = &wire.Status{Settings: r.settings, CPUs: stats}
 	a.finish(r) // logs what it could not undo

@@ -75,3 +75,30 @@ func TestAddressesHidden(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordingSince(t *testing.T) {
+	r := &recording{base: []wire.CPUStats{
+		{CPU: 0, Overrun: 100, ReadEvents: 50, DroppedEvents: 1, BytesSent: 8192, PagesSent: 2},
+		{CPU: 1, Overrun: 7, ReadEvents: 9},
+	}}
+	got := r.since([]wire.CPUStats{
+		{CPU: 1, Overrun: 7, ReadEvents: 19, Entries: 3},
+		{CPU: 0, Overrun: 100, ReadEvents: 80, DroppedEvents: 1, BytesSent: 12288, PagesSent: 3, Entries: 5},
+		{CPU: 2, Overrun: 4, ReadEvents: 4}, // no baseline: as read
+	})
+	want := []wire.CPUStats{
+		{CPU: 1, ReadEvents: 10, Entries: 3},
+		{CPU: 0, ReadEvents: 30, BytesSent: 4096, PagesSent: 1, Entries: 5},
+		{CPU: 2, Overrun: 4, ReadEvents: 4},
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("since()[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	// A buffer reset (resized) during the recording restarted its counters.
+	r = &recording{base: []wire.CPUStats{{CPU: 0, Overrun: 100, ReadEvents: 50}}}
+	if got := r.since([]wire.CPUStats{{CPU: 0, Overrun: 3, ReadEvents: 2}}); got[0].Overrun != 3 || got[0].ReadEvents != 2 {
+		t.Errorf("after a reset: %+v, want the counters since the reset (3, 2)", got[0])
+	}
+}

@@ -202,7 +202,7 @@ func (s *session) status(id uint64) *wire.Status {
 		if err != nil {
 			a.log.Warn("status: read stats", "err", err)
 		}
-		st.CPUs = cpus
+		st.CPUs = a.rec.since(cpus)
 	case a.last != nil:
 		st.Settings, st.CPUs = a.last.Settings, a.last.CPUs
 	}
@@ -220,7 +220,7 @@ func (s *session) stats() {
 		a.log.Warn("stats: read", "err", err)
 		return
 	}
-	if err := s.send(&wire.Stats{CPUs: cpus}); err != nil {
+	if err := s.send(&wire.Stats{CPUs: a.rec.since(cpus)}); err != nil {
 		a.log.Warn("stats: send", "err", err)
 	}
 }

@@ -45,6 +45,36 @@ type recording struct {
 	dir      string // the tracefs directory streamed
 	instance string // the instance the agent made for it; "" for none
 	restore  []saved
+	base     []wire.CPUStats // counters when the recording began
+}
+
+// since turns the kernel's lifetime counters into this recording's: the
+// top-level buffer (and a reused one) carries overruns and reads from
+// before the start, which are not this capture's losses. Entries, bytes
+// and times describe the buffer now and stay as read; Raw stays the
+// kernel's text, for trace.dat's CPUSTAT.
+func (r *recording) since(cur []wire.CPUStats) []wire.CPUStats {
+	sub := func(a, b uint64) uint64 {
+		if a < b {
+			return a // the buffer was reset (e.g. resized): its counters restarted
+		}
+		return a - b
+	}
+	for i := range cur {
+		for _, b := range r.base {
+			if b.CPU != cur[i].CPU {
+				continue
+			}
+			c := &cur[i]
+			c.Overrun = sub(c.Overrun, b.Overrun)
+			c.CommitOverrun = sub(c.CommitOverrun, b.CommitOverrun)
+			c.DroppedEvents = sub(c.DroppedEvents, b.DroppedEvents)
+			c.ReadEvents = sub(c.ReadEvents, b.ReadEvents)
+			c.BytesSent = sub(c.BytesSent, b.BytesSent)
+			c.PagesSent = sub(c.PagesSent, b.PagesSent)
+		}
+	}
+	return cur
 }
 
 // saved is a tracefs value to put back when the recording ends.
