@@ -282,8 +282,12 @@ func (a *Agent) StartWith(ctx context.Context, s wire.Settings) error {
 		return err
 	}
 	a.log.Debug("start", "dir", r.dir, "settings", fmt.Sprintf("%+v", s))
-	if r.base, err = readCPUStats(r.dir, a.workers); err != nil {
-		a.log.Warn("read stats at start: counters will be the buffer's lifetime ones", "err", err)
+	if r.instance == "" {
+		// A buffer the agent did not make has a past; a fresh instance
+		// has none, and everything it counts is this recording's.
+		if r.base, err = readCPUStats(r.dir, a.workers); err != nil {
+			a.log.Warn("read stats at start: counters will be the buffer's lifetime ones", "err", err)
+		}
 	}
 	if err := a.order(ctx, orderStart, r.dir); err != nil {
 		a.order(context.WithoutCancel(ctx), orderStop, a.tracefs)
