@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -625,5 +626,44 @@ func TestIntegrationIssue6InterruptedStart(t *testing.T) {
 	}
 	if isDir(a.own) {
 		t.Errorf("instance %s still there after the interrupted capture", a.own)
+	}
+}
+
+// TestIntegrationStartWhileRecording: an agent left recording (by `host
+// start`, or a collector that died without stopping it) makes collect
+// --start fail at once with the way out, and that way out works.
+func TestIntegrationStartWhileRecording(t *testing.T) {
+	inst := testutil.Instance(t, "vtrace-recording-base")
+	cpus := instanceCPUs(t, inst)
+	dir := fifoDir(t, cpus)
+	startAgent6(t, inst, dir, "vtrace-recording")
+	discardStreams(t, dir, cpus) // `host start` alone leaves the reading to someone
+	if _, stderr, err := run6(t, "host", "start", "--dir", dir, "--events", "sched:sched_switch"); err != nil {
+		t.Fatalf("host start: %v\n%s", err, stderr)
+	}
+	out := filepath.Join(t.TempDir(), "capture")
+	_, stderr, err := run6(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s")
+	if err == nil || !strings.Contains(stderr, "already recording") || !strings.Contains(stderr, "vtrace host stop --dir "+dir) {
+		t.Fatalf("collect --start on a recording agent: %v, want an error naming `vtrace host stop`\n%s", err, stderr)
+	}
+	if _, stderr, err := run6(t, "host", "stop", "--dir", dir); err != nil {
+		t.Fatalf("host stop: %v\n%s", err, stderr)
+	}
+	if stdout, stderr, err := run6(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s", "--force"); err != nil {
+		t.Fatalf("collect --start after stop: %v\n%s%s", err, stdout, stderr)
+	}
+}
+
+// discardStreams reads and drops every CPU's stream until the test ends.
+func discardStreams(t *testing.T, dir string, cpus int) {
+	t.Helper()
+	for cpu := range cpus {
+		_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go io.Copy(io.Discard, f)
+		t.Cleanup(func() { f.Close() })
 	}
 }

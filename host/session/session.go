@@ -468,6 +468,10 @@ func (s *Session) Start(ctx context.Context, settings wire.Settings) error {
 		}
 		return control.Send(ctx, s.dir, control.Start, s.opts.OpenTimeout)
 	}
+	if s.hello.State == wire.StateRecording {
+		return fmt.Errorf("start recording: %w: the agent is already recording (started by `vtrace host start`, or by a collector that exited without stopping it); stop it first with `vtrace host stop --dir %s`",
+			ErrAgent, s.dir)
+	}
 	id := s.nextID()
 	m, err := s.call(ctx, &wire.Start{ID: id, Settings: settings}, id, wire.TypeStartReply, s.opts.ReplyTimeout)
 	if err != nil {
