@@ -72,17 +72,18 @@ func DefaultLayout() Layout {
 	return Layout{PageSize: 4096, CommitOffset: 8, CommitSize: 8, DataOffset: 16}
 }
 
-// Validate checks that the layout is self-consistent and bounded.
+// Validate checks that the layout is self-consistent and bounded. Each
+// field is compared against an already bounded one, so no sum can wrap.
 func (l Layout) Validate() error {
 	switch {
 	case l.PageSize < minPageSize || l.PageSize > maxPageSize:
 		return fmt.Errorf("page size %d out of range [%d, %d]: %w", l.PageSize, minPageSize, maxPageSize, ErrCorrupt)
+	case l.DataOffset < 16 || l.DataOffset >= l.PageSize:
+		return fmt.Errorf("data offset %d outside the page header room [16, %d): %w", l.DataOffset, l.PageSize, ErrCorrupt)
 	case l.CommitSize != 4 && l.CommitSize != 8:
 		return fmt.Errorf("commit size %d is neither 4 nor 8: %w", l.CommitSize, ErrCorrupt)
-	case l.CommitOffset < 8 || l.CommitOffset+l.CommitSize > l.DataOffset:
+	case l.CommitOffset < 8 || l.CommitOffset > l.DataOffset-l.CommitSize:
 		return fmt.Errorf("commit field at %d+%d overlaps timestamp or data at %d: %w", l.CommitOffset, l.CommitSize, l.DataOffset, ErrCorrupt)
-	case l.DataOffset >= l.PageSize:
-		return fmt.Errorf("data offset %d beyond page size %d: %w", l.DataOffset, l.PageSize, ErrCorrupt)
 	}
 	return nil
 }

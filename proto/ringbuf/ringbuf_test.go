@@ -75,6 +75,9 @@ func TestParseHeaderPage(t *testing.T) {
 		"no commit":  "\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n\tfield: char data;\toffset:16;\tsize:4080;\tsigned:0;\n",
 		"huge page":  bytes.NewBufferString(realHeaderPage).String()[:0] + "\tfield: u64 timestamp;\toffset:0;\tsize:8;\n\tfield: local_t commit;\toffset:8;\tsize:8;\n\tfield: char data;\toffset:16;\tsize:999999999;\n",
 		"commit odd": "\tfield: u64 timestamp;\toffset:0;\tsize:8;\n\tfield: local_t commit;\toffset:8;\tsize:3;\n\tfield: char data;\toffset:16;\tsize:4080;\n",
+		// A commit offset so large that offset+size wraps negative.
+		"commit wraps": "\tfield: u64 timestamp;\toffset:0;\tsize:8;\n\tfield: local_t commit;\toffset:9223372036854775804;\tsize:8;\n\tfield: char data;\toffset:16;\tsize:4080;\n",
+		"data at 0":    "\tfield: u64 timestamp;\toffset:0;\tsize:8;\n\tfield: local_t commit;\toffset:8;\tsize:8;\n\tfield: char data;\toffset:-8;\tsize:4104;\n",
 	} {
 		if _, err := ParseHeaderPage([]byte(text)); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
