@@ -20,6 +20,7 @@ type hostSetupOptions struct {
 	cpus   int
 	group  string
 	dryRun bool
+	local  bool
 	out    io.Writer
 }
 
@@ -44,6 +45,7 @@ func newHostSetupCmd() *cobra.Command {
 	f.IntVar(&o.cpus, "cpus", 0, "number of trace ports (default: the domain's vCPU count)")
 	f.StringVar(&o.group, "group", "", "group (name or id) of the directory and FIFOs, for a qemu running as another user")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the XML diff and the FIFOs to make; change nothing")
+	f.BoolVar(&o.local, "local-fifos", false, localFIFOsUsage)
 	return cmd
 }
 
@@ -52,6 +54,7 @@ func runHostSetup(_ context.Context, o *hostSetupOptions) error {
 	if err != nil {
 		return err
 	}
+	opts.LocalFIFOs = o.local
 	c, err := virt.Connect(o.uri)
 	if err != nil {
 		return err
@@ -85,11 +88,15 @@ func hostOptions(domain, dir string, cpus int, group string, dryRun bool) (virt.
 	return opts, nil
 }
 
+const localFIFOsUsage = "with a remote URI (qemu+ssh, qemu+tcp, ...), handle the FIFOs on this machine anyway\n" +
+	"(when the remote daemon is this machine's); without it only the XML changes"
+
 type hostTeardownOptions struct {
 	uri    string
 	domain string
 	dir    string
 	dryRun bool
+	local  bool
 	out    io.Writer
 }
 
@@ -111,6 +118,7 @@ func newHostTeardownCmd() *cobra.Command {
 	f.StringVarP(&o.uri, "connect", "c", "", "libvirt URI (default $LIBVIRT_DEFAULT_URI, else "+virt.DefaultURI+")")
 	f.StringVar(&o.dir, "dir", "", "FIFO directory (default "+fifo.DefaultBase+"/<domain>)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the XML diff and the FIFOs to remove; change nothing")
+	f.BoolVar(&o.local, "local-fifos", false, localFIFOsUsage)
 	return cmd
 }
 
@@ -119,6 +127,7 @@ func runHostTeardown(_ context.Context, o *hostTeardownOptions) error {
 	if err != nil {
 		return err
 	}
+	opts.LocalFIFOs = o.local
 	c, err := virt.Connect(o.uri)
 	if err != nil {
 		return err

@@ -18,6 +18,11 @@ type Options struct {
 	CPUs   int    // trace ports; 0 means the domain's vCPU count
 	Group  int    // group of the directory and FIFOs; -1 leaves it alone
 	DryRun bool   // report, change nothing
+	// LocalFIFOs makes (or removes) the FIFOs on this machine even when the
+	// connection is remote (Conn.Remote), for a remote URI that reaches
+	// this machine's own daemon. Without it a remote setup or teardown
+	// changes only the XML and says which FIFOs the remote host needs.
+	LocalFIFOs bool
 }
 
 // Result reports what Setup or Teardown did (or, with DryRun, would do).
@@ -31,6 +36,17 @@ type Result struct {
 	FIFOs    fifo.Report
 	Running  bool // the domain runs: XML changes apply at its next boot
 	DryRun   bool
+	// FIFOHost is set when the FIFOs were left alone because the domain
+	// runs on that (remote) host; RemoteFIFOs lists the paths it needs
+	// (Setup).
+	FIFOHost    string
+	RemoteFIFOs []string
+}
+
+// fifosElsewhere reports whether the FIFOs of c's domains live on another
+// host, so Setup and Teardown must not touch this machine's.
+func fifosElsewhere(c *Conn, opts Options) bool {
+	return c.Remote() != "" && !opts.LocalFIFOs
 }
 
 // Dir returns the FIFO directory of opts after checking the domain name:
@@ -83,27 +99,14 @@ func Setup(c *Conn, opts Options) (Result, error) {
 	r.Channels, r.Changed = after.ChannelNames(), changed
 	r.Diff = domxml.Diff("inactive XML of "+opts.Domain, "patched", old, patched)
 
-	fopts := fifo.Options{Group: opts.Group, DryRun: opts.DryRun}
-	if r.FIFOs, err = fifo.Create(dir, r.Channels, fopts); err != nil {
-		return r, err
-	}
-	// FIFOs of trace ports that went away: the old XML's and any in dir.
-	inDir, err := fifo.Names(dir)
-	if err != nil {
-		return r, err
-	}
-	var stale []string
-	for _, n := range append(before.ChannelNames(), inDir...) {
-		if !slices.Contains(r.Channels, n) && !slices.Contains(stale, n) {
-			stale = append(stale, n)
+	if fifosElsewhere(c, opts) {
+		r.FIFOHost = c.Remote()
+		for _, n := range r.Channels {
+			in, out := fifo.Paths(dir, n)
+			r.RemoteFIFOs = append(r.RemoteFIFOs, in, out)
 		}
-	}
-	if len(stale) > 0 {
-		rm, err := fifo.Remove(dir, stale, fifo.Options{Group: -1, DryRun: opts.DryRun, KeepDir: true})
-		r.FIFOs.Removed = rm.Removed
-		if err != nil {
-			return r, err
-		}
+	} else if err := setupFIFOs(&r, before, opts); err != nil {
+		return r, err
 	}
 
 	if changed && !opts.DryRun {
@@ -115,6 +118,34 @@ func Setup(c *Conn, opts Options) (Result, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+// setupFIFOs makes the FIFOs of r.Channels in r.Dir and removes those of
+// trace ports that went away: the old XML's (before) and any in the directory.
+func setupFIFOs(r *Result, before domxml.Info, opts Options) error {
+	var err error
+	fopts := fifo.Options{Group: opts.Group, DryRun: opts.DryRun}
+	if r.FIFOs, err = fifo.Create(r.Dir, r.Channels, fopts); err != nil {
+		return err
+	}
+	inDir, err := fifo.Names(r.Dir)
+	if err != nil {
+		return err
+	}
+	var stale []string
+	for _, n := range append(before.ChannelNames(), inDir...) {
+		if !slices.Contains(r.Channels, n) && !slices.Contains(stale, n) {
+			stale = append(stale, n)
+		}
+	}
+	if len(stale) > 0 {
+		rm, err := fifo.Remove(r.Dir, stale, fifo.Options{Group: -1, DryRun: opts.DryRun, KeepDir: true})
+		r.FIFOs.Removed = rm.Removed
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Teardown undoes Setup: it removes the trace channels from the inactive
@@ -142,21 +173,9 @@ func Teardown(c *Conn, opts Options) (Result, error) {
 	r.Changed = changed
 	r.Diff = domxml.Diff("inactive XML of "+opts.Domain, "without trace channels", old, clean)
 
-	names := before.ChannelNames()
-	if before.CPUs > 0 {
-		names = append(names, fifo.Channels(before.CPUs)...)
-	}
-	inDir, err := fifo.Names(dir)
-	if err != nil {
-		return r, err
-	}
-	var all []string
-	for _, n := range append(names, inDir...) {
-		if !slices.Contains(all, n) {
-			all = append(all, n)
-		}
-	}
-	if r.FIFOs, err = fifo.Remove(dir, all, fifo.Options{Group: -1, DryRun: opts.DryRun}); err != nil {
+	if fifosElsewhere(c, opts) {
+		r.FIFOHost = c.Remote()
+	} else if err := teardownFIFOs(&r, before, opts); err != nil {
 		return r, err
 	}
 	if changed && !opts.DryRun {
@@ -168,6 +187,27 @@ func Teardown(c *Conn, opts Options) (Result, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+// teardownFIFOs removes from r.Dir the FIFOs of the old XML's channels
+// (before), of its vCPU count and any trace-path FIFO in the directory.
+func teardownFIFOs(r *Result, before domxml.Info, opts Options) error {
+	names := before.ChannelNames()
+	if before.CPUs > 0 {
+		names = append(names, fifo.Channels(before.CPUs)...)
+	}
+	inDir, err := fifo.Names(r.Dir)
+	if err != nil {
+		return err
+	}
+	var all []string
+	for _, n := range append(names, inDir...) {
+		if !slices.Contains(all, n) {
+			all = append(all, n)
+		}
+	}
+	r.FIFOs, err = fifo.Remove(r.Dir, all, fifo.Options{Group: -1, DryRun: opts.DryRun})
+	return err
 }
 
 // WriteSetup tells a person what Setup did.
@@ -211,7 +251,9 @@ func (r Result) write(w io.Writer, what string) {
 		fmt.Fprintf(w, "kept %d existing entries in %s\n", len(r.FIFOs.Kept), r.Dir)
 	}
 	list("left in place (holds other files)", r.FIFOs.Left)
-	if !r.Changed && len(r.FIFOs.Created)+len(r.FIFOs.Regrouped)+len(r.FIFOs.Removed) == 0 {
+	if r.FIFOHost != "" {
+		r.writeRemote(w, what)
+	} else if !r.Changed && len(r.FIFOs.Created)+len(r.FIFOs.Regrouped)+len(r.FIFOs.Removed) == 0 {
 		fmt.Fprintf(w, "nothing to change\n")
 	}
 	if what == "setup" {
@@ -223,4 +265,19 @@ func (r Result) write(w io.Writer, what string) {
 			"(or at once, without a clean guest shutdown: virsh destroy %s; virsh start %s)\n",
 			r.Domain, r.URI, r.Domain, r.URI, r.Domain, r.Domain, r.Domain)
 	}
+}
+
+// writeRemote says that the FIFOs were left alone because the domain runs
+// on r.FIFOHost, and how to make (or remove) them there.
+func (r Result) writeRemote(w io.Writer, what string) {
+	fmt.Fprintf(w, "FIFOs: none %s on this machine: the domain runs on %s, whose qemu opens them there.\n",
+		map[string]string{"setup": "made", "teardown": "removed"}[what], r.FIFOHost)
+	fmt.Fprintf(w, "On %s, run: vtrace host %s --dir %s %s\n", r.FIFOHost, what, r.Dir, r.Domain)
+	if what == "setup" {
+		fmt.Fprintf(w, "It finds the XML done and makes these FIFOs (directory mode 0750, FIFOs 0660):\n")
+		for _, p := range r.RemoteFIFOs {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
+	fmt.Fprintf(w, "If %s is this machine, run this command again with --local-fifos.\n", r.FIFOHost)
 }

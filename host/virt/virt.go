@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -35,8 +36,9 @@ func URI(uri string) string {
 
 // Conn is a connection to a libvirt daemon.
 type Conn struct {
-	l   *libvirt.Libvirt
-	uri string
+	l      *libvirt.Libvirt
+	uri    string
+	remote string // the daemon's host when reached over the network, "" for a local socket
 }
 
 // localTimeout bounds the dial of a local socket, so a missing daemon is
@@ -65,13 +67,30 @@ func Connect(uri string) (*Conn, error) {
 		l, err = libvirt.ConnectToURI(u)
 	}
 	if err != nil {
-		hint := ""
-		if isLocal(u) {
-			hint = " (is libvirtd running? scripts/libvirtd.sh starts it)"
-		}
-		return nil, fmt.Errorf("connect to libvirt at %s: %w%s", uri, err, hint)
+		return nil, fmt.Errorf("connect to libvirt at %s: %w%s", uri, err, connectHint(u))
 	}
-	return &Conn{l: l, uri: uri}, nil
+	c := &Conn{l: l, uri: uri}
+	if !isLocal(u) {
+		c.remote = u.Hostname()
+		if c.remote == "" {
+			c.remote = "localhost"
+		}
+	}
+	return c, nil
+}
+
+// connectHint says what usually makes a connection to u fail.
+func connectHint(u *url.URL) string {
+	switch {
+	case isLocal(u):
+		return " (is libvirtd running? scripts/libvirtd.sh starts it)"
+	case strings.HasSuffix(u.Scheme, "+tcp"):
+		return " (does libvirtd listen on TCP? it needs listen_tcp = 1 in libvirtd.conf and --listen)"
+	case strings.HasSuffix(u.Scheme, "+ssh"):
+		return " (qemu+ssh uses ~/.ssh/known_hosts and ~/.ssh keys: ?keyfile=PATH, ?no_verify=1," +
+			" or qemu+libssh://...?known_hosts=PATH)"
+	}
+	return ""
 }
 
 // isLocal reports whether u names the local daemon's unix socket.
@@ -81,6 +100,12 @@ func isLocal(u *url.URL) bool {
 
 // URI returns the URI the connection was made to.
 func (c *Conn) URI() string { return c.uri }
+
+// Remote returns the host of a daemon reached over the network (qemu+ssh,
+// qemu+tcp, ...), whose domains run there and open their FIFOs there, or
+// "" for the local socket. An address of this machine (127.0.0.1) still
+// counts as remote: nothing in the URI proves the daemon is ours.
+func (c *Conn) Remote() string { return c.remote }
 
 // Libvirt returns the underlying client, for calls this package does not wrap.
 func (c *Conn) Libvirt() *libvirt.Libvirt { return c.l }
