@@ -113,7 +113,7 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	if a.instanceName == "" {
 		a.instanceName = DefaultInstance
 	}
-	if !validName(a.instanceName) {
+	if !wire.ValidName(a.instanceName) {
 		return nil, fmt.Errorf("check instance name %q: want one name of [A-Za-z0-9_.-], not . or ..", a.instanceName)
 	}
 	if a.bufferPercent == 0 {
@@ -399,7 +399,7 @@ type input struct {
 func (a *Agent) Run(ctx context.Context, drainTimeout time.Duration, abort <-chan struct{}) error {
 	inputs := make(chan input)
 	readerDone := make(chan struct{})
-	s := &session{a: a, abort: readerDone}
+	s := &session{a: a, stop: ctx.Done(), abort: abort}
 	if a.ctl != nil {
 		s.out = newCtlOut(a.reply, a.replyPath(), a.replyQueue, a.log)
 		defer s.out.close()

@@ -58,10 +58,11 @@ func newCtlOut(f *os.File, path string, max int, log *slog.Logger) *ctlOut {
 
 // send queues m. When the queue is full, the oldest Stats are dropped to
 // make room. Metadata (MetaChunk, MetaEnd) then waits for room while the
-// host reads, giving up after replyStall without progress or when abort
-// closes; anything else is dropped and logged: the control loop never
-// waits for a host that does not read.
-func (o *ctlOut) send(m wire.Message, abort <-chan struct{}) error {
+// host reads, giving up after replyStall without progress or as soon as
+// stop or abort closes (the agent is told to exit: a slow but steady host
+// must not hold it for a whole transfer); anything else is dropped and
+// logged: the control loop never waits for a host that does not read.
+func (o *ctlOut) send(m wire.Message, stop, abort <-chan struct{}) error {
 	b, err := wire.AppendMessage(nil, m)
 	if err != nil {
 		return fmt.Errorf("encode %v: %w", m.Type(), err)
@@ -109,6 +110,8 @@ func (o *ctlOut) send(m wire.Message, abort <-chan struct{}) error {
 			o.stalled = true
 			o.mu.Unlock()
 			return fmt.Errorf("send %v: %w (%d bytes waiting for %v)", m.Type(), errNotReading, o.queued(), replyStall)
+		case <-stop:
+			return fmt.Errorf("send %v: given up: the agent is stopping", m.Type())
 		case <-abort:
 			return fmt.Errorf("send %v: given up", m.Type())
 		case <-o.done:
@@ -177,21 +180,6 @@ func (o *ctlOut) run() {
 			o.closed = true
 			o.queue, o.bytes = nil, 0
 			o.mu.Unlock()
-			return
-		}
-	}
-}
-
-// flush waits until the queue is empty, for at most d.
-func (o *ctlOut) flush(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for o.queued() > 0 {
-		select {
-		case <-o.room:
-		case <-o.done:
-			return
-		case <-t.C:
 			return
 		}
 	}

@@ -109,7 +109,7 @@ func (m *metaSender) formats() {
 	for _, f := range files {
 		event := filepath.Base(filepath.Dir(f))
 		system := filepath.Base(filepath.Dir(filepath.Dir(f)))
-		if !validName(system) || !validName(event) {
+		if !wire.ValidName(system) || !wire.ValidName(event) {
 			m.errorf("format %s/%s: name not in [A-Za-z0-9_.-]", clipText(system, 64), clipText(event, 64))
 			continue
 		}
@@ -155,27 +155,44 @@ func (m *metaSender) bytes(k wire.MetaKind, name string, b []byte) {
 // /proc/kallsyms changes as BPF programs come and go, so the size must be
 // that of one read), then sent from there chunk by chunk.
 func (m *metaSender) stream(k wire.MetaKind, path string, max int) {
+	spool, total := m.spool(k, path, max)
+	if spool == nil {
+		return
+	}
+	defer spool.Close()
+	m.sendSpool(k, spool, total)
+}
+
+// spool copies path (at most max bytes) into a memfd and returns it with
+// the size copied; nil when that failed (the error is noted).
+func (m *metaSender) spool(k wire.MetaKind, path string, max int) (*os.File, int64) {
 	src, err := os.Open(path)
 	if err != nil {
 		m.errorf("%v: %v", k, err)
-		return
+		return nil, 0
 	}
 	defer src.Close()
 	spool, err := sys.MemFile("vtrace-" + k.String())
 	if err != nil {
 		m.errorf("%v: %v", k, err)
-		return
+		return nil, 0
 	}
-	defer spool.Close()
 	total, err := io.Copy(spool, io.LimitReader(src, int64(max)+1))
 	switch {
 	case err != nil:
+		spool.Close()
 		m.errorf("%v: read %s: %v", k, path, err)
-		return
+		return nil, 0
 	case total > int64(max):
+		spool.Close()
 		m.errorf("%v: %s over %d bytes", k, path, max)
-		return
+		return nil, 0
 	}
+	return spool, total
+}
+
+// sendSpool sends the total bytes of spool as item k, chunk by chunk.
+func (m *metaSender) sendSpool(k wire.MetaKind, spool *os.File, total int64) {
 	if m.buf == nil {
 		m.buf = make([]byte, wire.MaxChunk)
 	}
@@ -203,13 +220,25 @@ func (m *metaSender) stream(k wire.MetaKind, path string, max int) {
 }
 
 // kallsyms sends /proc/kallsyms with its addresses: when kptr_restrict
-// hides them (all zeros), it is lowered to 0 for the read and restored.
+// hides them (all zeros), it is lowered to 0 while the file is copied into
+// the spool, and put back before a byte goes to the host, so that the
+// addresses stay visible in the guest only for the copy, not for as long
+// as a slow host takes to read them.
 func (m *metaSender) kallsyms() {
+	spool, total := m.spoolKallsyms()
+	if spool == nil {
+		return
+	}
+	defer spool.Close()
+	m.sendSpool(wire.MetaKallsyms, spool, total)
+}
+
+func (m *metaSender) spoolKallsyms() (*os.File, int64) {
 	k := wire.MetaKallsyms
 	hidden, err := kallsymsHidden()
 	if err != nil {
 		m.errorf("%v: %v", k, err)
-		return
+		return nil, 0
 	}
 	if hidden {
 		restore, err := lowerKptrRestrict()
@@ -222,7 +251,7 @@ func (m *metaSender) kallsyms() {
 			}
 		}
 	}
-	m.stream(k, kallsymsPath, maxKallsyms)
+	return m.spool(k, kallsymsPath, maxKallsyms)
 }
 
 // kallsymsHidden says whether /proc/kallsyms shows zero addresses.
@@ -273,21 +302,6 @@ func lowerKptrRestrict() (func(), error) {
 		return nil, fmt.Errorf("lower kptr_restrict from %s: %w", old, err)
 	}
 	return func() { writeFile(kptrRestrictPath, string(old)) }, nil
-}
-
-// validName is the protocol's name rule: 1..255 of [A-Za-z0-9_.-], not .
-// or .., safe as one path element.
-func validName(s string) bool {
-	if s == "" || len(s) > wire.MaxName || s == "." || s == ".." {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // writeFile writes s to an existing file in one write(2), without O_TRUNC

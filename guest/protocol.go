@@ -19,7 +19,8 @@ import (
 type session struct {
 	a      *Agent
 	out    *ctlOut
-	abort  <-chan struct{}
+	stop   <-chan struct{}  // Run's ctx is done: a wait for the host ends
+	abort  <-chan struct{}  // Config.Abort: likewise
 	spoken bool             // the host sent a sound frame: the agent may write
 	tick   <-chan time.Time // Stats while recording, once spoken
 	ticker *time.Ticker
@@ -80,7 +81,7 @@ func (s *session) send(m wire.Message) error {
 	if !s.spoken {
 		return nil
 	}
-	return s.out.send(m, s.abort)
+	return s.out.send(m, s.stop, s.abort)
 }
 
 // reply sends m; a host that stopped reading is logged, not fatal.
@@ -236,7 +237,7 @@ func currentClock(dir string) string {
 		return ""
 	}
 	c, _, _ := strings.Cut(rest, "]")
-	if !validName(c) {
+	if !wire.ValidName(c) {
 		return ""
 	}
 	return c

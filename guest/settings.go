@@ -80,15 +80,10 @@ func (r *recording) since(cur []wire.CPUStats) []wire.CPUStats {
 // saved is a tracefs value to put back when the recording ends.
 type saved struct{ path, value string }
 
-// empty says whether s asks for nothing: stream the default buffer as is.
-func empty(s wire.Settings) bool {
-	return len(s.Events) == 0 && len(s.Filters) == 0 && s.BufferKiB == 0 && s.Clock == "" && s.Instance == ""
-}
-
 // prepare sets up what s asks for and returns the recording; on error
 // nothing it did stays.
 func (a *Agent) prepare(s wire.Settings) (*recording, error) {
-	if empty(s) {
+	if s.IsZero() { // stream the default buffer as is
 		r := &recording{settings: s, dir: a.tracefs}
 		if a.bufferPercent >= 0 {
 			p := filepath.Join(a.tracefs, "buffer_percent")

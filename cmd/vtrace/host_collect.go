@@ -146,7 +146,7 @@ func runHostOrder(ctx context.Context, opts hostOrderOptions) error {
 		return err
 	}
 	defer sess.Close()
-	if sess.Seed() && session.IsZero(settings) {
+	if sess.Seed() && settings.IsZero() {
 		fmt.Fprintln(opts.log, sess.SeedNotice())
 	}
 	if opts.order == control.Start {
@@ -241,7 +241,7 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 	if cfg.Settings, err = opts.settings.Settings(); err != nil {
 		return usageError{err}
 	}
-	if !cfg.Start && !session.IsZero(cfg.Settings) {
+	if !cfg.Start && !cfg.Settings.IsZero() {
 		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --clock and --instance need --start")}
 	}
 	for name, d := range map[string]time.Duration{"--duration": cfg.Duration, "--timeout": cfg.OrderTimeout, "--handshake-timeout": cfg.HandshakeTimeout,

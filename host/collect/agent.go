@@ -47,7 +47,7 @@ func openAgent(ctx context.Context, cfg Config, sum *Summary) (*agent, error) {
 	}
 	a := &agent{cfg: cfg, sess: sess}
 	if sess.Seed() {
-		if !session.IsZero(cfg.Settings) {
+		if !cfg.Settings.IsZero() {
 			sess.Close()
 			return nil, fmt.Errorf("check the recording's settings: %w on the control channel within %v, and the seed's agent cannot apply --events, --filter, --buffer-size, --clock or --instance",
 				session.ErrSeed, cfg.HandshakeTimeout)

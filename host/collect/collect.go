@@ -159,7 +159,7 @@ type stream struct {
 func Run(ctx context.Context, cfg Config) (Summary, error) {
 	cfg = withDefaults(cfg)
 	sum := Summary{Out: cfg.Out}
-	if !cfg.Start && !session.IsZero(cfg.Settings) {
+	if !cfg.Start && !cfg.Settings.IsZero() {
 		return sum, fmt.Errorf("check the recording's settings: %w: without it collect does not talk to the agent", errNoStart)
 	}
 	cpus, err := Discover(cfg.Dir)
@@ -374,7 +374,7 @@ func (s *stream) reopen(c *capture) error {
 	if _, _, err := sys.Poll(-1, 0, c.wake, reopenPause); err != nil {
 		return fmt.Errorf("wait to reopen %s: %w", s.fifo, err)
 	}
-	fd, err := openFIFO(s.fifo)
+	fd, err := fifo.Open(s.fifo, sys.FIFOReadNonblock)
 	if err != nil {
 		return fmt.Errorf("reopen CPU %d's stream: %w", s.cpu, err)
 	}
@@ -382,7 +382,8 @@ func (s *stream) reopen(c *capture) error {
 	return nil
 }
 
-// finish cuts every file back to whole pages, fsyncs and closes everything.
+// finish cuts every file back to whole pages, fsyncs them and the capture
+// directory (which makes their names durable), and closes everything.
 func finish(streams []*stream, sum *Summary) error {
 	var first error
 	for _, s := range streams {
@@ -403,6 +404,12 @@ func finish(streams []*stream, sum *Summary) error {
 			first = fmt.Errorf("fsync %s: %w", s.file, err)
 		}
 	}
+	if err := sys.SyncDir(sum.Out); err != nil && first == nil {
+		first = fmt.Errorf("fsync the capture directory: %w", err)
+	}
+	// OUT is often new, and its parent holds its name; that parent may
+	// not be ours to read, so this one is best effort.
+	sys.SyncDir(filepath.Dir(sum.Out))
 	if err := closeStreams(streams, false); err != nil && first == nil {
 		first = err
 	}
@@ -527,23 +534,6 @@ func prepareOut(out string, force bool) error {
 	return nil
 }
 
-func openFIFO(path string) (int, error) {
-	fd, err := sys.Open(path, sys.FIFOReadNonblock, 0)
-	if err != nil {
-		return -1, err
-	}
-	st, err := sys.FstatFd(fd)
-	if err != nil {
-		sys.Close(fd)
-		return -1, fmt.Errorf("stat %s: %w", path, err)
-	}
-	if st.Mode.Type() != fs.ModeNamedPipe {
-		sys.Close(fd)
-		return -1, fmt.Errorf("check %s: not a FIFO: run `vtrace host setup <domain>` to make it", path)
-	}
-	return fd, nil
-}
-
 // openStreams opens every CPU's FIFO and creates its capture file.
 func openStreams(cfg Config, cpus []int, sum *Summary) ([]*stream, error) {
 	var streams []*stream
@@ -553,7 +543,7 @@ func openStreams(cfg Config, cpus []int, sum *Summary) ([]*stream, error) {
 	}
 	for _, cpu := range cpus {
 		_, path := fifo.Paths(cfg.Dir, fifo.TraceName(cpu))
-		in, err := openFIFO(path)
+		in, err := fifo.Open(path, sys.FIFOReadNonblock)
 		if err != nil {
 			return fail(fmt.Errorf("open CPU %d's stream: %w", cpu, err))
 		}

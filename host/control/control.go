@@ -98,7 +98,7 @@ func Send(ctx context.Context, dir string, order Order, timeout time.Duration) e
 // try opens path without blocking, checks that it is a FIFO, waits until
 // there is room for msg, and writes msg in one write(2).
 func try(path string, msg []byte, deadline time.Time) error {
-	fd, err := sys.Open(path, sys.FIFOWriteNonblock, 0)
+	fd, err := fifo.Open(path, sys.FIFOWriteNonblock)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%w: run `vtrace host setup <domain>` first (or mkfifo the channel's FIFOs)", err)
@@ -106,11 +106,6 @@ func try(path string, msg []byte, deadline time.Time) error {
 		return err
 	}
 	defer sys.Close(fd)
-	if st, err := sys.FstatFd(fd); err != nil {
-		return fmt.Errorf("stat %s: %w", path, err)
-	} else if st.Mode.Type() != fs.ModeNamedPipe {
-		return fmt.Errorf("check %s: not a FIFO: run `vtrace host setup <domain>` to make it", path)
-	}
 	for {
 		n, err := sys.Write(fd, msg)
 		if err == nil && n == len(msg) {
@@ -151,15 +146,8 @@ func OpenIn(ctx context.Context, dir string, timeout time.Duration) (*os.File, e
 		if err := context.Cause(ctx); err != nil {
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
-		fd, err := sys.Open(path, sys.FIFOWriteNonblock, 0)
+		fd, err := fifo.Open(path, sys.FIFOWriteNonblock)
 		if err == nil {
-			if st, err := sys.FstatFd(fd); err != nil {
-				sys.Close(fd)
-				return nil, fmt.Errorf("stat %s: %w", path, err)
-			} else if st.Mode.Type() != fs.ModeNamedPipe {
-				sys.Close(fd)
-				return nil, fmt.Errorf("check %s: not a FIFO: run `vtrace host setup <domain>` to make it", path)
-			}
 			return os.NewFile(uintptr(fd), path), nil
 		}
 		if errors.Is(err, fs.ErrNotExist) {

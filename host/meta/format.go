@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+
+	"github.com/vtrace/vtrace/proto/wire"
 )
 
 // Format is what vtrace needs from an event's format file: its name and
@@ -36,7 +38,7 @@ func ParseFormat(text []byte) (Format, error) {
 			if haveName {
 				return Format{}, fmt.Errorf("parse format: two name lines")
 			}
-			if !ValidName(string(val)) {
+			if !wire.ValidName(string(val)) {
 				return Format{}, fmt.Errorf("parse format: invalid event name %q", clip(val))
 			}
 			f.Name, haveName = string(val), true
@@ -62,23 +64,6 @@ func ParseFormat(text []byte) (Format, error) {
 		return Format{}, fmt.Errorf("parse format: no format section")
 	}
 	return f, nil
-}
-
-// ValidName reports whether s may name a system, an event or a file in a
-// metadata directory: [A-Za-z0-9_.-]+, and neither "." nor "..".
-func ValidName(s string) bool {
-	if s == "" || s == "." || s == ".." || len(s) > maxNameLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // clip shortens untrusted text quoted in an error.

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vtrace/vtrace/proto/wire"
 )
 
 func fixtureFormats(f *testing.F) [][]byte {
@@ -31,7 +33,7 @@ func FuzzParseFormat(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !ValidName(fm.Name) || fm.ID == 0 {
+		if !wire.ValidName(fm.Name) || fm.ID == 0 {
 			t.Fatalf("accepted %+v", fm)
 		}
 	})

@@ -28,9 +28,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
+	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/ringbuf"
+	"github.com/vtrace/vtrace/proto/wire"
 )
 
 // Bounds on what a Set may hold.
@@ -46,7 +47,6 @@ const (
 	MaxCPUStat      = 64 << 10 // one per_cpu/cpuN/stats
 	MaxCPU          = 4095     // highest CPU number
 	MaxFormatsTotal = 64 << 20 // all formats together
-	maxNameLen      = 255
 )
 
 // ErrNoMeta means a directory holds no metadata (no events/header_page).
@@ -136,12 +136,12 @@ func (s *Set) Events() (map[uint16]Event, error) {
 	ids := map[uint16]Event{}
 	total, n := 0, 0
 	for sys, evs := range s.Formats {
-		if !ValidName(sys) {
+		if !wire.ValidName(sys) {
 			return nil, fmt.Errorf("check metadata: invalid system name %q", clip([]byte(sys)))
 		}
 		for ev, text := range evs {
 			path := "events/" + sys + "/" + clip([]byte(ev)) + "/format"
-			if !ValidName(ev) {
+			if !wire.ValidName(ev) {
 				return nil, fmt.Errorf("check metadata: invalid event name %q in system %s", clip([]byte(ev)), sys)
 			}
 			if n++; n > MaxEvents {
@@ -299,7 +299,7 @@ func loadFormats(s *Set, events string) error {
 		if !sys.IsDir() {
 			continue // enable, header_page, ...
 		}
-		if !ValidName(sys.Name()) {
+		if !wire.ValidName(sys.Name()) {
 			return fmt.Errorf("load metadata: invalid system name %q in %s", clip([]byte(sys.Name())), events)
 		}
 		evs, err := readDirCapped(filepath.Join(events, sys.Name()), MaxEvents+16)
@@ -310,7 +310,7 @@ func loadFormats(s *Set, events string) error {
 			if !ev.IsDir() {
 				continue // enable, filter
 			}
-			if !ValidName(ev.Name()) {
+			if !wire.ValidName(ev.Name()) {
 				return fmt.Errorf("load metadata: invalid event name %q in system %s", clip([]byte(ev.Name())), sys.Name())
 			}
 			if n++; n > MaxEvents {
@@ -415,7 +415,7 @@ func readCapped(path string, limit int) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("read %s: not a regular file (%s)", path, fi.Mode().Type())
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|sys.ONofollow|sys.ONonblock, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -451,8 +451,9 @@ func readOptional(path string, limit int) ([]byte, error) {
 	return b, err
 }
 
-// Save writes s under dir in the layout Load reads. It validates s first,
-// so no name in s can lead outside dir.
+// Save writes s under dir in the layout Load reads, and makes it durable
+// before it returns. It validates s first, so no name in s can lead
+// outside dir.
 func Save(s *Set, dir string) error {
 	if err := s.Validate(); err != nil {
 		return fmt.Errorf("save metadata: %w", err)
@@ -499,6 +500,12 @@ func Save(s *Set, dir string) error {
 		if err := write(filepath.Join("cpustats", "cpu"+strconv.Itoa(cpu)), b); err != nil {
 			return err
 		}
+	}
+	// One syncfs makes every file and directory entry written above
+	// durable, dir's own entry in its parent included; an fsync of each of
+	// the thousands of formats and their directories costs seconds.
+	if err := sys.SyncFS(dir); err != nil {
+		return fmt.Errorf("save metadata: %w", err)
 	}
 	return nil
 }

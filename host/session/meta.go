@@ -118,7 +118,7 @@ func Apply(set *meta.Set, it *wire.MetaItem) error {
 		set.HeaderEvent = it.Data
 	case wire.MetaFormat:
 		sys, ev, ok := strings.Cut(it.Name, "/")
-		if !ok || !meta.ValidName(sys) || !meta.ValidName(ev) {
+		if !ok || !wire.ValidName(sys) || !wire.ValidName(ev) {
 			return fmt.Errorf("metadata format named %q: want SYSTEM/EVENT", it.Name)
 		}
 		if set.Formats == nil {

@@ -47,7 +47,7 @@ func WriteStatus(w io.Writer, h *wire.HelloReply, st *wire.Status) error {
 	fmt.Fprintf(w, "CPUs:     %d, pages of %d bytes, clock %s\n", len(h.CPUs), h.PageSize, orUnknown(h.Clock, ""))
 	fmt.Fprintf(w, "state:    %v\n", st.State)
 	// An idle agent describes its last recording, if it made one.
-	last := st.State != wire.StateRecording && (!IsZero(st.Settings) || len(st.CPUs) > 0)
+	last := st.State != wire.StateRecording && (!st.Settings.IsZero() || len(st.CPUs) > 0)
 	if last {
 		fmt.Fprintf(w, "settings: %s (the last recording)\n", Describe(st.Settings))
 	} else {

@@ -139,19 +139,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 // blocks and reads never see end of file), locks it, and discards what an
 // earlier conversation left in it.
 func (s *Session) openOut(path string) error {
-	fd, err := sys.Open(path, sys.FIFOReadNonblock, 0)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("open the control channel: %w: run `vtrace host setup <domain>` first", err)
-		}
-		return fmt.Errorf("open the control channel: %w", err)
+	fd, err := fifo.Open(path, sys.FIFOReadNonblock)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("open the control channel: %w: run `vtrace host setup <domain>` first", err)
 	}
-	if st, err := sys.FstatFd(fd); err != nil {
-		sys.Close(fd)
-		return fmt.Errorf("stat %s: %w", path, err)
-	} else if st.Mode.Type() != fs.ModeNamedPipe {
-		sys.Close(fd)
-		return fmt.Errorf("check %s: not a FIFO: run `vtrace host setup <domain>` to make it", path)
+	if err != nil {
+		return fmt.Errorf("open the control channel: %w", err)
 	}
 	ok, err := sys.TryLock(fd)
 	if err != nil {
@@ -288,15 +281,18 @@ func (s *Session) nextID() uint64 {
 
 // write writes b in one write: frames up to PIPE_BUF are atomic.
 func (s *Session) write(b []byte, what string) error {
-	if s.in == nil {
+	s.mu.Lock()
+	in := s.in // Close may clear s.in meanwhile; the *os.File stays valid
+	s.mu.Unlock()
+	if in == nil {
 		return fmt.Errorf("send %s: the control channel is closed", what)
 	}
-	s.in.SetWriteDeadline(time.Now().Add(s.opts.ReplyTimeout))
-	if _, err := s.in.Write(b); err != nil {
+	in.SetWriteDeadline(time.Now().Add(s.opts.ReplyTimeout))
+	if _, err := in.Write(b); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("send %s to %s: the channel stayed full for %v: nobody reads it", what, s.in.Name(), s.opts.ReplyTimeout)
+			return fmt.Errorf("send %s to %s: the channel stayed full for %v: nobody reads it", what, in.Name(), s.opts.ReplyTimeout)
 		}
-		return fmt.Errorf("send %s to %s: %w", what, s.in.Name(), err)
+		return fmt.Errorf("send %s to %s: %w", what, in.Name(), err)
 	}
 	return nil
 }
@@ -359,9 +355,13 @@ func (s *Session) read(ctx context.Context, deadline time.Time) (int, error) {
 		return 0, errors.New("read the control channel: session closed")
 	}
 	out := s.out
+	// Every read sets its own deadline: an earlier read's cancellation
+	// (below) may have left one in the past.
 	out.SetReadDeadline(deadline)
 	s.mu.Unlock()
+	interrupted := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(interrupted)
 		s.mu.Lock()
 		if s.out != nil {
 			s.out.SetReadDeadline(time.Unix(1, 0))
@@ -369,7 +369,12 @@ func (s *Session) read(ctx context.Context, deadline time.Time) (int, error) {
 		s.mu.Unlock()
 	})
 	n, err := out.Read(s.buf)
-	stop()
+	if !stop() {
+		// The callback has started: let it finish, or it could set its
+		// past deadline during the next read (a Stop right after Watch)
+		// and make that read time out at once.
+		<-interrupted
+	}
 	switch {
 	case err == nil:
 		return n, nil
@@ -462,7 +467,7 @@ func agentError(e *wire.Error) error {
 // In seed mode it writes the bare start order, and settings must be empty.
 func (s *Session) Start(ctx context.Context, settings wire.Settings) error {
 	if s.Seed() {
-		if !IsZero(settings) {
+		if !settings.IsZero() {
 			return fmt.Errorf("start recording with settings: %w on %s within %v, and the seed's agent cannot apply settings: start a vtrace agent in the guest, or drop --events, --filter, --buffer-size, --clock and --instance",
 				ErrSeed, s.outDir, s.opts.HandshakeTimeout)
 		}

@@ -70,15 +70,9 @@ func parseKiB(v string) (uint64, error) {
 	return n * mult, nil
 }
 
-// IsZero reports whether s asks for nothing: the agent keeps the guest's
-// tracing as it is.
-func IsZero(s wire.Settings) bool {
-	return len(s.Events) == 0 && len(s.Filters) == 0 && s.BufferKiB == 0 && s.Clock == "" && s.Instance == ""
-}
-
 // Describe prints s in one line, the way the flags spell it.
 func Describe(s wire.Settings) string {
-	if IsZero(s) {
+	if s.IsZero() {
 		return "none (the guest's tracing as it is)"
 	}
 	var parts []string

@@ -163,9 +163,9 @@ func copyPages(w io.Writer, src io.Reader, n int64) error {
 }
 
 // WriteFile writes a trace.dat at path through a temporary file in the same
-// directory, renamed into place once complete: a failed write leaves no
-// partial trace.dat. It refuses to replace an existing file unless
-// overwrite is set.
+// directory, fsynced and renamed into place once complete, the directory
+// fsynced after: a failed write, or a crash, leaves no partial trace.dat.
+// It refuses to replace an existing file unless overwrite is set.
 func WriteFile(path string, s *meta.Set, cpus []CPUData, opts Options, overwrite bool) (Result, error) {
 	if !overwrite {
 		if _, err := os.Lstat(path); err == nil {
@@ -190,6 +190,11 @@ func WriteFile(path string, s *meta.Set, cpus []CPUData, opts Options, overwrite
 	if err := tmp.Chmod(0o644); err != nil {
 		return Result{}, fmt.Errorf("write trace.dat: %w", err)
 	}
+	// Without the fsync, a crash soon after the rename can leave the new
+	// name on an empty or partial file.
+	if err := tmp.Sync(); err != nil {
+		return Result{}, fmt.Errorf("write trace.dat: %w", err)
+	}
 	if err := tmp.Close(); err != nil {
 		return Result{}, fmt.Errorf("write trace.dat: %w", err)
 	}
@@ -199,6 +204,9 @@ func WriteFile(path string, s *meta.Set, cpus []CPUData, opts Options, overwrite
 		return Result{}, fmt.Errorf("write trace.dat: %w", err)
 	}
 	done = true
+	if err := sys.SyncDir(filepath.Dir(path)); err != nil {
+		return Result{}, fmt.Errorf("write trace.dat: %w", err)
+	}
 	return res, nil
 }
 

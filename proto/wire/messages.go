@@ -97,6 +97,12 @@ type Settings struct {
 	Instance  string // ftrace instance to record in; "" for the agent's default
 }
 
+// IsZero reports whether s asks for nothing: the agent keeps the guest's
+// tracing as it is.
+func (s Settings) IsZero() bool {
+	return len(s.Events) == 0 && len(s.Filters) == 0 && s.BufferKiB == 0 && s.Clock == "" && s.Instance == ""
+}
+
 // Filter is a filter expression on an event or a whole system.
 type Filter struct {
 	Event string // "system" or "system:event"

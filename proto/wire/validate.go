@@ -7,17 +7,37 @@ import (
 	"unicode/utf8"
 )
 
-// checkName accepts one name made of [A-Za-z0-9_.-], other than "." and
-// "..": safe as a path element, in tracefs and on the host.
-func checkName(what, s string) error {
-	if s == "" || len(s) > MaxName || s == "." || s == ".." {
-		return fmt.Errorf("%s %q: want 1 to %d of [A-Za-z0-9_.-], not . or ..: %w", what, clip(s), MaxName, ErrMalformed)
-	}
+// ValidName reports whether s is one name of 1 to MaxName bytes of
+// [A-Za-z0-9_.-], other than "." and "..": safe as a path element, in
+// tracefs and on the host. Every name of the protocol and of a metadata
+// directory follows this rule.
+func ValidName(s string) bool {
+	return nameShapeOK(s) && badNameByte(s) < 0
+}
+
+func nameShapeOK(s string) bool {
+	return s != "" && len(s) <= MaxName && s != "." && s != ".."
+}
+
+// badNameByte is the index of the first byte of s not in [A-Za-z0-9_.-],
+// or -1.
+func badNameByte(s string) int {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return fmt.Errorf("%s %q: byte %#x not in [A-Za-z0-9_.-]: %w", what, clip(s), c, ErrMalformed)
+			return i
 		}
+	}
+	return -1
+}
+
+// checkName is ValidName with an error that says what is wrong.
+func checkName(what, s string) error {
+	if !nameShapeOK(s) {
+		return fmt.Errorf("%s %q: want 1 to %d of [A-Za-z0-9_.-], not . or ..: %w", what, clip(s), MaxName, ErrMalformed)
+	}
+	if i := badNameByte(s); i >= 0 {
+		return fmt.Errorf("%s %q: byte %#x not in [A-Za-z0-9_.-]: %w", what, clip(s), s[i], ErrMalformed)
 	}
 	return nil
 }

@@ -1,0 +1,47 @@
+package sys
+
+import (
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// ONofollow makes an open fail (ELOOP) on a symlink in the last component.
+const ONofollow = unix.O_NOFOLLOW
+
+// SyncDir fsyncs the directory dir, so that the entries made, renamed or
+// removed in it survive a crash: an fsync of a file does not make its name
+// durable.
+func SyncDir(dir string) error {
+	fd, err := Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer Close(fd)
+	if err := Fsync(fd); err != nil {
+		return &os.PathError{Op: "fsync", Path: dir, Err: errors.Unwrap(err)}
+	}
+	return nil
+}
+
+// SyncFS flushes the whole filesystem that holds path (syncfs(2)): the
+// data and the directory entries of every file written there. It is one
+// call where a tree of thousands of small files would need an fsync each.
+func SyncFS(path string) error {
+	fd, err := Open(path, unix.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer Close(fd)
+	for {
+		err := unix.Syncfs(fd)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return &os.PathError{Op: "syncfs", Path: path, Err: err}
+		}
+		return nil
+	}
+}
