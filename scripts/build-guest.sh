@@ -7,7 +7,10 @@
 #
 # Environment: VTRACE_BIN=path uses that vtrace instead of building one;
 # KVER=version picks the kernel (default: the newest /boot/vmlinuz-* that has
-# its modules installed; the host's running kernel is not used).
+# its modules installed; the host's running kernel is not used);
+# C_AGENT=path adds that static binary as /bin/trace-agent (the kernel's C
+# agent, from scripts/build-c-agent.sh; init starts it with vtrace.agent=c).
+# Give such a guest an OUTDIR of its own: the default one has no C agent.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -112,6 +115,13 @@ fi
 if cmp -s "$vtrace.tmp" "$vtrace"; then rm "$vtrace.tmp"; else mv "$vtrace.tmp" "$vtrace"; fi
 ! dynamic "$vtrace" || die "$vtrace is dynamically linked: build it with CGO_ENABLED=0"
 
+extra=() # inputs beyond the default guest's
+if [ -n "${C_AGENT:-}" ]; then
+	[ -x "$C_AGENT" ] || die "C_AGENT=$C_AGENT is not an executable (scripts/build-c-agent.sh makes one)"
+	! dynamic "$C_AGENT" || die "C_AGENT=$C_AGENT is dynamically linked: build it with gcc -static"
+	extra+=("$C_AGENT")
+fi
+
 mod_files=()
 for m in "${modules[@]}"; do
 	f=$(find_module "$m")
@@ -122,6 +132,7 @@ done
 key=$({
 	echo "kernel $kver"
 	sha256sum "/boot/vmlinuz-$kver" "$busybox" "$vtrace" "$here/guest/init" "$0" "${mod_files[@]}"
+	[ ${#extra[@]} -eq 0 ] || { echo "c-agent"; sha256sum "${extra[@]}"; }
 } | sha256sum | cut -d' ' -f1)
 if [ -f "$out/vmlinuz" ] && [ -f "$out/initramfs.gz" ] && [ "$(cat "$out/.key" 2>/dev/null)" = "$key" ]; then
 	log "up to date: $out (kernel $kver)"
@@ -142,6 +153,10 @@ done
 cp "$vtrace" "$root/bin/vtrace"
 cp "$here/guest/init" "$root/init"
 chmod 755 "$root/init" "$root/bin/vtrace"
+if [ -n "${C_AGENT:-}" ]; then
+	cp "$C_AGENT" "$root/bin/trace-agent"
+	chmod 755 "$root/bin/trace-agent"
+fi
 : >"$root/lib/modules/vtrace/order"
 for f in "${mod_files[@]}"; do
 	name=$(basename "$f")

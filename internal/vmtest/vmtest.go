@@ -32,6 +32,11 @@ import (
 // TestPort is the name of the port the guest's init takes commands from.
 const TestPort = "vtrace-test"
 
+// AgentC is Options.Agent for the kernel's own virtio-trace agent
+// (tools/virtio/virtio-trace), built from Debian's linux-source by
+// scripts/build-c-agent.sh into a guest of its own.
+const AgentC = "c"
+
 // Options says how to boot the guest. The zero value boots 2 vCPUs with the
 // agent running, sched and irq events enabled and no workload.
 type Options struct {
@@ -42,6 +47,7 @@ type Options struct {
 	WorkloadSeconds int           // vtrace.seconds (guest default 5)
 	Events          string        // vtrace.events (guest default "sched,irq"; "none")
 	NoAgent         bool          // vtrace.agent=0: do not start `vtrace guest agent`
+	Agent           string        // "": vtrace guest agent; AgentC: the kernel's C agent instead (vtrace.agent=c; not with NoAgent)
 	AgentArgs       string        // vtrace.agent_args, added after --verbose
 	BufferKB        int           // vtrace.buffer_kb: per-CPU ring buffer size
 	Heartbeat       int           // vtrace.heartbeat: seconds between VTRACE-HEARTBEAT lines (0: none)
@@ -81,9 +87,14 @@ var (
 	guestDir  string
 	buildErr  error
 
+	cBuildOnce sync.Once
+	cGuestDir  string
+	cBuildErr  error
+
 	// What Boot runs; the harness's own tests put stand-ins here.
-	buildGuest = build
-	runScript  = func(t testing.TB) string { return filepath.Join(testutil.Repo(t), "scripts", "run-guest.sh") }
+	buildGuest  = build
+	buildCGuest = buildWithCAgent
+	runScript   = func(t testing.TB) string { return filepath.Join(testutil.Repo(t), "scripts", "run-guest.sh") }
 )
 
 // Boot builds (once per test binary) and boots the guest, failing the test
@@ -106,8 +117,19 @@ func Boot(t testing.TB, opts Options) *Guest {
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
+	build := buildGuest
+	switch opts.Agent {
+	case "":
+	case AgentC:
+		if opts.NoAgent {
+			t.Fatal("boot guest: Options.NoAgent and Options.Agent do not combine")
+		}
+		build = buildCGuest
+	default:
+		t.Fatalf("boot guest: unknown Options.Agent %q (want \"\" or %q)", opts.Agent, AgentC)
+	}
 	begin := time.Now()
-	dir, bin := buildGuest(t)
+	dir, bin := build(t)
 	t.Logf("guest built in %.1fs", time.Since(begin).Seconds())
 	g := &Guest{Dir: opts.Dir, CPUs: opts.CPUs, t: t, opts: opts, con: newText(), replies: newText(),
 		conFile: filepath.Join(t.TempDir(), "console.log")}
@@ -140,6 +162,68 @@ func Boot(t testing.TB, opts Options) *Guest {
 // returns the guest directory and that vtrace.
 func build(t testing.TB) (dir, vtrace string) {
 	t.Helper()
+	needGuestParts(t)
+	repo := testutil.Repo(t)
+	bin := testutil.BuildVtrace(t)
+	buildOnce.Do(func() {
+		guestDir = os.Getenv("VTRACE_GUEST_DIR")
+		if guestDir == "" {
+			guestDir = filepath.Join(repo, "build", "guest")
+		}
+		buildErr = buildGuestInto(repo, guestDir, "VTRACE_BIN="+bin)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return guestDir, bin
+}
+
+// buildWithCAgent builds, once per test binary, the kernel's C agent
+// (scripts/build-c-agent.sh into build/c-agent) and a guest holding it as
+// /bin/trace-agent, in $VTRACE_GUEST_DIR-c or build/guest-c: the default
+// guest stays without it.
+func buildWithCAgent(t testing.TB) (dir, vtrace string) {
+	t.Helper()
+	needGuestParts(t)
+	_, err := exec.LookPath("gcc")
+	sources, _ := filepath.Glob("/usr/src/linux-source-*.tar.xz")
+	testutil.Need(t, err == nil && len(sources) > 0, "gcc and Debian's Linux source (for the kernel's C agent)",
+		"scripts/deps.sh, or apt-get install -y --no-install-recommends linux-source-6.1 gcc libc6-dev")
+	repo := testutil.Repo(t)
+	bin := testutil.BuildVtrace(t)
+	cBuildOnce.Do(func() {
+		agentDir := filepath.Join(repo, "build", "c-agent")
+		cmd := exec.Command("bash", filepath.Join(repo, "scripts", "build-c-agent.sh"), "-o", agentDir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			cBuildErr = fmt.Errorf("build the kernel's C agent: %w\n%s", err, out)
+			return
+		}
+		cGuestDir = filepath.Join(repo, "build", "guest-c")
+		if d := os.Getenv("VTRACE_GUEST_DIR"); d != "" {
+			cGuestDir = d + "-c"
+		}
+		cBuildErr = buildGuestInto(repo, cGuestDir, "VTRACE_BIN="+bin, "C_AGENT="+filepath.Join(agentDir, "trace-agent"))
+	})
+	if cBuildErr != nil {
+		t.Fatal(cBuildErr)
+	}
+	return cGuestDir, bin
+}
+
+// buildGuestInto runs scripts/build-guest.sh -o dir with env added.
+func buildGuestInto(repo, dir string, env ...string) error {
+	cmd := exec.Command("bash", filepath.Join(repo, "scripts", "build-guest.sh"), "-o", dir)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build guest: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// needGuestParts skips (fails under CI) a test on a machine without what
+// the guest is made of.
+func needGuestParts(t testing.TB) {
+	t.Helper()
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	testutil.Need(t, err == nil && qemu != "", "qemu-system-x86_64",
 		"apt-get install -y --no-install-recommends qemu-system-x86")
@@ -148,23 +232,6 @@ func build(t testing.TB) (dir, vtrace string) {
 		"apt-get install -y --no-install-recommends linux-image-amd64")
 	_, err = os.Stat("/bin/busybox")
 	testutil.Need(t, err == nil, "busybox-static", "apt-get install -y --no-install-recommends busybox-static")
-	repo := testutil.Repo(t)
-	bin := testutil.BuildVtrace(t)
-	buildOnce.Do(func() {
-		guestDir = os.Getenv("VTRACE_GUEST_DIR")
-		if guestDir == "" {
-			guestDir = filepath.Join(repo, "build", "guest")
-		}
-		cmd := exec.Command("bash", filepath.Join(repo, "scripts", "build-guest.sh"), "-o", guestDir)
-		cmd.Env = append(os.Environ(), "VTRACE_BIN="+bin)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build guest: %w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return guestDir, bin
 }
 
 // portNames are the ports run-guest.sh wires, each a FIFO pair.
@@ -260,6 +327,9 @@ func (g *Guest) cmdline() string {
 	}
 	if g.opts.NoAgent {
 		add("agent", "0")
+	}
+	if g.opts.Agent == AgentC {
+		add("agent", "c")
 	}
 	if g.opts.AgentArgs != "" {
 		add("agent_args", `"`+g.opts.AgentArgs+`"`)
