@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export CGO_ENABLED=0
 table=$(mktemp /tmp/vtrace-bench-vm.XXXXXX)
 trap 'rm -f "$table"' EXIT
-VTRACE_BENCH=1 VTRACE_BENCH_OUT=$table go test ./internal/e2e -run '^TestBenchVM$' -count=1 -v -timeout 20m |
+VTRACE_BENCH_OUT=$table go test -tags vmbench ./internal/e2e -run '^TestBenchVM$' -count=1 -v -timeout 20m |
 	grep -E '^(=== RUN|--- |PASS|FAIL|ok )|bench_test.go' || true
 [ -s "$table" ] || { echo "bench-vm: TestBenchVM wrote no table" >&2; exit 1; }
 

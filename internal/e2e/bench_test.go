@@ -1,3 +1,5 @@
+//go:build vmbench
+
 package e2e
 
 import (
@@ -15,13 +17,10 @@ import (
 // TestBenchVM measures, in one boot of the test guest, the raw throughput of
 // a virtio-serial port (dd of zeros, agent stopped), what the agent carries
 // from full ring buffers, and the share of events lost at rising event rates
-// and ring-buffer sizes. It runs only with VTRACE_BENCH=1
+// and ring-buffer sizes. It is built only with the tag vmbench (scripts/bench-vm.sh)
 // (scripts/bench-vm.sh) and writes a markdown table to $VTRACE_BENCH_OUT
 // (default: the test log only).
 func TestBenchVM(t *testing.T) {
-	if os.Getenv("VTRACE_BENCH") != "1" {
-		t.Skip("a benchmark: VTRACE_BENCH=1 (scripts/bench-vm.sh)")
-	}
 	logDuration(t)
 	g := vmtest.Boot(t, vmtest.Options{CPUs: 2})
 	var md strings.Builder

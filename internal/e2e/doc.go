@@ -5,6 +5,6 @@
 //
 // Every test boots one guest and bounds its own time; qemu is killed at
 // cleanup. The package has only tests: `go test ./internal/e2e -run
-// TestIntegration -v`. The VM benchmark runs only with VTRACE_BENCH=1
+// TestIntegration -v`. The VM benchmark is built only with the tag vmbench
 // (scripts/bench-vm.sh).
 package e2e
