@@ -17,7 +17,7 @@ import (
 // TestBenchVM measures, in one boot of the test guest, the raw throughput of
 // a virtio-serial port (dd of zeros, agent stopped), what the agent carries
 // from full ring buffers, and the share of events lost at rising event rates
-// and ring-buffer sizes. It is built only with the tag vmbench (scripts/bench-vm.sh)
+// and ring-buffer sizes. It is built only with the tag vmbench
 // (scripts/bench-vm.sh) and writes a markdown table to $VTRACE_BENCH_OUT
 // (default: the test log only).
 func TestBenchVM(t *testing.T) {
