@@ -1,8 +1,6 @@
 package guest_test
 
 import (
-	"context"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,22 +13,7 @@ import (
 // until the test ends, and fails the test if it returns an error.
 func runAgent(t *testing.T, inst, dir string, pipeSize int) {
 	t.Helper()
-	cfg := guest.Config{Tracefs: inst, PortsDir: dir, PipeSize: pipeSize, DrainTimeout: 20 * time.Second}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := guest.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, cfg.DrainTimeout, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-		a.Close()
-	})
+	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, PipeSize: pipeSize})
 }
 
 type testWriter struct{ t *testing.T }

@@ -55,17 +55,23 @@ func runHostSetup(_ context.Context, o *hostSetupOptions) error {
 		return err
 	}
 	opts.LocalFIFOs = o.local
-	c, err := virt.Connect(o.uri)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	r, err := virt.Setup(c, opts)
+	r, err := onDomain(o.uri, opts, virt.Setup)
 	if err != nil {
 		return err
 	}
 	r.WriteSetup(o.out)
 	return nil
+}
+
+// onDomain connects to uri, runs do (virt.Setup or virt.Teardown) and
+// closes the connection.
+func onDomain(uri string, opts virt.Options, do func(*virt.Conn, virt.Options) (virt.Result, error)) (virt.Result, error) {
+	c, err := virt.Connect(uri)
+	if err != nil {
+		return virt.Result{}, err
+	}
+	defer c.Close()
+	return do(c, opts)
 }
 
 // hostOptions checks what can be checked before talking to libvirt: the
@@ -128,12 +134,7 @@ func runHostTeardown(_ context.Context, o *hostTeardownOptions) error {
 		return err
 	}
 	opts.LocalFIFOs = o.local
-	c, err := virt.Connect(o.uri)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	r, err := virt.Teardown(c, opts)
+	r, err := onDomain(o.uri, opts, virt.Teardown)
 	if err != nil {
 		return err
 	}

@@ -69,9 +69,13 @@ func Create(dir string, names []string, opts Options) (Report, error) {
 	if err := checkChannelNames(names); err != nil {
 		return r, err
 	}
-	st, err := os.Lstat(dir)
+	exists, err := statDir(dir)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return r, err
+	case exists:
+		r.Kept = append(r.Kept, dir)
+	default:
 		r.Created = append(r.Created, dir)
 		if opts.DryRun {
 			for _, n := range names {
@@ -83,17 +87,26 @@ func Create(dir string, names []string, opts Options) (Report, error) {
 		if err := makeDir(dir, opts.Group); err != nil {
 			return r, err
 		}
-	case err != nil:
-		return r, fmt.Errorf("inspect %s: %w", dir, err)
-	case st.Mode()&fs.ModeSymlink != 0:
-		return r, fmt.Errorf("refuse to follow %s: it is a symlink, not a directory", dir)
-	case !st.IsDir():
-		return r, fmt.Errorf("refuse to use %s: it is a %s, not a directory", dir, kind(st.Mode()))
-	default:
-		r.Kept = append(r.Kept, dir)
 	}
 
 	return createIn(dir, names, opts, r, opts.DryRun)
+}
+
+// statDir says whether dir exists as a real directory; a symlink or any
+// other kind of file in its place is an error naming it.
+func statDir(dir string) (bool, error) {
+	st, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("inspect %s: %w", dir, err)
+	case st.Mode()&fs.ModeSymlink != 0:
+		return false, fmt.Errorf("refuse to follow %s: it is a symlink, not a directory", dir)
+	case !st.IsDir():
+		return false, fmt.Errorf("refuse to use %s: it is a %s, not a directory", dir, kind(st.Mode()))
+	}
+	return true, nil
 }
 
 // makeDir creates dir with DirPerm exactly (umask aside) and the group.
@@ -221,16 +234,8 @@ func Remove(dir string, names []string, opts Options) (Report, error) {
 	if err := checkChannelNames(names); err != nil {
 		return r, err
 	}
-	st, err := os.Lstat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return r, nil
-	case err != nil:
-		return r, fmt.Errorf("inspect %s: %w", dir, err)
-	case st.Mode()&fs.ModeSymlink != 0:
-		return r, fmt.Errorf("refuse to follow %s: it is a symlink, not a directory", dir)
-	case !st.IsDir():
-		return r, fmt.Errorf("refuse to use %s: it is a %s, not a directory", dir, kind(st.Mode()))
+	if exists, err := statDir(dir); err != nil || !exists {
+		return r, err
 	}
 	fd, err := openDir(dir)
 	if err != nil {
