@@ -354,16 +354,22 @@ func (s *stream) run(c *capture) error {
 		if left, err := sys.PipeBuffered(s.in); err == nil && left > 0 {
 			continue
 		}
-		wait := min(c.settle, time.Until(time.Unix(0, c.drainBy.Load())))
-		if wait <= 0 {
+		// Quiet means quiet for the whole settle period: a wait that the
+		// drain deadline cut short proves nothing, and the stream counts
+		// as still streaming.
+		left := time.Until(time.Unix(0, c.drainBy.Load()))
+		if left <= 0 {
+			s.late = true
 			return nil
 		}
+		wait := min(c.settle, left)
 		ev, _, err := sys.Poll(s.in, sys.In, nil, wait)
 		if err != nil {
 			return fmt.Errorf("wait for CPU %d's stream: %w", s.cpu, err)
 		}
 		if ev == sys.Timeout {
-			return nil // quiet for the settle period
+			s.late = wait < c.settle
+			return nil
 		}
 	}
 }

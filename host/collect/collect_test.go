@@ -251,6 +251,9 @@ func TestCollectDrainBounded(t *testing.T) {
 			}
 		}
 	}()
+	// End the capture only once the start order is out: before it, an
+	// interrupted Run rightly reports that the start was not sent.
+	waitOrder(t, ctl, "1\n")
 	cancel()
 	r := <-done
 	if r.err != nil {
@@ -264,5 +267,30 @@ func TestCollectDrainBounded(t *testing.T) {
 	}
 	if c := r.sum.CPUs[0]; c.Bytes%4096 != 0 || c.ScanErr != nil {
 		t.Errorf("CPU 0: %d bytes, page reader %v; want whole empty pages", c.Bytes, c.ScanErr)
+	}
+}
+
+// waitOrder reads the control FIFO until the bare order want has come (after
+// the handshake the collector tries first).
+func waitOrder(t *testing.T, ctl int, want string) {
+	t.Helper()
+	var got []byte
+	buf := make([]byte, 512)
+	deadline := time.Now().Add(30 * time.Second)
+	for !bytes.Contains(got, []byte(want)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no order %q on the control FIFO; read %q", want, got)
+		}
+		n, err := sys.Read(ctl, buf)
+		if n > 0 {
+			got = append(got, buf[:n]...)
+			continue
+		}
+		if err != nil && !errors.Is(err, sys.EAGAIN) {
+			t.Fatal(err)
+		}
+		if _, _, err := sys.Poll(ctl, sys.In, nil, 100*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
