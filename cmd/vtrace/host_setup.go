@@ -122,7 +122,7 @@ func newHostTeardownCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.uri, "connect", "c", "", "libvirt URI (default $LIBVIRT_DEFAULT_URI, else "+virt.DefaultURI+")")
-	f.StringVar(&o.dir, "dir", "", "FIFO directory (default "+fifo.DefaultBase+"/<domain>)")
+	f.StringVar(&o.dir, "dir", "", "FIFO directory (default: the one the XML's channels name, else "+fifo.DefaultBase+"/<domain>)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the XML diff and the FIFOs to remove; change nothing")
 	f.BoolVar(&o.local, "local-fifos", false, localFIFOsUsage)
 	return cmd

@@ -91,6 +91,25 @@ func (info Info) ChannelNames() []string {
 	return names
 }
 
+// FIFODir returns the directory the channels' FIFOs live in, as their
+// source paths say: the one absolute directory all of them name, each path
+// ending in its channel's name (as Patch writes them). ok is false when there
+// are no channels, or when they do not agree on such a directory.
+func (info Info) FIFODir() (dir string, ok bool) {
+	for _, c := range info.Channels {
+		p := path.Clean(c.Path)
+		if c.Path == "" || !path.IsAbs(p) || path.Base(p) != c.Name {
+			return "", false
+		}
+		d := path.Dir(p)
+		if dir != "" && d != dir {
+			return "", false
+		}
+		dir = d
+	}
+	return dir, dir != ""
+}
+
 func parseDomain(doc []byte) (*node, error) {
 	root, err := parse(doc)
 	if err != nil {

@@ -225,6 +225,34 @@ func TestInspect(t *testing.T) {
 	}
 }
 
+func TestFIFODir(t *testing.T) {
+	ch := func(name, p string) Channel { return Channel{Name: name, Type: "pipe", Path: p, Port: -1} }
+	for _, c := range []struct {
+		chans []Channel
+		dir   string
+	}{
+		{[]Channel{ch("agent-ctl-path", "/run/a/agent-ctl-path"), ch("trace-path-cpu0", "/run/a/trace-path-cpu0")}, "/run/a"},
+		{[]Channel{ch("agent-ctl-path", "/run/a//b/../agent-ctl-path")}, "/run/a"},
+		{nil, ""},
+		{[]Channel{ch("agent-ctl-path", "/run/a/agent-ctl-path"), ch("trace-path-cpu0", "/run/b/trace-path-cpu0")}, ""},
+		{[]Channel{ch("agent-ctl-path", "/run/a/other")}, ""},
+		{[]Channel{ch("agent-ctl-path", "run/a/agent-ctl-path")}, ""},
+		{[]Channel{ch("agent-ctl-path", "")}, ""},
+	} {
+		dir, ok := Info{Channels: c.chans}.FIFODir()
+		if dir != c.dir || ok != (c.dir != "") {
+			t.Errorf("FIFODir of %+v = %q, %v; want %q", c.chans, dir, ok, c.dir)
+		}
+	}
+	in, _ := os.ReadFile("testdata/more-ports.xml")
+	if info, err := Inspect(in); err != nil {
+		t.Fatal(err)
+	} else if dir, ok := info.FIFODir(); ok {
+		// Its channels name two directories: no answer rather than a guess.
+		t.Errorf("FIFODir of more-ports.xml = %q, want none", dir)
+	}
+}
+
 func TestDiff(t *testing.T) {
 	a := []byte("a\nb\nc\nd\ne\nf\ng\nh\ni\n")
 	b := []byte("a\nb\nc\nX\nd\ne\nf\ng\nh\n")

@@ -504,7 +504,7 @@ func TestSessionScriptedPeerHostile(t *testing.T) {
 					p.raw(b)
 				}
 			})
-			s := open(t, dir, session.Options{HandshakeTimeout: guard, ReplyTimeout: 300 * time.Millisecond})
+			s := open(t, dir, session.Options{HandshakeTimeout: guard, ReplyTimeout: 2 * time.Second})
 			set := &meta.Set{}
 			_, err := s.Meta(context.Background(), []wire.MetaKind{wire.MetaFormat, wire.MetaKallsyms, wire.MetaUname}, set)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -575,7 +575,9 @@ func TestSessionScriptedPeerGarbageHandshake(t *testing.T) {
 		p.expect()
 		p.raw(frame(wire.TypeHelloReply, 1, 5, 2, 0)) // version 0
 	})
-	_, err := session.Open(context.Background(), dir, session.Options{HandshakeTimeout: 300 * time.Millisecond})
+	// Open waits out the timeout for a good reply after a bad one: long
+	// enough for a slow peer, short enough for the test.
+	_, err := session.Open(context.Background(), dir, session.Options{HandshakeTimeout: 3 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "make no HelloReply") {
 		t.Errorf("Open: %v, want an error about the bad reply", err)
 	}

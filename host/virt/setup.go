@@ -151,7 +151,9 @@ func setupFIFOs(r *Result, before domxml.Info, opts Options) error {
 // Teardown undoes Setup: it removes the trace channels from the inactive
 // XML (and the virtio-serial controller Setup added, when nothing else uses
 // it), redefines the domain, and removes the FIFOs and then the directory if
-// it is empty. Running it again changes nothing.
+// it is empty. The FIFOs are those of opts.Dir when set, else of the one
+// directory the channels' source paths name, else of the default directory.
+// Running it again changes nothing.
 func Teardown(c *Conn, opts Options) (Result, error) {
 	dir, err := Dir(opts)
 	if err != nil {
@@ -165,6 +167,10 @@ func Teardown(c *Conn, opts Options) (Result, error) {
 	before, err := domxml.Inspect(old)
 	if err != nil {
 		return r, fmt.Errorf("tear down domain %q: %w", opts.Domain, err)
+	}
+	if xmlDir, ok := before.FIFODir(); ok && opts.Dir == "" {
+		// Set up with --dir elsewhere: the XML remembers where.
+		r.Dir = xmlDir
 	}
 	clean, changed, err := domxml.Unpatch(old)
 	if err != nil {
