@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -236,21 +235,7 @@ func TestCollectDrainBounded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := runAsync(ctx, collect.Config{Dir: dir, Out: filepath.Join(t.TempDir(), "capture"), Start: true,
 		Settle: time.Hour, DrainTimeout: 300 * time.Millisecond})
-	w := openWriter(t, dir, 0, done)
-	wrote := make(chan error, 1)
-	go func() {
-		defer w.Close()
-		page := make([]byte, 4096)
-		for {
-			if _, err := w.Write(page); err != nil {
-				if errors.Is(err, syscall.EPIPE) {
-					err = nil
-				}
-				wrote <- err
-				return
-			}
-		}
-	}()
+	wrote := feed(openWriter(t, dir, 0, done), 4096)
 	// End the capture only once the start order is out: before it, an
 	// interrupted Run rightly reports that the start was not sent.
 	waitOrder(t, ctl, "1\n")

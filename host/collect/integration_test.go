@@ -35,15 +35,15 @@ func tinyTmpfs(t *testing.T, size string) string {
 	return dir
 }
 
-// feed writes page-sized zero pages into CPU cpu's FIFO in odd-sized
-// chunks until the collector goes away (EPIPE).
-func feed(t *testing.T, w *os.File) <-chan error {
+// feed writes zeros into w, a CPU's FIFO, in writes of chunk bytes until
+// the collector goes away (EPIPE).
+func feed(w *os.File, chunk int) <-chan error {
 	errc := make(chan error, 1)
 	go func() {
 		defer w.Close()
-		chunk := make([]byte, 1000)
+		buf := make([]byte, chunk)
 		for {
-			if _, err := w.Write(chunk); err != nil {
+			if _, err := w.Write(buf); err != nil {
 				if errors.Is(err, syscall.EPIPE) {
 					err = nil
 				}
@@ -67,7 +67,7 @@ func TestIntegrationCollectFullDisk(t *testing.T) {
 	const pageSize = 12288
 
 	done := runAsync(context.Background(), collect.Config{Dir: dir, Out: out, PageSize: pageSize})
-	fed := feed(t, openWriter(t, dir, 0, done))
+	fed := feed(openWriter(t, dir, 0, done), 1000) // odd-sized: pages cut anywhere
 	r := <-done
 	if err := <-fed; err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestIntegrationCollectFullDisk(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	fed = feed(t, openWriterProc(t, dir, 0, cmd))
+	fed = feed(openWriterProc(t, dir, 0, cmd), 1000)
 	err = cmd.Wait()
 	if ferr := <-fed; ferr != nil {
 		t.Fatal(ferr)

@@ -108,16 +108,8 @@ func Setup(c *Conn, opts Options) (Result, error) {
 	} else if err := setupFIFOs(&r, before, opts); err != nil {
 		return r, err
 	}
-
-	if changed && !opts.DryRun {
-		if err := c.Define(opts.Domain, patched); err != nil {
-			return r, err
-		}
-	}
-	if r.Running, err = c.Active(opts.Domain); err != nil {
-		return r, err
-	}
-	return r, nil
+	err = redefine(c, &r, opts, patched) // before r is read for the return
+	return r, err
 }
 
 // setupFIFOs makes the FIFOs of r.Channels in r.Dir and removes those of
@@ -184,15 +176,21 @@ func Teardown(c *Conn, opts Options) (Result, error) {
 	} else if err := teardownFIFOs(&r, before, opts); err != nil {
 		return r, err
 	}
-	if changed && !opts.DryRun {
-		if err := c.Define(opts.Domain, clean); err != nil {
-			return r, err
+	err = redefine(c, &r, opts, clean) // before r is read for the return
+	return r, err
+}
+
+// redefine redefines the domain with doc when r says its XML changed (unless
+// a dry run), and records whether the domain runs.
+func redefine(c *Conn, r *Result, opts Options, doc []byte) error {
+	if r.Changed && !opts.DryRun {
+		if err := c.Define(opts.Domain, doc); err != nil {
+			return err
 		}
 	}
-	if r.Running, err = c.Active(opts.Domain); err != nil {
-		return r, err
-	}
-	return r, nil
+	var err error
+	r.Running, err = c.Active(opts.Domain)
+	return err
 }
 
 // teardownFIFOs removes from r.Dir the FIFOs of the old XML's channels
