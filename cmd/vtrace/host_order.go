@@ -74,14 +74,17 @@ func runHostOrder(ctx context.Context, opts hostOrderOptions) error {
 		return err
 	}
 	defer sess.Close()
-	if sess.Seed() && settings.IsZero() {
+	// No answer to the handshake: the line protocol's bare orders, which
+	// have no reply.
+	bare := sess.Seed()
+	if bare && settings.IsZero() {
 		fmt.Fprintln(opts.log, sess.SeedNotice())
 	}
 	if opts.order == control.Start {
 		if err := sess.Start(ctx, settings); err != nil {
 			return err
 		}
-		if sess.Seed() {
+		if bare {
 			fmt.Fprintf(opts.out, "sent the start order to %s\n", control.Path(dir))
 			return nil
 		}
@@ -90,12 +93,12 @@ func runHostOrder(ctx context.Context, opts hostOrderOptions) error {
 	}
 	reply, err := sess.Stop(ctx, opts.timeout)
 	if err != nil {
-		if !sess.Seed() && errors.Is(err, session.ErrTimeout) {
+		if !bare && errors.Is(err, session.ErrTimeout) {
 			err = fmt.Errorf("%w: the agent may still be pushing pages nobody reads: is a collector running?", err)
 		}
 		return err
 	}
-	if sess.Seed() {
+	if bare {
 		fmt.Fprintf(opts.out, "sent the stop order to %s\n", control.Path(dir))
 		return nil
 	}
