@@ -13,7 +13,7 @@ import (
 const sizeSyntax = "a number of bytes with an optional K, M or G suffix (powers of 1024)"
 
 // parseSize reads a size in the flags' syntax. Zero is refused: no size
-// flag means nothing by it.
+// flag has a use for it, and a zero sizeValue means "not given".
 func parseSize(s string) (uint64, error) {
 	t := strings.TrimSpace(s)
 	unit := false // "iB" needs a K, M or G before it
@@ -75,13 +75,13 @@ func (v *sizeValue) Set(s string) error {
 func (v *sizeValue) String() string { return formatSize(uint64(*v)) }
 func (v *sizeValue) Type() string   { return "size" }
 
-// minPipeSize is the smallest pipe --pipe-size accepts: sixteen pages of
-// 4 KiB, the kernel's default pipe (PIPE_DEF_BUFFERS).
+// minPipeSize is the smallest pipe --pipe-size accepts: the size of a new
+// pipe on 4 KiB pages (the kernel's PIPE_DEF_BUFFERS, 16 pages).
 const minPipeSize = 64 << 10
 
 // pipeSize checks a requested pipe size in bytes against the kernel's
-// limits (max is /proc/sys/fs/pipe-max-size) and rounds it up to a multiple
-// of the memory page size, as F_SETPIPE_SZ would.
+// limits (max is /proc/sys/fs/pipe-max-size) and rounds it up to whole
+// memory pages (F_SETPIPE_SZ rounds further, to a power of two pages).
 func pipeSize(n uint64, max, page int) (int, error) {
 	if n < minPipeSize {
 		return 0, fmt.Errorf("below the minimum %s", formatSize(minPipeSize))
