@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -69,8 +70,19 @@ func (a agentFlags) check() error {
 	return nil
 }
 
-func (a agentFlags) options() session.Options {
-	return session.Options{OpenTimeout: a.timeout, HandshakeTimeout: a.handshake, ReplyTimeout: a.timeout, HostVersion: version}
+// openSession opens the control channel of t's FIFO directory, which it
+// returns too, after checking the command line (usage errors).
+func openSession(ctx context.Context, t target, a agentFlags) (string, *session.Session, error) {
+	dir, err := t.resolve()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := a.check(); err != nil {
+		return "", nil, err
+	}
+	sess, err := session.Open(ctx, dir, session.Options{OpenTimeout: a.timeout, HandshakeTimeout: a.handshake,
+		ReplyTimeout: a.timeout, HostVersion: version})
+	return dir, sess, err
 }
 
 // settingsFlags are the recording's settings on the command line: what the

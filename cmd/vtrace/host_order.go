@@ -58,18 +58,11 @@ open.`,
 }
 
 func runHostOrder(ctx context.Context, opts hostOrderOptions) error {
-	dir, err := opts.resolve()
-	if err != nil {
-		return err
-	}
-	if err := opts.agentFlags.check(); err != nil {
-		return err
-	}
 	settings, err := opts.settings.settings()
 	if err != nil {
 		return err
 	}
-	sess, err := session.Open(ctx, dir, opts.options())
+	dir, sess, err := openSession(ctx, opts.target, opts.agentFlags)
 	if err != nil {
 		return err
 	}
