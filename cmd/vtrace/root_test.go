@@ -12,8 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-
-	"github.com/vtrace/vtrace/internal/testutil"
 )
 
 // usageCases are, per command (its path after "vtrace"), command lines
@@ -155,7 +153,10 @@ func TestExitCodeRuntime(t *testing.T) {
 
 // TestExitCodeBinary: main passes execute's code to the shell.
 func TestExitCodeBinary(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
+	bin := filepath.Join(t.TempDir(), "vtrace")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
 	for _, tc := range []exitCase{
 		{[]string{"host", "setup"}, 2},
 		{[]string{"host", "convert", filepath.Join(t.TempDir(), "none")}, 1},
