@@ -79,36 +79,3 @@ func FormatCPUList(cpus []int) string {
 	}
 	return b.String()
 }
-
-// ParseSize reads a byte count with an optional K or M suffix (powers of
-// 1024, either case, an optional trailing "B" or "iB").
-func ParseSize(s string) (int, error) {
-	t := strings.TrimSpace(s)
-	t = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(t, "B"), "b"), "i")
-	mult := 1
-	switch {
-	case strings.HasSuffix(t, "K"), strings.HasSuffix(t, "k"):
-		mult, t = 1<<10, t[:len(t)-1]
-	case strings.HasSuffix(t, "M"), strings.HasSuffix(t, "m"):
-		mult, t = 1<<20, t[:len(t)-1]
-	}
-	n, err := strconv.Atoi(t)
-	if err != nil || n < 0 || n > (1<<31)/mult {
-		return 0, fmt.Errorf("parse size %q: want a number of bytes with an optional K or M suffix", s)
-	}
-	return n * mult, nil
-}
-
-// PipeSize checks a requested pipe size against the kernel's limits and
-// rounds it up to a multiple of the memory page size.
-func PipeSize(n, max, page int) (int, error) {
-	const min = 64 << 10
-	if n < min {
-		return 0, fmt.Errorf("check pipe size %d: below the minimum %d (64K)", n, min)
-	}
-	n = (n + page - 1) / page * page
-	if n > max {
-		return 0, fmt.Errorf("check pipe size %d: over /proc/sys/fs/pipe-max-size (%d)", n, max)
-	}
-	return n, nil
-}

@@ -66,28 +66,3 @@ func FuzzParseCPUList(f *testing.F) {
 		}
 	})
 }
-
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int{"65536": 65536, "64K": 65536, "1M": 1 << 20, "1m": 1 << 20, "2MiB": 2 << 20, "128k": 128 << 10, "4KB": 4096} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "K", "1G", "-1", "1.5M", "99999999M"} {
-		if got, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) = %d, want an error", bad, got)
-		}
-	}
-}
-
-func TestPipeSize(t *testing.T) {
-	if got, err := PipeSize(65537, 1<<20, 4096); err != nil || got != 69632 {
-		t.Errorf("PipeSize(65537) = %d, %v; want 69632", got, err)
-	}
-	if _, err := PipeSize(32<<10, 1<<20, 4096); err == nil {
-		t.Error("PipeSize(32K): want an error")
-	}
-	if _, err := PipeSize(2<<20, 1<<20, 4096); err == nil {
-		t.Error("PipeSize(2M) over a 1M limit: want an error")
-	}
-}

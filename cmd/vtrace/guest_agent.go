@@ -17,10 +17,10 @@ import (
 
 type guestAgentOptions struct {
 	stdout        bool
-	pipeSize      string
+	pipeSize      sizeValue // bytes
 	tracefs       string
 	portsDir      string
-	cpus          string
+	cpus          cpuListValue // nil: every online CPU
 	verbose       bool
 	drainTimeout  time.Duration
 	instance      string
@@ -28,14 +28,15 @@ type guestAgentOptions struct {
 }
 
 func newGuestAgentCmd() *cobra.Command {
-	opts := guestAgentOptions{}
+	opts := guestAgentOptions{pipeSize: guest.DefaultPipeSize}
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Stream each CPU's ring-buffer pages to the host",
 		Long: `Stream each CPU's ftrace ring-buffer pages to the host through the
 virtio-serial ports trace-path-cpuN, on the host's orders from the port
 agent-ctl-path: the framed protocol of docs/protocol.md (handshake,
-metadata, settings, stats), or the seed's bare "1" (start) and "0" (stop).
+metadata, settings, stats), or the line protocol of the kernel's C agent,
+"1" (start) and "0" (stop).
 When the host chooses events, filters, buffer size or clock, the agent
 records in its own ftrace instance (--instance) and removes it afterwards.
 A stop sends everything recorded so far, including each CPU's last partly
@@ -48,10 +49,10 @@ exits at once.`,
 	}
 	f := cmd.Flags()
 	f.BoolVarP(&opts.stdout, "stdout", "o", false, "write every CPU's pages to standard output as cpustream records")
-	f.StringVarP(&opts.pipeSize, "pipe-size", "s", "1M", "size of each CPU's pipe (K and M suffixes; 64K to /proc/sys/fs/pipe-max-size)")
+	f.VarP(&opts.pipeSize, "pipe-size", "s", "each CPU's pipe in bytes, with an optional K, M or G suffix; 64K to /proc/sys/fs/pipe-max-size, rounded up to whole pages")
 	f.StringVar(&opts.tracefs, "tracefs", "", "tracefs directory or ftrace instance (default: the mounted tracefs)")
 	f.StringVar(&opts.portsDir, "ports-dir", guest.DefaultPortsDir, "directory of the ports, or of the host's .in/.out FIFOs")
-	f.StringVar(&opts.cpus, "cpus", "", "CPUs to stream, e.g. 0-3,5 (default: every online CPU)")
+	f.Var(&opts.cpus, "cpus", "CPUs to stream, e.g. 0-3,5 (default: every online CPU)")
 	f.BoolVar(&opts.verbose, "verbose", false, "log per-CPU progress")
 	f.DurationVar(&opts.drainTimeout, "drain-timeout", 10*time.Second, "at exit, give up sending what is left after this long (0: never)")
 	f.StringVar(&opts.instance, "instance", guest.DefaultInstance, "ftrace instance to record in when the host chooses events (a single name)")
@@ -60,27 +61,19 @@ exits at once.`,
 }
 
 func runGuestAgent(ctx context.Context, opts guestAgentOptions) error {
-	cfg := guest.Config{Tracefs: opts.tracefs, PortsDir: opts.portsDir, DrainTimeout: opts.drainTimeout,
-		Instance: opts.instance, BufferPercent: opts.bufferPercent, Version: version}
 	if opts.bufferPercent > 100 || opts.bufferPercent < -1 || opts.bufferPercent == 0 {
-		return usageError{fmt.Errorf("--buffer-percent %d: want 1 to 100, or -1", opts.bufferPercent)}
-	}
-	size, err := guest.ParseSize(opts.pipeSize)
-	if err != nil {
-		return usageError{err}
+		return usageError{fmt.Errorf("check --buffer-percent %d: want 1 to 100, or -1", opts.bufferPercent)}
 	}
 	max, err := sys.PipeMaxSize()
 	if err != nil {
 		return err
 	}
-	if cfg.PipeSize, err = guest.PipeSize(size, max, sys.PageSize()); err != nil {
-		return usageError{err}
+	pipe, err := pipeSize(uint64(opts.pipeSize), max, sys.PageSize())
+	if err != nil {
+		return usageError{fmt.Errorf("check --pipe-size %v: %w", &opts.pipeSize, err)}
 	}
-	if opts.cpus != "" {
-		if cfg.CPUs, err = guest.ParseCPUList(opts.cpus); err != nil {
-			return usageError{fmt.Errorf("--cpus: %w", err)}
-		}
-	}
+	cfg := guest.Config{Tracefs: opts.tracefs, PortsDir: opts.portsDir, CPUs: opts.cpus, PipeSize: pipe,
+		DrainTimeout: opts.drainTimeout, Instance: opts.instance, BufferPercent: opts.bufferPercent, Version: version}
 	if opts.stdout {
 		cfg.Stdout = os.Stdout
 	}

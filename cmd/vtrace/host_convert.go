@@ -33,10 +33,8 @@ open, from the cpuN.raw files of capture directory DIR and its metadata
 (DIR/meta). A capture without metadata needs --meta DIR: a copy of the
 guest's /sys/kernel/tracing, a metadata directory, or another capture; it is
 then saved as DIR/meta for next time. Only whole pages are written.`,
+		Args: oneArg("capture directory"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usageError{fmt.Errorf("convert takes one capture directory, got %d arguments", len(args))}
-			}
 			opts.dir = args[0]
 			opts.stdout, opts.stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
 			return runHostConvert(cmd.Context(), opts)

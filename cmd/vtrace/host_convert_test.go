@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/spf13/cobra"
 
 	"github.com/vtrace/vtrace/host/meta"
 	"github.com/vtrace/vtrace/host/tracedat/tracedattest"
@@ -76,17 +73,5 @@ func TestIntegrationHostConvertAndStats(t *testing.T) {
 	}
 	if !strings.Contains(table.String(), "sched:sched_switch") {
 		t.Errorf("stats with DIR/meta lacks event names:\n%s", table.String())
-	}
-}
-
-func TestHostConvertUsage(t *testing.T) {
-	for _, cmd := range []*cobra.Command{newHostConvertCmd(), newHostStatsCmd()} {
-		cmd.SetArgs(nil)
-		cmd.SetOut(io.Discard)
-		cmd.SetErr(io.Discard)
-		var u usageError
-		if err := cmd.Execute(); !errors.As(err, &u) {
-			t.Errorf("no argument: %v, want a usage error", err)
-		}
 	}
 }

@@ -33,7 +33,7 @@ func newHostSetupCmd() *cobra.Command {
 			"trace-path-cpu0..N-1 to the domain's persistent XML, and makes their FIFOs\n" +
 			"DIR/NAME.in and DIR/NAME.out (DIR defaults to " + fifo.DefaultBase + "/<domain>).\n" +
 			"Running it again changes nothing; a changed vCPU count adds or removes ports.",
-		Args: cobra.ExactArgs(1),
+		Args: oneArg("domain"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.domain, o.out = args[0], cmd.OutOrStdout()
 			return runHostSetup(cmd.Context(), o)
@@ -114,7 +114,7 @@ func newHostTeardownCmd() *cobra.Command {
 		Long: "Removes the trace channels (and the virtio-serial controller setup added, if nothing\n" +
 			"else uses it) from the domain's persistent XML, then the FIFOs, then their directory\n" +
 			"if it is empty. Running it again changes nothing.",
-		Args: cobra.ExactArgs(1),
+		Args: oneArg("domain"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.domain, o.out = args[0], cmd.OutOrStdout()
 			return runHostTeardown(cmd.Context(), o)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -27,10 +26,8 @@ func newHostStatsCmd() *cobra.Command {
 and per event, the number of events, the first and last timestamps, and the
 pages the kernel flagged for missed events. Event names come from DIR/meta
 (or --meta DIR); without metadata, events are shown by id.`,
+		Args: oneArg("capture directory"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usageError{fmt.Errorf("stats takes one capture directory, got %d arguments", len(args))}
-			}
 			opts.dir = args[0]
 			opts.stdout = cmd.OutOrStdout()
 			return runHostStats(cmd.Context(), opts)

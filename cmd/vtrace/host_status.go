@@ -41,14 +41,7 @@ cannot say: status then fails.`,
 }
 
 func runHostStatus(ctx context.Context, opts hostStatusOptions) error {
-	dir, err := opts.resolve()
-	if err != nil {
-		return err
-	}
-	if err := opts.agentFlags.check(); err != nil {
-		return err
-	}
-	sess, err := session.Open(ctx, dir, opts.options())
+	_, sess, err := openSession(ctx, opts.target, opts.agentFlags)
 	if err != nil {
 		return err
 	}

@@ -355,12 +355,9 @@ func TestSessionScriptedPeerStartError(t *testing.T) {
 		p.send(&wire.StartReply{ID: m.ID, Error: "event nosuch:event: not in available_events"})
 	})
 	s := open(t, dir, session.Options{HandshakeTimeout: guard, ReplyTimeout: guard})
-	settings, err := session.SettingsFlags{Events: []string{"sched:sched_switch,irq", "nosuch:event"},
-		Filters: []string{"sched:sched_switch=prev_pid != 0"}, BufferSize: "4M", Clock: "global"}.Settings()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.Start(context.Background(), settings)
+	settings := wire.Settings{Events: []string{"sched:sched_switch", "irq", "nosuch:event"},
+		Filters: []wire.Filter{{Event: "sched:sched_switch", Expr: "prev_pid != 0"}}, BufferKiB: 4096, Clock: "global"}
+	err := s.Start(context.Background(), settings)
 	if !errors.Is(err, session.ErrAgent) || !strings.Contains(err.Error(), "nosuch:event: not in available_events") {
 		t.Errorf("Start: %v, want the agent's message", err)
 	}
@@ -583,22 +580,19 @@ func TestSessionScriptedPeerGarbageHandshake(t *testing.T) {
 	}
 }
 
-func TestSettingsFlags(t *testing.T) {
+func TestCheckSettings(t *testing.T) {
 	for _, tc := range []struct {
-		flags session.SettingsFlags
-		bad   string
+		settings wire.Settings
+		bad      string
 	}{
-		{session.SettingsFlags{Events: []string{"sched:sched_switch", "irq,timer"}}, ""},
-		{session.SettingsFlags{BufferSize: "512k"}, ""},
-		{session.SettingsFlags{BufferSize: "0"}, "--buffer-size"},
-		{session.SettingsFlags{BufferSize: "12X"}, "--buffer-size"},
-		{session.SettingsFlags{Filters: []string{"nofilter"}}, "--filter"},
-		{session.SettingsFlags{Events: []string{"../etc:passwd"}}, "event"},
-		{session.SettingsFlags{Clock: "a b"}, "clock"},
+		{wire.Settings{Events: []string{"sched:sched_switch", "irq", "timer"}, BufferKiB: 512}, ""},
+		{wire.Settings{Filters: []wire.Filter{{Event: "sched", Expr: ""}}}, "filter"},
+		{wire.Settings{Events: []string{"../etc:passwd"}}, "event"},
+		{wire.Settings{Clock: "a b"}, "clock"},
 	} {
-		_, err := tc.flags.Settings()
-		if (err != nil) != (tc.bad != "") || err != nil && !strings.Contains(err.Error(), tc.bad) {
-			t.Errorf("%+v: %v, want an error naming %q", tc.flags, err, tc.bad)
+		err := session.CheckSettings(tc.settings)
+		if (err != nil) != (tc.bad != "") || err != nil && (!strings.Contains(err.Error(), tc.bad) || !errors.Is(err, session.ErrSettings)) {
+			t.Errorf("%+v: %v, want an error naming %q and wrapping ErrSettings", tc.settings, err, tc.bad)
 		}
 	}
 	if got := session.SelectClock("[local] global counter", "global"); got != "local [global] counter" {

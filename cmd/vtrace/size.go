@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// The size syntax of every size flag: a number of bytes with an optional K,
+// M or G suffix, powers of 1024 as dd and trace-cmd read them ("64K" is
+// 65536). Either case; a trailing "B" or "iB" is allowed ("4KiB", "1MB").
+const sizeSyntax = "a number of bytes with an optional K, M or G suffix (powers of 1024)"
+
+// parseSize reads a size in the flags' syntax. Zero is refused: no size
+// flag has a use for it, and a zero sizeValue means "not given".
+func parseSize(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	unit := false // "iB" needs a K, M or G before it
+	switch u := strings.ToUpper(t); {
+	case strings.HasSuffix(u, "IB"):
+		t, unit = t[:len(t)-2], true
+	case strings.HasSuffix(u, "B"):
+		t = t[:len(t)-1]
+	}
+	mult := uint64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k', 'K':
+			mult, t = 1<<10, t[:n-1]
+		case 'm', 'M':
+			mult, t = 1<<20, t[:n-1]
+		case 'g', 'G':
+			mult, t = 1<<30, t[:n-1]
+		}
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	switch {
+	case err != nil || unit && mult == 1:
+		return 0, fmt.Errorf("parse size %q: want %s", s, sizeSyntax)
+	case n == 0:
+		return 0, fmt.Errorf("parse size %q: must be positive", s)
+	case n > math.MaxUint64/mult:
+		return 0, fmt.Errorf("parse size %q: too large", s)
+	}
+	return n * mult, nil
+}
+
+// formatSize writes n in the flags' syntax, with the largest suffix that
+// keeps it exact.
+func formatSize(n uint64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   uint64
+	}{{"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatUint(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+// sizeValue is a size flag's value in bytes; 0 means not given.
+type sizeValue uint64
+
+func (v *sizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*v = sizeValue(n)
+	return nil
+}
+
+func (v *sizeValue) String() string { return formatSize(uint64(*v)) }
+func (v *sizeValue) Type() string   { return "size" }
+
+// minPipeSize is the smallest pipe --pipe-size accepts: the size of a new
+// pipe on 4 KiB pages (the kernel's PIPE_DEF_BUFFERS, 16 pages).
+const minPipeSize = 64 << 10
+
+// pipeSize checks a requested pipe size in bytes against the kernel's
+// limits (max is /proc/sys/fs/pipe-max-size) and rounds it up to whole
+// memory pages (F_SETPIPE_SZ rounds further, to a power of two pages).
+func pipeSize(n uint64, max, page int) (int, error) {
+	if n < minPipeSize {
+		return 0, fmt.Errorf("below the minimum %s", formatSize(minPipeSize))
+	}
+	if p := uint64(page); n <= uint64(max) {
+		n = (n + p - 1) / p * p
+	}
+	if n > uint64(max) {
+		return 0, fmt.Errorf("over /proc/sys/fs/pipe-max-size (%s)", formatSize(uint64(max)))
+	}
+	return int(n), nil
+}
+
+// bufferKiB turns a ring-buffer size in bytes into the KiB that
+// buffer_size_kb and the Start message take, rounded up to a whole KiB: a
+// size is never cut below what was asked (the kernel rounds up further, to
+// whole sub-buffers).
+func bufferKiB(n uint64) uint64 {
+	kib := n >> 10
+	if n&(1<<10-1) != 0 {
+		kib++
+	}
+	return kib
+}
