@@ -16,7 +16,7 @@ package control
 import (
 	"bytes"
 
-	"github.com/vtrace/vtrace/proto/text"
+	"github.com/vtrace/vtrace/proto/clip"
 )
 
 // MaxLine bounds a control line; a longer one is garbage.
@@ -93,7 +93,7 @@ func (p *Parser) append(b []byte, items *[]Item) {
 	}
 	if len(p.line)+len(b) > MaxLine {
 		shown := append(p.line, b[:min(len(b), maxShown)]...) // p.line is emptied below
-		*items = append(*items, Item{Garbage: bytes.Clone(text.Clip(shown, maxShown)), Long: true})
+		*items = append(*items, Item{Garbage: bytes.Clone(clip.Text(shown, maxShown)), Long: true})
 		p.line = p.line[:0]
 		p.discarding = true
 		return
@@ -110,5 +110,5 @@ func parseLine(line []byte) (Item, bool) {
 	case len(s) == 1 && (s[0] == byte(Start) || s[0] == byte(Stop)):
 		return Item{Order: Order(s[0])}, true
 	}
-	return Item{Garbage: bytes.Clone(text.Clip(line, maxShown))}, true
+	return Item{Garbage: bytes.Clone(clip.Text(line, maxShown))}, true
 }

@@ -6,7 +6,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/vtrace/vtrace/proto/text"
+	"github.com/vtrace/vtrace/proto/clip"
 	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
@@ -44,10 +44,10 @@ func badNameByte(s string) int {
 // checkName is ValidName with an error that says what is wrong.
 func checkName(what, s string) error {
 	if !nameShapeOK(s) {
-		return fmt.Errorf("%s %q: want 1 to %d of [A-Za-z0-9_.-], not . or ..: %w", what, text.Clip(s, maxQuoted), MaxName, ErrMalformed)
+		return fmt.Errorf("%s %q: want 1 to %d of [A-Za-z0-9_.-], not . or ..: %w", what, clip.Text(s, maxQuoted), MaxName, ErrMalformed)
 	}
 	if i := badNameByte(s); i >= 0 {
-		return fmt.Errorf("%s %q: byte %#x not in [A-Za-z0-9_.-]: %w", what, text.Clip(s, maxQuoted), s[i], ErrMalformed)
+		return fmt.Errorf("%s %q: byte %#x not in [A-Za-z0-9_.-]: %w", what, clip.Text(s, maxQuoted), s[i], ErrMalformed)
 	}
 	return nil
 }
@@ -60,7 +60,7 @@ func checkPair(what, s string, sep byte, single bool) error {
 		if single {
 			return checkName(what, s)
 		}
-		return fmt.Errorf("%s %q: want SYSTEM%cEVENT: %w", what, text.Clip(s, maxQuoted), sep, ErrMalformed)
+		return fmt.Errorf("%s %q: want SYSTEM%cEVENT: %w", what, clip.Text(s, maxQuoted), sep, ErrMalformed)
 	}
 	if err := checkName(what, a); err != nil {
 		return err
@@ -81,11 +81,11 @@ func checkText(what, s string, multiline bool) error {
 		return fmt.Errorf("%s of %d bytes: %w", what, len(s), ErrTooLarge)
 	}
 	if !utf8.ValidString(s) {
-		return fmt.Errorf("%s %q: not UTF-8: %w", what, text.Clip(s, maxQuoted), ErrMalformed)
+		return fmt.Errorf("%s %q: not UTF-8: %w", what, clip.Text(s, maxQuoted), ErrMalformed)
 	}
 	for _, r := range s {
 		if !printable(r, multiline) {
-			return fmt.Errorf("%s %q: control character %U: %w", what, text.Clip(s, maxQuoted), r, ErrMalformed)
+			return fmt.Errorf("%s %q: control character %U: %w", what, clip.Text(s, maxQuoted), r, ErrMalformed)
 		}
 	}
 	return nil
@@ -106,7 +106,7 @@ func FreeText(s string) string {
 		}
 		return '?'
 	}, s)
-	return text.Clip(s, MaxString)
+	return clip.Text(s, MaxString)
 }
 
 func checkOptName(what, s string) error {
@@ -221,7 +221,7 @@ func (m *MetaChunk) check() error {
 			return err
 		}
 	case m.Name != "":
-		return fmt.Errorf("%v item named %q: %w", m.Kind, text.Clip(m.Name, maxQuoted), ErrMalformed)
+		return fmt.Errorf("%v item named %q: %w", m.Kind, clip.Text(m.Name, maxQuoted), ErrMalformed)
 	}
 	if m.Total > MaxMetaItem {
 		return fmt.Errorf("%v item of %d bytes: %w", m.Kind, m.Total, ErrTooLarge)

@@ -1,4 +1,4 @@
-package text
+package clip
 
 import (
 	"strings"
@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-func TestClip(t *testing.T) {
+func TestText(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		s    string
@@ -27,31 +27,31 @@ func TestClip(t *testing.T) {
 		{"\x00\x1b[2J", 2, "\x00\x1b"},
 		{"abc", 0, ""},
 	} {
-		if got := Clip(tc.s, tc.max); got != tc.want {
-			t.Errorf("Clip(%q, %d) = %q, want %q", tc.s, tc.max, got, tc.want)
+		if got := Text(tc.s, tc.max); got != tc.want {
+			t.Errorf("Text(%q, %d) = %q, want %q", tc.s, tc.max, got, tc.want)
 		}
-		if got := Clip([]byte(tc.s), tc.max); string(got) != tc.want {
-			t.Errorf("Clip([]byte(%q), %d) = %q, want %q", tc.s, tc.max, got, tc.want)
+		if got := Text([]byte(tc.s), tc.max); string(got) != tc.want {
+			t.Errorf("Text([]byte(%q), %d) = %q, want %q", tc.s, tc.max, got, tc.want)
 		}
 	}
 }
 
-func FuzzClip(f *testing.F) {
+func FuzzText(f *testing.F) {
 	f.Add("aé€𝄞", 5)
 	f.Add(strings.Repeat("x", 70), 64)
 	f.Fuzz(func(t *testing.T, s string, max int) {
 		if max < 0 {
 			return
 		}
-		got := Clip(s, max)
+		got := Text(s, max)
 		if len(got) > max || !strings.HasPrefix(s, got) {
-			t.Fatalf("Clip(%q, %d) = %q: not a prefix of at most %d bytes", s, max, got, max)
+			t.Fatalf("Text(%q, %d) = %q: not a prefix of at most %d bytes", s, max, got, max)
 		}
 		if utf8.ValidString(s) && !utf8.ValidString(got) {
-			t.Fatalf("Clip(%q, %d) = %q: cut a character", s, max, got)
+			t.Fatalf("Text(%q, %d) = %q: cut a character", s, max, got)
 		}
 		if len(got) < max-utf8.UTFMax+1 && len(got) < len(s) {
-			t.Fatalf("Clip(%q, %d) = %q: cut more than a character", s, max, got)
+			t.Fatalf("Text(%q, %d) = %q: cut more than a character", s, max, got)
 		}
 	})
 }

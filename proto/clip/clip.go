@@ -1,14 +1,14 @@
-// Package text bounds text that came from elsewhere (a peer, a file, the
+// Package clip bounds text that came from elsewhere (a peer, a file, the
 // kernel) before it is quoted in an error, logged or sent on. It is pure Go.
-package text
+package clip
 
 import "unicode/utf8"
 
-// Clip returns s cut to at most max bytes. The cut never falls inside a
+// Text returns s cut to at most max bytes. The cut never falls inside a
 // valid UTF-8 character: it moves back to the character's first byte.
 // Invalid bytes are kept as they are (quote the result with %q to show
-// them); see wire.Text for text that must be printable.
-func Clip[T ~string | ~[]byte](s T, max int) T {
+// them); wire.FreeText makes text printable as well.
+func Text[T ~string | ~[]byte](s T, max int) T {
 	if len(s) <= max {
 		return s
 	}
