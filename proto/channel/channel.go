@@ -20,14 +20,14 @@ import (
 // Ctl is the name of the control channel.
 const Ctl = "agent-ctl-path"
 
-// Prefixes of the per-CPU data channels' names.
-const (
-	dataPrefix     = "trace-path-cpu"
-	traceCmdPrefix = "trace-pipe-cpu"
-)
+// DataPrefix starts the name of every data channel; the CPU number ends it.
+const DataPrefix = "trace-path-cpu"
+
+// traceCmdPrefix starts trace-cmd's names of the data channels.
+const traceCmdPrefix = "trace-pipe-cpu"
 
 // Data returns the name of CPU cpu's data channel: trace-path-cpuN.
-func Data(cpu int) string { return dataPrefix + strconv.Itoa(cpu) }
+func Data(cpu int) string { return DataPrefix + strconv.Itoa(cpu) }
 
 // TraceCmdData returns trace-cmd's name for CPU cpu's data channel:
 // trace-pipe-cpuN.
@@ -37,7 +37,7 @@ func TraceCmdData(cpu int) string { return traceCmdPrefix + strconv.Itoa(cpu) }
 // (0 to tracefs.MaxCPU, no sign, no leading zeros), and false for any other
 // name, trace-cmd's included.
 func ParseData(name string) (int, bool) {
-	return tracefs.CPUFromName(name, dataPrefix, "")
+	return tracefs.CPUFromName(name, DataPrefix, "")
 }
 
 // Names lists the channels of a guest with cpus CPUs: Ctl first, then the
