@@ -237,26 +237,40 @@ func (r recordValue[T, PT]) decode(v []byte) error {
 	return decodeFields(v, PT(r.p).fields())
 }
 
-// records is a repeated nested record, at most count of them.
-func records[T any, PT recordPtr[T]](p *[]T, count int) value { return recordsValue[T, PT]{p, count} }
-
-type recordsValue[T any, PT recordPtr[T]] struct {
-	p     *[]T
-	count int
+// records is a repeated nested record, at most count of them. Each record
+// is encoded from, and decoded into, one scratch record, so that a list
+// builds the record's field table once.
+func records[T any, PT recordPtr[T]](p *[]T, count int) value {
+	return &recordsValue[T, PT]{p: p, count: count}
 }
 
-func (r recordsValue[T, PT]) encode(e *encoder, tag byte) {
-	for i := range *r.p {
-		e.nested(tag, func(e *encoder) { encodeFields(e, PT(&(*r.p)[i]).fields()) })
+type recordsValue[T any, PT recordPtr[T]] struct {
+	p       *[]T
+	count   int
+	scratch T
+	table   []field // of scratch
+}
+
+func (r *recordsValue[T, PT]) fields() []field {
+	if r.table == nil {
+		r.table = PT(&r.scratch).fields()
+	}
+	return r.table
+}
+
+func (r *recordsValue[T, PT]) encode(e *encoder, tag byte) {
+	for _, x := range *r.p {
+		r.scratch = x
+		e.nested(tag, func(e *encoder) { encodeFields(e, r.fields()) })
 	}
 }
 
-func (r recordsValue[T, PT]) decode(v []byte) error {
-	var x T
-	if err := decodeFields(v, PT(&x).fields()); err != nil {
+func (r *recordsValue[T, PT]) decode(v []byte) error {
+	r.scratch = *new(T)
+	if err := decodeFields(v, r.fields()); err != nil {
 		return err
 	}
 	var err error
-	*r.p, err = add(*r.p, x, r.count)
+	*r.p, err = add(*r.p, r.scratch, r.count)
 	return err
 }
