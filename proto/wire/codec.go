@@ -20,7 +20,7 @@ type field struct {
 
 // value is one field's place in a struct and its encoding.
 type value interface {
-	encode(e *encoder, tag byte) // left out when zero, unless repeated
+	encode(e *encoder, tag byte) // one field, one per element of a list, or none for a value left out
 	decode(v []byte) error       // one occurrence: sets, or appends for a list
 }
 
