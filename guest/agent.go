@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/control"
 	"github.com/vtrace/vtrace/proto/ringbuf"
+	"github.com/vtrace/vtrace/proto/tracefs"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -166,7 +168,7 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	}
 	finder := portFinder{dir: portsDir, sysClass: "/sys/class/virtio-ports", dev: "/dev"}
 
-	if a.ctlPath, err = finder.find([]string{ctlPortName}, true); err != nil && cfg.Stdout == nil {
+	if a.ctlPath, err = finder.find([]string{channel.Ctl}, true); err != nil && cfg.Stdout == nil {
 		return nil, err
 	}
 	if err == nil {
@@ -213,7 +215,7 @@ func (a *Agent) newWorker(cpu, pipeSize int, finder portFinder, stdout *stdoutOu
 		layout:    a.layout,
 		page:      a.layout.PageSize,
 		buf:       make([]byte, a.layout.PageSize),
-		tracePath: filepath.Join(a.tracefs, "per_cpu", fmt.Sprintf("cpu%d", cpu), "trace_pipe_raw"),
+		tracePath: tracefs.PerCPU(a.tracefs, cpu, "trace_pipe_raw"),
 		trace:     -1, pipeR: -1, pipeW: -1,
 		orders: make(chan order, 1),
 		exited: make(chan struct{}),
@@ -361,7 +363,7 @@ func (a *Agent) order(ctx context.Context, kind orderKind, dir string) error {
 		dones[i] = make(chan error, 1)
 		trace := ""
 		if dir != "" {
-			trace = filepath.Join(dir, "per_cpu", fmt.Sprintf("cpu%d", w.cpu), "trace_pipe_raw")
+			trace = tracefs.PerCPU(dir, w.cpu, "trace_pipe_raw")
 		}
 		select {
 		case w.orders <- order{kind, dones[i], trace}:

@@ -4,22 +4,21 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-)
 
-// MaxCPU bounds CPU numbers in a list (the kernel's own NR_CPUS limit), so
-// "0-4000000000" is an error rather than a huge allocation.
-const MaxCPU = 8191
+	"github.com/vtrace/vtrace/proto/tracefs"
+)
 
 // ParseCPUList reads the kernel's CPU list syntax ("0-3,5,7-8", as in
 // /sys/devices/system/cpu/online) and returns the CPUs in increasing order,
 // without duplicates. Surrounding white space and a trailing newline are
-// allowed; an empty list is an error.
+// allowed; an empty list is an error, and so is a CPU over tracefs.MaxCPU
+// (so "0-4000000000" is an error rather than a huge allocation).
 func ParseCPUList(s string) ([]int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, fmt.Errorf("parse cpu list: empty")
 	}
-	var seen [MaxCPU + 1]bool
+	var seen [tracefs.MaxCPU + 1]bool
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := parseCPU(lo)
@@ -53,8 +52,8 @@ func parseCPU(s string) (int, error) {
 		return 0, fmt.Errorf("%q is not a cpu number", s)
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n > MaxCPU {
-		return 0, fmt.Errorf("cpu %q is over %d", s, MaxCPU)
+	if err != nil || n > tracefs.MaxCPU {
+		return 0, fmt.Errorf("cpu %q is over %d", s, tracefs.MaxCPU)
 	}
 	return n, nil
 }

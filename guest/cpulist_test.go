@@ -1,10 +1,12 @@
 package guest
 
 import (
-	"github.com/vtrace/vtrace/internal/testutil"
 	"os"
 	"reflect"
 	"testing"
+
+	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 func TestParseCPUList(t *testing.T) {
@@ -56,8 +58,8 @@ func FuzzParseCPUList(f *testing.F) {
 			t.Fatalf("ParseCPUList(%q): no error and no cpus", s)
 		}
 		for i, c := range cpus {
-			if c < 0 || c > MaxCPU || (i > 0 && c <= cpus[i-1]) {
-				t.Fatalf("ParseCPUList(%q) = %v: not increasing within 0..%d", s, cpus, MaxCPU)
+			if c < 0 || c > tracefs.MaxCPU || (i > 0 && c <= cpus[i-1]) {
+				t.Fatalf("ParseCPUList(%q) = %v: not increasing within 0..%d", s, cpus, tracefs.MaxCPU)
 			}
 		}
 		again, err := ParseCPUList(FormatCPUList(cpus))

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/vtrace/vtrace/proto/tracefs"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -22,7 +22,7 @@ const maxStatsFile = wire.MaxString
 // it does not know are kept only in Raw. Raw is the text itself, clipped to
 // what the protocol carries.
 func ParseCPUStats(cpu int, text string) (wire.CPUStats, error) {
-	st := wire.CPUStats{CPU: uint32(cpu), Raw: clipText(text, maxStatsFile)}
+	st := wire.CPUStats{CPU: uint32(cpu), Raw: wire.FreeText(text)}
 	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		key, val, ok := strings.Cut(sc.Text(), ":")
@@ -90,37 +90,12 @@ func parseStatsTime(s string) (uint64, error) {
 	return n*1e9 + f, nil
 }
 
-// clipText makes s fit the protocol's free text: valid UTF-8 without
-// control characters other than newline and tab, at most max bytes.
-func clipText(s string, max int) string {
-	s = strings.ToValidUTF8(s, "?")
-	s = strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\t' || r >= 0x20 && r != 0x7f && !(r >= 0x80 && r < 0xa0) {
-			return r
-		}
-		return '?'
-	}, s)
-	if len(s) <= max {
-		return s
-	}
-	s = s[:max]
-	for len(s) > 0 && !utf8RuneStart(s[len(s)-1]) {
-		s = s[:len(s)-1]
-	}
-	if len(s) > 0 && s[len(s)-1] >= 0x80 {
-		s = s[:len(s)-1] // a rune cut in two
-	}
-	return s
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
-
 // readCPUStats reads every CPU's stats file in dir (a tracefs root or
 // instance), adding the agent's own counters.
 func readCPUStats(dir string, workers []*worker) ([]wire.CPUStats, error) {
 	out := make([]wire.CPUStats, 0, len(workers))
 	for _, w := range workers {
-		path := filepath.Join(dir, "per_cpu", fmt.Sprintf("cpu%d", w.cpu), "stats")
+		path := tracefs.PerCPU(dir, w.cpu, "stats")
 		b, err := readSmall(path, maxStatsFile)
 		if err != nil {
 			return nil, err

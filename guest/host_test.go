@@ -16,6 +16,7 @@ import (
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
 	"github.com/vtrace/vtrace/proto/ringbuf"
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 // traceInstance makes a private ftrace instance recording sched and irq
@@ -41,7 +42,7 @@ func write(t *testing.T, path, s string) {
 // cpuStats reads per_cpu/cpuN/stats into a map of its counters.
 func cpuStats(t *testing.T, inst string, cpu int) map[string]int64 {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(inst, "per_cpu", fmt.Sprintf("cpu%d", cpu), "stats"))
+	b, err := os.ReadFile(tracefs.PerCPU(inst, cpu, "stats"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/clip"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -64,7 +65,7 @@ func (a *Agent) sendMeta(req *wire.MetaRequest, send func(wire.Message) error) e
 }
 
 func (m *metaSender) errorf(format string, args ...any) {
-	m.errs = append(m.errs, clipText(fmt.Sprintf(format, args...), wire.MaxString))
+	m.errs = append(m.errs, wire.FreeText(fmt.Sprintf(format, args...)))
 }
 
 func (m *metaSender) item(k wire.MetaKind) {
@@ -110,7 +111,7 @@ func (m *metaSender) formats() {
 		event := filepath.Base(filepath.Dir(f))
 		system := filepath.Base(filepath.Dir(filepath.Dir(f)))
 		if !wire.ValidName(system) || !wire.ValidName(event) {
-			m.errorf("format %s/%s: name not in [A-Za-z0-9_.-]", clipText(system, 64), clipText(event, 64))
+			m.errorf("format %s/%s: name not in [A-Za-z0-9_.-]", clip.Text(system, 64), clip.Text(event, 64))
 			continue
 		}
 		m.small(wire.MetaFormat, system+"/"+event, f, maxHeaderItem)

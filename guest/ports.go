@@ -4,17 +4,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
-// Port names, as the host's channels are named (trace-cmd names its data
-// channels trace-pipe-cpuN; both are accepted).
-const ctlPortName = "agent-ctl-path"
-
+// dataPortNames are the names CPU cpu's data port may have: the kernel's C
+// agent's, then trace-cmd's.
 func dataPortNames(cpu int) []string {
-	n := strconv.Itoa(cpu)
-	return []string{"trace-path-cpu" + n, "trace-pipe-cpu" + n}
+	return []string{channel.Data(cpu), channel.TraceCmdData(cpu)}
 }
 
 // portFinder locates virtio-serial ports by name.

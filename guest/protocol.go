@@ -92,7 +92,7 @@ func (s *session) reply(m wire.Message) {
 }
 
 func (s *session) fail(id uint64, code wire.Code, format string, args ...any) {
-	s.reply(&wire.Error{ID: id, Code: code, Message: clipText(fmt.Sprintf(format, args...), wire.MaxString)})
+	s.reply(&wire.Error{ID: id, Code: code, Message: wire.FreeText(fmt.Sprintf(format, args...))})
 }
 
 // message carries out one frame from the host.
@@ -127,9 +127,9 @@ func (s *session) message(ctx context.Context, f *wire.Frame) error {
 		case errors.Is(err, errState):
 			s.fail(m.ID, wire.CodeState, "start: already recording; stop first")
 		case errors.As(err, &se):
-			s.reply(&wire.StartReply{ID: m.ID, Error: clipText(err.Error(), wire.MaxString)})
+			s.reply(&wire.StartReply{ID: m.ID, Error: wire.FreeText(err.Error())})
 		case err != nil:
-			s.reply(&wire.StartReply{ID: m.ID, Error: clipText(err.Error(), wire.MaxString)})
+			s.reply(&wire.StartReply{ID: m.ID, Error: wire.FreeText(err.Error())})
 			return err
 		default:
 			s.recording(true)
@@ -144,7 +144,7 @@ func (s *session) message(ctx context.Context, f *wire.Frame) error {
 		}
 		r := &wire.StopReply{ID: m.ID, CPUs: stats}
 		if err != nil {
-			r.Error = clipText(err.Error(), wire.MaxString)
+			r.Error = wire.FreeText(err.Error())
 		}
 		s.reply(r)
 		return err
@@ -175,7 +175,7 @@ func (s *session) hello(m *wire.Hello) {
 		r.CPUs = append(r.CPUs, uint32(c))
 	}
 	if rel, err := sys.Release(); err == nil {
-		r.Release = clipText(rel, wire.MaxString)
+		r.Release = wire.FreeText(rel)
 	}
 	if dir := a.dirInUse(); dir != a.root {
 		r.Instance = filepath.Base(dir)

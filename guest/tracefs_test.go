@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 func TestTracefsFromMountinfo(t *testing.T) {
@@ -61,7 +62,7 @@ func TestFindPort(t *testing.T) {
 	}{
 		{dataPortNames(0), false, filepath.Join(ports, "trace-path-cpu0")},
 		{dataPortNames(1), false, filepath.Join(ports, "trace-path-cpu1.out")},
-		{[]string{ctlPortName}, true, filepath.Join(ports, "agent-ctl-path.in")},
+		{[]string{channel.Ctl}, true, filepath.Join(ports, "agent-ctl-path.in")},
 		{dataPortNames(2), false, filepath.Join(dev, "vport1p2")},
 		{dataPortNames(3), false, filepath.Join(dev, "vport1p3")},
 	} {

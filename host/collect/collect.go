@@ -41,6 +41,7 @@ import (
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/ringbuf"
+	"github.com/vtrace/vtrace/proto/tracefs"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -491,19 +492,8 @@ func FileName(cpu int) string { return "cpu" + strconv.Itoa(cpu) + ".raw" }
 // isFileName reports whether name is FileName(n) for some n, written
 // without sign or leading zeros.
 func isFileName(name string) bool {
-	s, ok := strings.CutPrefix(name, "cpu")
-	if !ok {
-		return false
-	}
-	if s, ok = strings.CutSuffix(s, ".raw"); !ok || s == "" || len(s) > 6 || (len(s) > 1 && s[0] == '0') {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
+	_, ok := tracefs.CPUFromName(name, "cpu", ".raw")
+	return ok
 }
 
 // prepareOut makes the capture directory, refusing to mix with or replace

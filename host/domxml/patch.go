@@ -19,7 +19,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/proto/channel"
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 // Spec says which channels a domain should have.
@@ -131,8 +132,8 @@ func vcpus(root *node) (int, error) {
 		s, what = strings.TrimSpace(n.text.String()), "count"
 	}
 	v, err := strconv.Atoi(s)
-	if err != nil || v < 1 || v > 4096 {
-		return 0, fmt.Errorf("read <vcpu> %s %q: not a count from 1 to 4096", what, s)
+	if err != nil || v < 1 || v > tracefs.MaxCPU+1 {
+		return 0, fmt.Errorf("read <vcpu> %s %q: not a count from 1 to %d", what, s, tracefs.MaxCPU+1)
 	}
 	return v, nil
 }
@@ -145,10 +146,10 @@ func ourName(c *node) (string, bool) {
 		return "", false
 	}
 	name := t.attrs["name"]
-	if name == fifo.CtlName {
+	if name == channel.Ctl {
 		return name, true
 	}
-	if _, ok := fifo.ParseTraceName(name); ok {
+	if _, ok := channel.ParseData(name); ok {
 		return name, true
 	}
 	return "", false
@@ -221,13 +222,13 @@ func Patch(doc []byte, spec Spec) (out []byte, changed bool, err error) {
 			return nil, false, errors.New("patch domain XML: no <vcpu> element: give the vCPU count")
 		}
 	}
-	if cpus < 0 || cpus > 4096 {
+	if cpus < 0 || cpus > tracefs.MaxCPU+1 {
 		return nil, false, fmt.Errorf("patch domain XML: vCPU count %d out of range", cpus)
 	}
 	if cpus+1 > maxPorts-1 {
 		return nil, false, fmt.Errorf("patch domain XML: %d vCPUs need %d ports, more than a virtio-serial controller has (%d): use --cpus", cpus, cpus+1, maxPorts-1)
 	}
-	want := fifo.Channels(cpus)
+	want := channel.Names(cpus)
 	p := &patcher{doc: doc, root: root, used: map[int]bool{0: true}}
 	p.dev = root.child("devices")
 	p.indents()

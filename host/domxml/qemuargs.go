@@ -5,7 +5,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // QemuArgs returns the qemu options that give a guest the trace channels
@@ -15,7 +15,7 @@ import (
 // virtconsole). Each element is one option with its value ("-device X").
 func QemuArgs(dir string, cpus int) []string {
 	args := []string{"-device virtio-serial-pci,id=vtrace-serial0"}
-	for i, name := range fifo.Channels(cpus) {
+	for i, name := range channel.Names(cpus) {
 		id := fmt.Sprintf("vtrace%d", i)
 		// qemu doubles a comma inside an option value.
 		p := strings.ReplaceAll(path.Join(dir, name), ",", ",,")

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // Permissions of what Create makes. The group may be set (Options.Group) so
@@ -317,9 +318,9 @@ func othersIn(dir string, names []string) (bool, error) {
 
 func checkChannelNames(names []string) error {
 	for _, n := range names {
-		if n != CtlName {
-			if _, ok := ParseTraceName(n); !ok {
-				return fmt.Errorf("check channel name %q: not %s or %sN", n, CtlName, tracePrefix)
+		if n != channel.Ctl {
+			if _, ok := channel.ParseData(n); !ok {
+				return fmt.Errorf("check channel name %q: not %s or %sN", n, channel.Ctl, channel.DataPrefix)
 			}
 		}
 	}
@@ -373,19 +374,19 @@ func Names(dir string) ([]string, error) {
 		if !ok {
 			continue
 		}
-		if n == CtlName {
+		if n == channel.Ctl {
 			ctl = true
-		} else if cpu, ok := ParseTraceName(n); ok && !slices.Contains(cpus, cpu) {
+		} else if cpu, ok := channel.ParseData(n); ok && !slices.Contains(cpus, cpu) {
 			cpus = append(cpus, cpu)
 		}
 	}
 	slices.Sort(cpus)
 	var names []string
 	if ctl {
-		names = append(names, CtlName)
+		names = append(names, channel.Ctl)
 	}
 	for _, c := range cpus {
-		names = append(names, TraceName(c))
+		names = append(names, channel.Data(c))
 	}
 	return names, nil
 }

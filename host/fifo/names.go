@@ -16,53 +16,33 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // DefaultBase is the directory under which each domain gets its FIFO directory.
 const DefaultBase = "/var/lib/vtrace"
 
-// CtlName is the channel name of the control port (the seed's agent-ctl-path).
-const CtlName = "agent-ctl-path"
-
-// tracePrefix starts the channel name of every per-CPU data port.
-const tracePrefix = "trace-path-cpu"
+// CtlName is the name of the control channel, channel.Ctl.
+const CtlName = channel.Ctl
 
 // maxNameLen bounds a domain name used as a path component (NAME_MAX).
 const maxNameLen = 255
 
-// TraceName is the channel name of CPU cpu's data port: trace-path-cpuN.
-func TraceName(cpu int) string { return tracePrefix + strconv.Itoa(cpu) }
+// TraceName is the name of CPU cpu's data channel, channel.Data:
+// trace-path-cpuN.
+func TraceName(cpu int) string { return channel.Data(cpu) }
 
-// ParseTraceName returns N for a channel named trace-path-cpuN (N written
-// without sign or leading zeros), and false for any other name.
-func ParseTraceName(name string) (int, bool) {
-	s, ok := strings.CutPrefix(name, tracePrefix)
-	if !ok || s == "" || len(s) > 6 || (len(s) > 1 && s[0] == '0') {
-		return 0, false
-	}
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
-}
+// ParseTraceName returns N for a channel named trace-path-cpuN, as
+// channel.ParseData does.
+func ParseTraceName(name string) (int, bool) { return channel.ParseData(name) }
 
-// Channels lists the channel names for a guest with cpus vCPUs: the control
-// port first, then trace-path-cpu0..cpus-1.
-func Channels(cpus int) []string {
-	names := []string{CtlName}
-	for i := 0; i < cpus; i++ {
-		names = append(names, TraceName(i))
-	}
-	return names
-}
+// Channels lists the channels whose FIFOs a guest with cpus vCPUs needs:
+// the control channel first, then trace-path-cpu0..cpus-1 (channel.Names).
+func Channels(cpus int) []string { return channel.Names(cpus) }
 
 // ErrBadName is returned (wrapped) for a domain name unsafe as a path component.
 var ErrBadName = errors.New("domain name is not safe as a directory name")

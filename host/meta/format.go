@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/vtrace/vtrace/proto/clip"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -39,7 +40,7 @@ func ParseFormat(text []byte) (Format, error) {
 				return Format{}, fmt.Errorf("parse format: two name lines")
 			}
 			if !wire.ValidName(string(val)) {
-				return Format{}, fmt.Errorf("parse format: invalid event name %q", clip(val))
+				return Format{}, fmt.Errorf("parse format: invalid event name %q", clip.Text(val, maxQuoted))
 			}
 			f.Name, haveName = string(val), true
 		case "ID":
@@ -48,7 +49,7 @@ func ParseFormat(text []byte) (Format, error) {
 			}
 			id, err := strconv.ParseUint(string(val), 10, 16)
 			if err != nil || id == 0 {
-				return Format{}, fmt.Errorf("parse format: event id %q is not in [1, 65535]", clip(val))
+				return Format{}, fmt.Errorf("parse format: event id %q is not in [1, 65535]", clip.Text(val, maxQuoted))
 			}
 			f.ID, haveID = uint16(id), true
 		case "format":
@@ -66,10 +67,5 @@ func ParseFormat(text []byte) (Format, error) {
 	return f, nil
 }
 
-// clip shortens untrusted text quoted in an error.
-func clip(b []byte) string {
-	if len(b) > 64 {
-		return string(b[:64]) + "..."
-	}
-	return string(b)
-}
+// maxQuoted bounds the untrusted text an error quotes.
+const maxQuoted = 64

@@ -30,7 +30,9 @@ import (
 	"strings"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/clip"
 	"github.com/vtrace/vtrace/proto/ringbuf"
+	"github.com/vtrace/vtrace/proto/tracefs"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -44,8 +46,7 @@ const (
 	MaxPrintk       = 16 << 20
 	MaxCmdlines     = 16 << 20 // saved_cmdlines, saved_tgids
 	MaxLine         = 4096     // trace_clock, uname
-	MaxCPUStat      = 64 << 10 // one per_cpu/cpuN/stats
-	MaxCPU          = 4095     // highest CPU number
+	MaxCPUStat      = 64 << 10 // one per_cpu/cpuN/stats (CPU numbers go up to tracefs.MaxCPU)
 	MaxFormatsTotal = 64 << 20 // all formats together
 )
 
@@ -113,8 +114,8 @@ func (s *Set) Validate() error {
 		return err
 	}
 	for cpu, b := range s.CPUStats {
-		if cpu < 0 || cpu > MaxCPU {
-			return fmt.Errorf("check metadata: cpustats for CPU %d out of range [0, %d]", cpu, MaxCPU)
+		if cpu < 0 || cpu > tracefs.MaxCPU {
+			return fmt.Errorf("check metadata: cpustats for CPU %d out of range [0, %d]", cpu, tracefs.MaxCPU)
 		}
 		if err := capped(fmt.Sprintf("cpustats/cpu%d", cpu), len(b), MaxCPUStat); err != nil {
 			return err
@@ -137,12 +138,12 @@ func (s *Set) Events() (map[uint16]Event, error) {
 	total, n := 0, 0
 	for sys, evs := range s.Formats {
 		if !wire.ValidName(sys) {
-			return nil, fmt.Errorf("check metadata: invalid system name %q", clip([]byte(sys)))
+			return nil, fmt.Errorf("check metadata: invalid system name %q", clip.Text(sys, maxQuoted))
 		}
 		for ev, text := range evs {
-			path := "events/" + sys + "/" + clip([]byte(ev)) + "/format"
+			path := "events/" + sys + "/" + clip.Text(ev, maxQuoted) + "/format"
 			if !wire.ValidName(ev) {
-				return nil, fmt.Errorf("check metadata: invalid event name %q in system %s", clip([]byte(ev)), sys)
+				return nil, fmt.Errorf("check metadata: invalid event name %q in system %s", clip.Text(ev, maxQuoted), sys)
 			}
 			if n++; n > MaxEvents {
 				return nil, fmt.Errorf("check metadata: more than %d event formats", MaxEvents)
@@ -300,7 +301,7 @@ func loadFormats(s *Set, events string) error {
 			continue // enable, header_page, ...
 		}
 		if !wire.ValidName(sys.Name()) {
-			return fmt.Errorf("load metadata: invalid system name %q in %s", clip([]byte(sys.Name())), events)
+			return fmt.Errorf("load metadata: invalid system name %q in %s", clip.Text(sys.Name(), maxQuoted), events)
 		}
 		evs, err := readDirCapped(filepath.Join(events, sys.Name()), MaxEvents+16)
 		if err != nil {
@@ -311,7 +312,7 @@ func loadFormats(s *Set, events string) error {
 				continue // enable, filter
 			}
 			if !wire.ValidName(ev.Name()) {
-				return fmt.Errorf("load metadata: invalid event name %q in system %s", clip([]byte(ev.Name())), sys.Name())
+				return fmt.Errorf("load metadata: invalid event name %q in system %s", clip.Text(ev.Name(), maxQuoted), sys.Name())
 			}
 			if n++; n > MaxEvents {
 				return fmt.Errorf("load metadata: more than %d event formats in %s", MaxEvents, events)
@@ -334,7 +335,7 @@ func loadFormats(s *Set, events string) error {
 
 // loadCPUStats reads DIR/cpuN (file "") or DIR/cpuN/FILE.
 func loadCPUStats(s *Set, dir, file string) error {
-	ents, err := readDirCapped(dir, MaxCPU+16)
+	ents, err := readDirCapped(dir, tracefs.MaxCPU+16)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -342,7 +343,7 @@ func loadCPUStats(s *Set, dir, file string) error {
 		return fmt.Errorf("load metadata: %w", err)
 	}
 	for _, e := range ents {
-		cpu, ok := CPUFromName(e.Name(), "cpu", "")
+		cpu, ok := tracefs.CPUFromName(e.Name(), "cpu", "")
 		if !ok {
 			continue
 		}
@@ -362,23 +363,6 @@ func loadCPUStats(s *Set, dir, file string) error {
 		}
 	}
 	return nil
-}
-
-// CPUFromName parses PREFIX N SUFFIX ("cpu3", "cpu3.raw") with N in
-// [0, MaxCPU] written without leading zeros.
-func CPUFromName(name, prefix, suffix string) (int, bool) {
-	if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, suffix) || len(name) <= len(prefix)+len(suffix) {
-		return 0, false
-	}
-	num := name[len(prefix) : len(name)-len(suffix)]
-	if len(num) > 1 && num[0] == '0' {
-		return 0, false
-	}
-	n, err := strconv.Atoi(num)
-	if err != nil || n < 0 || n > MaxCPU || strconv.Itoa(n) != num {
-		return 0, false
-	}
-	return n, true
 }
 
 func readDirCapped(dir string, limit int) ([]os.DirEntry, error) {

@@ -170,16 +170,6 @@ func TestSaveRefusesBadNames(t *testing.T) {
 	}
 }
 
-func TestCPUFromName(t *testing.T) {
-	for name, want := range map[string]int{"cpu0.raw": 0, "cpu12.raw": 12, "cpu4095.raw": 4095,
-		"cpu01.raw": -1, "cpu.raw": -1, "cpu4096.raw": -1, "cpu-1.raw": -1, "cpu1.raw.tmp": -1, "cpu+1.raw": -1} {
-		n, ok := CPUFromName(name, "cpu", ".raw")
-		if (want < 0 && ok) || (want >= 0 && (!ok || n != want)) {
-			t.Errorf("CPUFromName(%q) = %d, %v; want %d", name, n, ok, want)
-		}
-	}
-}
-
 func TestIntegrationGatherInstance(t *testing.T) {
 	inst := testutil.Instance(t, "vtrace-meta-gather")
 	dir := filepath.Join(t.TempDir(), "meta")

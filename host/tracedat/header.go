@@ -21,6 +21,7 @@ import (
 	"strconv"
 
 	"github.com/vtrace/vtrace/host/meta"
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 // Option ids of trace.dat version 6.
@@ -57,8 +58,8 @@ func WriteHeader(w io.Writer, s *meta.Set, sizes []int64, opts Options) (offsets
 	if err != nil {
 		return nil, fmt.Errorf("write trace.dat header: %w", err)
 	}
-	if len(sizes) == 0 || len(sizes) > meta.MaxCPU+1 {
-		return nil, fmt.Errorf("write trace.dat header: %d CPUs, want 1 to %d", len(sizes), meta.MaxCPU+1)
+	if len(sizes) == 0 || len(sizes) > tracefs.MaxCPU+1 {
+		return nil, fmt.Errorf("write trace.dat header: %d CPUs, want 1 to %d", len(sizes), tracefs.MaxCPU+1)
 	}
 	page := int64(l.PageSize)
 	for cpu, n := range sizes {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vtrace/vtrace/host/meta"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 // CPUData is where one CPU's raw pages come from: a file (Path) or a
@@ -56,8 +57,8 @@ func Write(w io.Writer, s *meta.Set, cpus []CPUData, opts Options) (Result, erro
 	maxCPU := -1
 	byCPU := map[int]CPUData{}
 	for _, c := range cpus {
-		if c.CPU < 0 || c.CPU > meta.MaxCPU {
-			return Result{}, fmt.Errorf("write trace.dat: CPU %d out of range [0, %d]", c.CPU, meta.MaxCPU)
+		if c.CPU < 0 || c.CPU > tracefs.MaxCPU {
+			return Result{}, fmt.Errorf("write trace.dat: CPU %d out of range [0, %d]", c.CPU, tracefs.MaxCPU)
 		}
 		if _, dup := byCPU[c.CPU]; dup {
 			return Result{}, fmt.Errorf("write trace.dat: CPU %d given twice", c.CPU)
@@ -218,7 +219,7 @@ func CaptureCPUs(dir string) ([]CPUData, error) {
 	}
 	var cpus []CPUData
 	for _, e := range ents {
-		cpu, ok := meta.CPUFromName(e.Name(), "cpu", ".raw")
+		cpu, ok := tracefs.CPUFromName(e.Name(), "cpu", ".raw")
 		if !ok || !e.Type().IsRegular() {
 			continue
 		}

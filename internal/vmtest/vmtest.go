@@ -27,6 +27,7 @@ import (
 
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // TestPort is the name of the port the guest's init takes commands from.
@@ -236,11 +237,7 @@ func needGuestParts(t testing.TB) {
 
 // portNames are the ports run-guest.sh wires, each a FIFO pair.
 func (g *Guest) portNames() []string {
-	names := []string{"agent-ctl-path"}
-	for i := 0; i < g.CPUs; i++ {
-		names = append(names, fmt.Sprintf("trace-path-cpu%d", i))
-	}
-	return append(names, TestPort)
+	return append(channel.Names(g.CPUs), TestPort)
 }
 
 func (g *Guest) makeFIFOs() error {

@@ -13,7 +13,11 @@
 // misbehaving host cannot make the agent's buffer grow.
 package control
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/vtrace/vtrace/proto/clip"
+)
 
 // MaxLine bounds a control line; a longer one is garbage.
 const MaxLine = 4096
@@ -88,8 +92,8 @@ func (p *Parser) append(b []byte, items *[]Item) {
 		return
 	}
 	if len(p.line)+len(b) > MaxLine {
-		shown := append(clip(p.line), b[:min(len(b), maxShown)]...)
-		*items = append(*items, Item{Garbage: clip(shown), Long: true})
+		shown := append(p.line, b[:min(len(b), maxShown)]...) // p.line is emptied below
+		*items = append(*items, Item{Garbage: bytes.Clone(clip.Text(shown, maxShown)), Long: true})
 		p.line = p.line[:0]
 		p.discarding = true
 		return
@@ -106,12 +110,5 @@ func parseLine(line []byte) (Item, bool) {
 	case len(s) == 1 && (s[0] == byte(Start) || s[0] == byte(Stop)):
 		return Item{Order: Order(s[0])}, true
 	}
-	return Item{Garbage: clip(line)}, true
-}
-
-func clip(b []byte) []byte {
-	if len(b) > maxShown {
-		b = b[:maxShown]
-	}
-	return bytes.Clone(b)
+	return Item{Garbage: bytes.Clone(clip.Text(line, maxShown))}, true
 }

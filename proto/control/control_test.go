@@ -27,6 +27,7 @@ func feed(chunks ...string) string {
 }
 
 func TestFeed(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("x", MaxLine+1)
 	for _, tc := range []struct {
 		name   string
@@ -42,7 +43,7 @@ func TestFeed(t *testing.T) {
 		{"crlf split", []string{"1\r", "\n0\r", "\n"}, "1 0"},
 		{"bare order (echo -n)", []string{"1"}, "1"},
 		{"bare orders over reads", []string{"1", "0"}, "1 0"},
-		{"seed two bytes", []string{"1\n", "0\n"}, "1 0"},
+		{"two writes of two bytes", []string{"1\n", "0\n"}, "1 0"},
 		{"empty lines", []string{"\n\n1\n\r\n"}, "1"},
 		{"spaces", []string{" 1 \n"}, "1"},
 		{"garbage", []string{"hello\n1\n"}, "?hello 1"},
@@ -56,6 +57,7 @@ func TestFeed(t *testing.T) {
 		{"exactly max", []string{strings.Repeat("y", MaxLine) + "\n1\n"}, "?" + strings.Repeat("y", maxShown) + " 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			if got := feed(tc.chunks...); got != tc.want {
 				t.Errorf("Feed(%q):\n got %q\nwant %q", tc.chunks, got, tc.want)
 			}
@@ -64,6 +66,7 @@ func TestFeed(t *testing.T) {
 }
 
 func TestOrderString(t *testing.T) {
+	t.Parallel()
 	if Start.String() != "start" || Stop.String() != "stop" || Order('x').String() != "unknown" {
 		t.Errorf("String: %v %v %v", Start, Stop, Order('x'))
 	}

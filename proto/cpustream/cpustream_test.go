@@ -9,6 +9,7 @@ import (
 )
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	pages := [][]byte{bytes.Repeat([]byte{1}, 4096), bytes.Repeat([]byte{2}, 4096), {}}
 	var stream []byte
 	for i, p := range pages {
@@ -31,6 +32,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	good := append(AppendHeader(nil, Header{CPU: 1, Length: 8}), "abcdefgh"...)
 	for _, tc := range []struct {
 		name string

@@ -3,7 +3,6 @@ package ringbuf
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,12 +12,13 @@ import (
 	"testing"
 
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 // cpuStat reads one counter of per_cpu/cpuN/stats ("read events: 12").
 func cpuStat(t *testing.T, inst string, cpu int, key string) int64 {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(inst, "per_cpu", fmt.Sprintf("cpu%d", cpu), "stats"))
+	b, err := os.ReadFile(tracefs.PerCPU(inst, cpu, "stats"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +40,7 @@ func cpuStat(t *testing.T, inst string, cpu int, key string) int64 {
 // partial last pages included, and checks the parser counts exactly the
 // events the kernel says were read.
 func TestIntegrationKernelPages(t *testing.T) {
+	t.Parallel()
 	inst := testutil.Instance(t, "vtrace-ringbuf-test")
 	l, err := LayoutFromTracefs(inst)
 	if err != nil {
@@ -66,7 +67,7 @@ func TestIntegrationKernelPages(t *testing.T) {
 		overrun := cpuStat(t, inst, cpu, "overrun")
 		// A raw fd: os.File would hand tracefs's pollable file to the
 		// runtime poller and wait for buffer_percent instead of EAGAIN.
-		fd, err := syscall.Open(filepath.Join(inst, "per_cpu", fmt.Sprintf("cpu%d", cpu), "trace_pipe_raw"), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+		fd, err := syscall.Open(tracefs.PerCPU(inst, cpu, "trace_pipe_raw"), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -57,6 +57,7 @@ const realHeaderPage = "\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n
 	"\tfield: char data;\toffset:16;\tsize:4080;\tsigned:0;\n"
 
 func TestParseHeaderPage(t *testing.T) {
+	t.Parallel()
 	l, err := ParseHeaderPage([]byte(realHeaderPage))
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +87,7 @@ func TestParseHeaderPage(t *testing.T) {
 }
 
 func TestParsePageSynthetic(t *testing.T) {
+	t.Parallel()
 	b := &builder{l: DefaultLayout()}
 	b.event(10, typed(7, 12))
 	b.extend(1 << 30)
@@ -122,6 +124,7 @@ func TestParsePageSynthetic(t *testing.T) {
 }
 
 func TestParsePageMissed(t *testing.T) {
+	t.Parallel()
 	b := &builder{l: DefaultLayout()}
 	b.event(1, typed(3, 8))
 	page := b.page(5, flagMissedEvents|flagMissedStored)
@@ -140,6 +143,7 @@ func TestParsePageMissed(t *testing.T) {
 }
 
 func TestParsePageCorrupt(t *testing.T) {
+	t.Parallel()
 	l := DefaultLayout()
 	mk := func(data []byte, commit uint64) []byte {
 		b := &builder{l: l, data: data}
@@ -170,6 +174,7 @@ func TestParsePageCorrupt(t *testing.T) {
 }
 
 func TestScanTruncatedAndEmpty(t *testing.T) {
+	t.Parallel()
 	b := &builder{l: DefaultLayout()}
 	b.event(1, typed(9, 8))
 	b.event(1, typed(9, 8))
@@ -190,6 +195,7 @@ func TestScanTruncatedAndEmpty(t *testing.T) {
 // TestRealPages parses pages the kernel wrote and checks against what the
 // kernel says it recorded (see TestIntegrationKernelPages for a live run).
 func TestRealPages(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(filepath.Join("testdata", "sched-irq.pages"))
 	if err != nil {
 		t.Fatal(err)

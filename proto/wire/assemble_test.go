@@ -19,6 +19,7 @@ func chunks(kind MetaKind, name string, data []byte, n int) []*MetaChunk {
 }
 
 func TestMetaAssembler(t *testing.T) {
+	t.Parallel()
 	kallsyms := bytes.Repeat([]byte("ffffffff81000000 T _text\n"), 1000)
 	format := []byte("name: sched_switch\nID: 316\n")
 	var in []*MetaChunk
@@ -69,6 +70,7 @@ func must(b []byte, err error) []byte {
 }
 
 func TestMetaAssemblerRejects(t *testing.T) {
+	t.Parallel()
 	ab := []byte("abcdef")
 	c := func(kind MetaKind, name string, off, total int, data string, last bool) *MetaChunk {
 		return &MetaChunk{Kind: kind, Name: name, Offset: uint64(off), Total: uint64(total), Data: []byte(data), Last: last}
@@ -95,6 +97,7 @@ func TestMetaAssemblerRejects(t *testing.T) {
 		{"unfinished at end", MetaAssembler{}, []*MetaChunk{c(MetaUname, "", 0, 6, "abc", false)}, true, ErrMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			a := tc.a
 			var err error
 			for _, ch := range tc.in {

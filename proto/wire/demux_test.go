@@ -93,6 +93,7 @@ func bs(parts ...any) []byte {
 }
 
 func TestDemux(t *testing.T) {
+	t.Parallel()
 	hello := frameOf(t, &Hello{ID: 1, Versions: []uint8{1}, Host: "vtrace"})
 	stop := frameOf(t, &Stop{ID: 2})
 	big := frameOf(t, &MetaChunk{Kind: MetaKallsyms, Total: MaxChunk, Data: bytes.Repeat([]byte{0xF6, 'V', 'T', '\n'}, MaxChunk/4), Last: true})
@@ -133,6 +134,7 @@ func TestDemux(t *testing.T) {
 		{"cut frame then new frames", [][]byte{bs(hello[:20], stop, "1\n", stop)}, "!checksum mismatch stop 1 stop"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			if got := render(t, tc.chunks...); got != tc.want {
 				t.Errorf("one read each:\n got %q\nwant %q", got, tc.want)
 			}
@@ -152,6 +154,7 @@ func TestDemux(t *testing.T) {
 }
 
 func TestDemuxDropped(t *testing.T) {
+	t.Parallel()
 	var d Demux
 	d.Feed(bs(rawFrame(TypeStop, MaxFrame+1, nil)[:HeaderLen], "abc\n"))
 	if d.Dropped() != HeaderLen+4 {
@@ -160,6 +163,7 @@ func TestDemuxDropped(t *testing.T) {
 }
 
 func TestDemuxBuffersOneFrame(t *testing.T) {
+	t.Parallel()
 	big := frameOf(t, &MetaChunk{Kind: MetaKallsyms, Total: MaxChunk, Data: make([]byte, MaxChunk), Last: true})
 	var d Demux
 	if items := d.Feed(big[:len(big)-1]); len(items) != 0 {
@@ -177,6 +181,7 @@ func TestDemuxBuffersOneFrame(t *testing.T) {
 }
 
 func TestReader(t *testing.T) {
+	t.Parallel()
 	stream := bs("1\n", frameOf(t, &Stats{CPUs: sampleCPUs()}), "0\n", frameOf(t, &Stop{ID: 9})[:10])
 	r := NewReader(iotest.OneByteReader(bytes.NewReader(stream)))
 	var got []string

@@ -2,14 +2,15 @@ package wire
 
 import (
 	"bytes"
-	"reflect"
 	"sort"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
-// seedStream is a host-to-guest stream as the agent may read it: orders from
-// echo, frames, and a frame cut short.
-func seedStream(t testing.TB) []byte {
+// mixedStream is a host-to-guest stream as the agent may read it: orders
+// from echo, frames, and a frame cut short.
+func mixedStream(t testing.TB) []byte {
 	var b []byte
 	b = append(b, "1\n"...)
 	for _, name := range sortedSamples() {
@@ -69,9 +70,9 @@ func demuxAll(t *testing.T, in []byte, chunk int) demuxed {
 }
 
 func FuzzDemux(f *testing.F) {
-	f.Add(seedStream(f), uint16(0))
-	f.Add(seedStream(f), uint16(1))
-	f.Add(seedStream(f), uint16(7))
+	f.Add(mixedStream(f), uint16(0))
+	f.Add(mixedStream(f), uint16(1))
+	f.Add(mixedStream(f), uint16(7))
 	f.Add([]byte("1\n0\n1"), uint16(1))
 	f.Add(append(rawFrame(TypeStop, MaxFrame+1, nil)[:HeaderLen], "x\n1\n"...), uint16(3))
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint16) {
@@ -87,8 +88,8 @@ func FuzzDemux(f *testing.F) {
 		// Read boundaries change nothing but how text is cut.
 		if chunk > 0 {
 			split := demuxAll(t, in, int(chunk))
-			if !reflect.DeepEqual(whole, split) {
-				t.Fatalf("in one read:\n%+v\nin reads of %d:\n%+v", whole, chunk, split)
+			if diff := cmp.Diff(whole, split, cmp.AllowUnexported(demuxed{})); diff != "" {
+				t.Fatalf("in reads of %d, not as in one read (-one +split):\n%s", chunk, diff)
 			}
 		}
 		// Frames are found where they were written.
@@ -126,8 +127,8 @@ func FuzzUnmarshal(f *testing.F) {
 		if err := again.UnmarshalBinary(b); err != nil {
 			t.Fatalf("cannot decode own encoding of %+v: %v", m, err)
 		}
-		if !reflect.DeepEqual(m, again) {
-			t.Fatalf("re-encoding changed the message:\n%+v\n%+v", m, again)
+		if diff := cmp.Diff(m, again); diff != "" {
+			t.Fatalf("re-encoding changed the message (-decoded +re-decoded):\n%s", diff)
 		}
 	})
 }
@@ -135,12 +136,12 @@ func FuzzUnmarshal(f *testing.F) {
 // FuzzMetaAssembler runs a guest's stream of frames through the host's
 // path: Demux, Decode, MetaAssembler.
 func FuzzMetaAssembler(f *testing.F) {
-	var seed []byte
+	var stream []byte
 	for _, c := range append(chunks(MetaFormat, "sched/sched_switch", []byte("name: sched_switch\nID: 316\n"), 8),
 		chunks(MetaUname, "", []byte("Linux guest 6.1.0 x86_64"), 100)...) {
-		seed = append(seed, frameOf(f, c)...)
+		stream = append(stream, frameOf(f, c)...)
 	}
-	f.Add(seed)
+	f.Add(stream)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var d Demux
 		a := MetaAssembler{MaxTotal: 1 << 20}

@@ -5,7 +5,17 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/vtrace/vtrace/proto/clip"
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
+
+// The rules a message must satisfy beyond the bounds its fields are decoded
+// with (messages.go): checked before a message is encoded and after it is
+// decoded, so nothing invalid goes out or comes in.
+
+// maxQuoted bounds the untrusted text an error quotes.
+const maxQuoted = 64
 
 // ValidName reports whether s is one name of 1 to MaxName bytes of
 // [A-Za-z0-9_.-], other than "." and "..": safe as a path element, in
@@ -34,10 +44,10 @@ func badNameByte(s string) int {
 // checkName is ValidName with an error that says what is wrong.
 func checkName(what, s string) error {
 	if !nameShapeOK(s) {
-		return fmt.Errorf("%s %q: want 1 to %d of [A-Za-z0-9_.-], not . or ..: %w", what, clip(s), MaxName, ErrMalformed)
+		return fmt.Errorf("%s %q: want 1 to %d of [A-Za-z0-9_.-], not . or ..: %w", what, clip.Text(s, maxQuoted), MaxName, ErrMalformed)
 	}
 	if i := badNameByte(s); i >= 0 {
-		return fmt.Errorf("%s %q: byte %#x not in [A-Za-z0-9_.-]: %w", what, clip(s), s[i], ErrMalformed)
+		return fmt.Errorf("%s %q: byte %#x not in [A-Za-z0-9_.-]: %w", what, clip.Text(s, maxQuoted), s[i], ErrMalformed)
 	}
 	return nil
 }
@@ -50,7 +60,7 @@ func checkPair(what, s string, sep byte, single bool) error {
 		if single {
 			return checkName(what, s)
 		}
-		return fmt.Errorf("%s %q: want SYSTEM%cEVENT: %w", what, clip(s), sep, ErrMalformed)
+		return fmt.Errorf("%s %q: want SYSTEM%cEVENT: %w", what, clip.Text(s, maxQuoted), sep, ErrMalformed)
 	}
 	if err := checkName(what, a); err != nil {
 		return err
@@ -64,21 +74,39 @@ func checkEvent(s string) error { return checkPair("event", s, ':', true) }
 // checkFormatName accepts "system/event", the name of a format item.
 func checkFormatName(s string) error { return checkPair("format name", s, '/', false) }
 
-// checkText accepts printable UTF-8 of at most max bytes; newlines and
-// tabs only when multiline, so nothing decoded can drive a terminal.
+// checkText accepts printable UTF-8 of at most MaxString bytes; newlines
+// and tabs only when multiline, so nothing decoded can drive a terminal.
 func checkText(what, s string, multiline bool) error {
 	if len(s) > MaxString {
 		return fmt.Errorf("%s of %d bytes: %w", what, len(s), ErrTooLarge)
 	}
 	if !utf8.ValidString(s) {
-		return fmt.Errorf("%s %q: not UTF-8: %w", what, clip(s), ErrMalformed)
+		return fmt.Errorf("%s %q: not UTF-8: %w", what, clip.Text(s, maxQuoted), ErrMalformed)
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) && !(multiline && (r == '\n' || r == '\t')) {
-			return fmt.Errorf("%s %q: control character %U: %w", what, clip(s), r, ErrMalformed)
+		if !printable(r, multiline) {
+			return fmt.Errorf("%s %q: control character %U: %w", what, clip.Text(s, maxQuoted), r, ErrMalformed)
 		}
 	}
 	return nil
+}
+
+func printable(r rune, multiline bool) bool {
+	return !unicode.IsControl(r) || multiline && (r == '\n' || r == '\t')
+}
+
+// FreeText returns s as multiline free text that every message accepts
+// (errors, stats): invalid UTF-8 and control characters other than newline
+// and tab become '?', and the result is cut to at most MaxString bytes.
+func FreeText(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if printable(r, true) {
+			return r
+		}
+		return '?'
+	}, s)
+	return clip.Text(s, MaxString)
 }
 
 func checkOptName(what, s string) error {
@@ -88,27 +116,178 @@ func checkOptName(what, s string) error {
 	return checkName(what, s)
 }
 
-// checkCPUs accepts distinct CPU numbers below MaxCPUs, at most MaxCPUs.
-func checkCPUs(cpus []uint32) error {
-	if len(cpus) > MaxCPUs {
-		return fmt.Errorf("%d CPUs: %w", len(cpus), ErrTooLarge)
+// checkCPUs accepts a list of CPU numbers or of CPU stats: at most MaxCPUs
+// entries, each for a CPU from 0 to tracefs.MaxCPU that no other entry
+// names, and each stats entry's Raw printable.
+func checkCPUs[T uint32 | CPUStats](entries []T) error {
+	if len(entries) > MaxCPUs {
+		return fmt.Errorf("%d CPU entries: %w", len(entries), ErrTooLarge)
 	}
 	var seen [MaxCPUs]bool
-	for _, c := range cpus {
-		if c >= MaxCPUs {
-			return fmt.Errorf("CPU %d: want below %d: %w", c, MaxCPUs, ErrMalformed)
+	for _, e := range entries {
+		var cpu uint32
+		var raw string
+		switch e := any(e).(type) {
+		case uint32:
+			cpu = e
+		case CPUStats:
+			cpu, raw = e.CPU, e.Raw
 		}
-		if seen[c] {
-			return fmt.Errorf("CPU %d twice: %w", c, ErrMalformed)
+		if cpu > tracefs.MaxCPU {
+			return fmt.Errorf("CPU %d: want 0 to %d: %w", cpu, tracefs.MaxCPU, ErrMalformed)
 		}
-		seen[c] = true
+		if seen[cpu] {
+			return fmt.Errorf("CPU %d twice: %w", cpu, ErrMalformed)
+		}
+		seen[cpu] = true
+		if err := checkText(fmt.Sprintf("cpu%d stats", cpu), raw, true); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
+// The rules of each message.
+
+func (m *Hello) check() error {
+	if len(m.Versions) == 0 || len(m.Versions) > MaxVersions {
+		return fmt.Errorf("%d versions, want 1 to %d: %w", len(m.Versions), MaxVersions, ErrMalformed)
 	}
-	return s
+	for _, v := range m.Versions {
+		if v == 0 {
+			return fmt.Errorf("version 0: %w", ErrMalformed)
+		}
+	}
+	if err := checkText("host", m.Host, false); err != nil {
+		return err
+	}
+	return checkText("host version", m.HostVersion, false)
+}
+
+func (m *HelloReply) check() error {
+	if m.Version == 0 {
+		return fmt.Errorf("version 0: %w", ErrMalformed)
+	}
+	if err := checkCPUs(m.CPUs); err != nil {
+		return err
+	}
+	if p := m.PageSize; p != 0 && (p < 4096 || p > MaxFrame || p&(p-1) != 0) {
+		return fmt.Errorf("page size %d: want a power of two from 4096 to %d: %w", p, MaxFrame, ErrMalformed)
+	}
+	if err := checkText("agent version", m.AgentVersion, false); err != nil {
+		return err
+	}
+	if err := checkText("release", m.Release, false); err != nil {
+		return err
+	}
+	if err := checkOptName("clock", m.Clock); err != nil {
+		return err
+	}
+	return checkOptName("instance", m.Instance)
+}
+
+func (m *Start) check() error { return m.Settings.check() }
+
+func (m *StartReply) check() error { return checkText("error", m.Error, true) }
+
+func (m *Stop) check() error { return nil }
+
+func (m *StopReply) check() error {
+	if err := checkText("error", m.Error, true); err != nil {
+		return err
+	}
+	return checkCPUs(m.CPUs)
+}
+
+func (m *MetaRequest) check() error {
+	if len(m.Items) > MaxItems {
+		return fmt.Errorf("%d items: %w", len(m.Items), ErrTooLarge)
+	}
+	for _, k := range m.Items {
+		if k == 0 {
+			return fmt.Errorf("item 0: %w", ErrMalformed)
+		}
+	}
+	return nil
+}
+
+func (m *MetaChunk) check() error {
+	if m.Kind == 0 {
+		return fmt.Errorf("item kind 0: %w", ErrMalformed)
+	}
+	switch {
+	case m.Kind == MetaFormat:
+		if err := checkFormatName(m.Name); err != nil {
+			return err
+		}
+	case m.Name != "":
+		return fmt.Errorf("%v item named %q: %w", m.Kind, clip.Text(m.Name, maxQuoted), ErrMalformed)
+	}
+	if m.Total > MaxMetaItem {
+		return fmt.Errorf("%v item of %d bytes: %w", m.Kind, m.Total, ErrTooLarge)
+	}
+	if len(m.Data) > MaxChunk {
+		return fmt.Errorf("%v chunk of %d bytes: %w", m.Kind, len(m.Data), ErrTooLarge)
+	}
+	if m.Offset > m.Total || uint64(len(m.Data)) > m.Total-m.Offset {
+		return fmt.Errorf("%v chunk at %d of %d bytes past its total %d: %w", m.Kind, m.Offset, len(m.Data), m.Total, ErrMalformed)
+	}
+	if end := m.Offset + uint64(len(m.Data)); m.Last != (end == m.Total) {
+		return fmt.Errorf("%v chunk ends at %d of %d with last=%t: %w", m.Kind, end, m.Total, m.Last, ErrMalformed)
+	}
+	return nil
+}
+
+func (m *MetaEnd) check() error {
+	if len(m.Errors) > MaxErrors {
+		return fmt.Errorf("%d errors: %w", len(m.Errors), ErrTooLarge)
+	}
+	for _, s := range m.Errors {
+		if err := checkText("error", s, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Stats) check() error { return checkCPUs(m.CPUs) }
+
+func (m *StatusRequest) check() error { return nil }
+
+func (m *Status) check() error {
+	if err := m.Settings.check(); err != nil {
+		return err
+	}
+	if err := checkCPUs(m.CPUs); err != nil {
+		return err
+	}
+	return checkText("agent version", m.AgentVersion, false)
+}
+
+func (m *Error) check() error { return checkText("message", m.Message, true) }
+
+func (s *Settings) check() error {
+	if len(s.Events) > MaxEvents || len(s.Filters) > MaxEvents {
+		return fmt.Errorf("%d events, %d filters: %w", len(s.Events), len(s.Filters), ErrTooLarge)
+	}
+	for _, ev := range s.Events {
+		if err := checkEvent(ev); err != nil {
+			return err
+		}
+	}
+	for _, f := range s.Filters {
+		if err := checkEvent(f.Event); err != nil {
+			return err
+		}
+		if f.Expr == "" {
+			return fmt.Errorf("filter of %s: empty expression: %w", f.Event, ErrMalformed)
+		}
+		if err := checkText("filter of "+f.Event, f.Expr, false); err != nil {
+			return err
+		}
+	}
+	if err := checkOptName("clock", s.Clock); err != nil {
+		return err
+	}
+	return checkOptName("instance", s.Instance)
 }

@@ -7,6 +7,7 @@ import (
 
 // TestValidName: the one name rule, and checkName agreeing with it.
 func TestValidName(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		s    string
 		want bool
@@ -26,6 +27,7 @@ func TestValidName(t *testing.T) {
 }
 
 func TestSettingsIsZero(t *testing.T) {
+	t.Parallel()
 	if !(Settings{}).IsZero() {
 		t.Error("zero Settings: IsZero false")
 	}

@@ -5,7 +5,7 @@
 // slices and io.Readers, and nothing else.
 //
 // A frame starts with the bytes 0xF6 'V' 'T'. 0xF6 never occurs in UTF-8
-// text, so frames and the seed's bare "1"/"0" order lines can share the
+// text, so frames and the line protocol's bare "1"/"0" orders can share the
 // host-to-guest stream: a Demux splits such a mixed stream into text (for
 // proto/control's Parser) and frames, and resynchronises after garbage.
 //
@@ -23,6 +23,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 // Protocol versions this package speaks. A frame's version byte names the
@@ -34,16 +36,16 @@ const (
 
 // Bounds. Every decoder enforces them; every encoder refuses to exceed them.
 const (
-	MaxFrame    = 1 << 20         // payload bytes in one frame
-	MaxChunk    = MaxFrame - 1024 // MetaChunk data bytes that always fit a frame
-	MaxString   = 4096            // any string field
-	MaxName     = 255             // one name: event, system, instance, clock
-	MaxCPUs     = 4096            // CPU entries, and CPU numbers are below it
-	MaxEvents   = 65536           // events, and filters, in Settings
-	MaxVersions = 64              // versions in a Hello
-	MaxItems    = 64              // items in a MetaRequest
-	MaxErrors   = 256             // errors in a MetaEnd
-	MaxMetaItem = 64 << 20        // declared size of one metadata item
+	MaxFrame    = 1 << 20            // payload bytes in one frame
+	MaxChunk    = MaxFrame - 1024    // MetaChunk data bytes that always fit a frame
+	MaxString   = 4096               // any string field
+	MaxName     = 255                // one name: event, system, instance, clock
+	MaxCPUs     = tracefs.MaxCPU + 1 // CPU entries; CPU numbers are 0 to tracefs.MaxCPU
+	MaxEvents   = 65536              // events, and filters, in Settings
+	MaxVersions = 64                 // versions in a Hello
+	MaxItems    = 64                 // items in a MetaRequest
+	MaxErrors   = 256                // errors in a MetaEnd
+	MaxMetaItem = 64 << 20           // declared size of one metadata item
 )
 
 // Sentinel errors, to be matched with errors.Is.

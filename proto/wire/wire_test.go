@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 // realStats is a guest's per_cpu/cpu0/stats, as the kernel prints it.
@@ -30,7 +32,7 @@ func sampleCPUs() []CPUStats {
 	}
 }
 
-// samples holds a typical value of every message; they also seed the fuzzers.
+// samples holds a typical value of every message; the fuzzers start from them too.
 func samples() map[string]Message {
 	return map[string]Message{
 		"hello":          &Hello{ID: 1, Versions: []uint8{1, 2}, Host: "vtrace", HostVersion: "0.3.0"},
@@ -54,8 +56,10 @@ func samples() map[string]Message {
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	for name, m := range samples() {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			b, err := AppendMessage(nil, m)
 			if err != nil {
 				t.Fatal(err)
@@ -69,14 +73,15 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, m) {
-				t.Errorf("round trip:\n got %+v\nwant %+v", got, m)
+			if diff := cmp.Diff(m, got); diff != "" {
+				t.Errorf("round trip (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
 func TestFrameLayout(t *testing.T) {
+	t.Parallel()
 	b, err := AppendMessage(nil, &Stop{ID: 7})
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +100,7 @@ func TestFrameLayout(t *testing.T) {
 }
 
 func TestDecodeVersionAndType(t *testing.T) {
+	t.Parallel()
 	if _, err := Decode(&Frame{Version: Version + 1, Type: TypeStop}); !errors.Is(err, ErrVersion) {
 		t.Errorf("newer version: %v, want ErrVersion", err)
 	}
@@ -106,8 +112,8 @@ func TestDecodeVersionAndType(t *testing.T) {
 	}
 }
 
-// field encodes one TLV field by hand.
-func field(tag byte, v []byte) []byte {
+// tlv encodes one field (tag, length, value) by hand.
+func tlv(tag byte, v []byte) []byte {
 	b := append([]byte{tag}, binary.LittleEndian.AppendUint32(nil, uint32(len(v)))...)
 	return append(b, v...)
 }
@@ -117,18 +123,20 @@ func u64(x uint64) []byte { return binary.LittleEndian.AppendUint64(nil, x) }
 func cat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
 
 func TestUnknownFieldsIgnored(t *testing.T) {
-	p := cat(field(1, u64(9)), field(99, []byte("from the future")), field(2, u64(1)), field(0, nil))
+	t.Parallel()
+	p := cat(tlv(1, u64(9)), tlv(99, []byte("from the future")), tlv(2, u64(1)), tlv(0, nil))
 	var m Hello
 	if err := m.UnmarshalBinary(p); err != nil {
 		t.Fatal(err)
 	}
-	if want := (Hello{ID: 9, Versions: []uint8{1}}); !reflect.DeepEqual(m, want) {
-		t.Errorf("got %+v, want %+v", m, want)
+	if diff := cmp.Diff(Hello{ID: 9, Versions: []uint8{1}}, m); diff != "" {
+		t.Errorf("decoded (-want +got):\n%s", diff)
 	}
 }
 
 func TestUnmarshalRejects(t *testing.T) {
-	cpu := func(n uint64) []byte { return field(4, field(1, u64(n))) }
+	t.Parallel()
+	cpu := func(n uint64) []byte { return tlv(4, tlv(1, u64(n))) }
 	many := func(n int, f []byte) []byte { return bytes.Repeat(f, n) }
 	long := strings.Repeat("x", MaxString+1)
 	for _, tc := range []struct {
@@ -138,53 +146,57 @@ func TestUnmarshalRejects(t *testing.T) {
 		want error
 	}{
 		{"truncated field header", &Stop{}, []byte{1, 8, 0}, ErrMalformed},
-		{"length past end", &Stop{}, cat(field(1, u64(1)), []byte{1, 0xff, 0xff, 0xff, 0xff}), ErrMalformed},
-		{"short integer", &Stop{}, field(1, []byte{1, 2, 3}), ErrMalformed},
-		{"hello without versions", &Hello{}, field(1, u64(1)), ErrMalformed},
-		{"hello version 300", &Hello{}, field(2, u64(300)), ErrMalformed},
-		{"hello too many versions", &Hello{}, many(MaxVersions+1, field(2, u64(1))), ErrTooLarge},
-		{"hello control char", &Hello{}, cat(field(2, u64(1)), field(3, []byte("vt\x1b[2J"))), ErrMalformed},
-		{"hello not utf-8", &Hello{}, cat(field(2, u64(1)), field(3, []byte{0xff})), ErrMalformed},
-		{"long string", &Error{}, field(3, []byte(long)), ErrTooLarge},
-		{"reply no version", &HelloReply{}, field(1, u64(1)), ErrMalformed},
-		{"reply cpu 4096", &HelloReply{}, cat(field(2, u64(1)), field(4, u64(4096))), ErrMalformed},
-		{"reply cpu twice", &HelloReply{}, cat(field(2, u64(1)), field(4, u64(3)), field(4, u64(3))), ErrMalformed},
-		{"reply too many cpus", &HelloReply{}, cat(field(2, u64(1)), many(MaxCPUs+1, field(4, u64(0)))), ErrTooLarge},
-		{"reply page size 5000", &HelloReply{}, cat(field(2, u64(1)), field(5, u64(5000))), ErrMalformed},
-		{"reply page size huge", &HelloReply{}, cat(field(2, u64(1)), field(5, u64(1<<40))), ErrMalformed},
-		{"reply instance dotdot", &HelloReply{}, cat(field(2, u64(1)), field(8, []byte(".."))), ErrMalformed},
-		{"reply clock slash", &HelloReply{}, cat(field(2, u64(1)), field(6, []byte("a/b"))), ErrMalformed},
-		{"start bad event", &Start{}, field(2, field(1, []byte("sched:sched switch"))), ErrMalformed},
-		{"start event three parts", &Start{}, field(2, field(1, []byte("a:b:c"))), ErrMalformed},
-		{"start event empty system", &Start{}, field(2, field(1, []byte(":b"))), ErrMalformed},
-		{"start filter newline", &Start{}, field(2, field(2, cat(field(1, []byte("irq")), field(2, []byte("a\nb"))))), ErrMalformed},
-		{"start filter empty", &Start{}, field(2, field(2, field(1, []byte("irq")))), ErrMalformed},
-		{"start nested garbage", &Start{}, field(2, []byte{1, 2}), ErrMalformed},
-		{"start instance path", &Start{}, field(2, field(5, []byte("../x"))), ErrMalformed},
-		{"stats cpu twice", &Stats{}, field(1, nil), nil}, // one CPU 0 entry is fine
-		{"stats dup cpu", &Stats{}, cat(field(1, nil), field(1, nil)), ErrMalformed},
-		{"stats cpu 5000", &Stats{}, field(1, field(1, u64(5000))), ErrMalformed},
-		{"stats too many", &Stats{}, many(MaxCPUs+1, field(1, nil)), ErrTooLarge},
-		{"status bad cpu", &Status{}, cpu(4096), ErrMalformed},
-		{"chunk kind 0", &MetaChunk{}, field(7, u64(1)), ErrMalformed},
-		{"chunk format without name", &MetaChunk{}, cat(field(2, u64(3)), field(7, u64(1))), ErrMalformed},
-		{"chunk format path", &MetaChunk{}, cat(field(2, u64(3)), field(3, []byte("../../etc/passwd")), field(7, u64(1))), ErrMalformed},
-		{"chunk format dotdot", &MetaChunk{}, cat(field(2, u64(3)), field(3, []byte("../x")), field(7, u64(1))), ErrMalformed},
-		{"chunk named kallsyms", &MetaChunk{}, cat(field(2, u64(4)), field(3, []byte("a/b")), field(7, u64(1))), ErrMalformed},
-		{"chunk past total", &MetaChunk{}, cat(field(2, u64(4)), field(5, u64(2)), field(6, []byte("abc"))), ErrMalformed},
-		{"chunk offset past total", &MetaChunk{}, cat(field(2, u64(4)), field(4, u64(10)), field(5, u64(2))), ErrMalformed},
-		{"chunk offset overflow", &MetaChunk{}, cat(field(2, u64(4)), field(4, u64(^uint64(0))), field(5, u64(^uint64(0))), field(6, []byte("abc"))), ErrTooLarge},
-		{"chunk last too early", &MetaChunk{}, cat(field(2, u64(4)), field(5, u64(9)), field(6, []byte("abc")), field(7, u64(1))), ErrMalformed},
-		{"chunk complete not last", &MetaChunk{}, cat(field(2, u64(4)), field(5, u64(3)), field(6, []byte("abc"))), ErrMalformed},
-		{"chunk last is 2", &MetaChunk{}, cat(field(2, u64(4)), field(7, u64(2))), ErrMalformed},
-		{"chunk total huge", &MetaChunk{}, cat(field(2, u64(4)), field(5, u64(1<<40))), ErrTooLarge},
-		{"request too many", &MetaRequest{}, many(MaxItems+1, field(2, u64(1))), ErrTooLarge},
-		{"request item 0", &MetaRequest{}, field(2, u64(0)), ErrMalformed},
-		{"end too many errors", &MetaEnd{}, many(MaxErrors+1, field(3, []byte("x"))), ErrTooLarge},
-		{"error code too big", &Error{}, field(2, u64(1<<32)), ErrMalformed},
+		{"length past end", &Stop{}, cat(tlv(1, u64(1)), []byte{1, 0xff, 0xff, 0xff, 0xff}), ErrMalformed},
+		{"short integer", &Stop{}, tlv(1, []byte{1, 2, 3}), ErrMalformed},
+		{"hello without versions", &Hello{}, tlv(1, u64(1)), ErrMalformed},
+		{"hello version 300", &Hello{}, tlv(2, u64(300)), ErrMalformed},
+		{"hello too many versions", &Hello{}, many(MaxVersions+1, tlv(2, u64(1))), ErrTooLarge},
+		{"hello control char", &Hello{}, cat(tlv(2, u64(1)), tlv(3, []byte("vt\x1b[2J"))), ErrMalformed},
+		{"hello not utf-8", &Hello{}, cat(tlv(2, u64(1)), tlv(3, []byte{0xff})), ErrMalformed},
+		{"long string", &Error{}, tlv(3, []byte(long)), ErrTooLarge},
+		{"reply no version", &HelloReply{}, tlv(1, u64(1)), ErrMalformed},
+		{"reply cpu 5000", &HelloReply{}, cat(tlv(2, u64(1)), tlv(4, u64(5000))), nil},
+		{"reply largest cpu", &HelloReply{}, cat(tlv(2, u64(1)), tlv(4, u64(tracefs.MaxCPU))), nil},
+		{"reply cpu over the largest", &HelloReply{}, cat(tlv(2, u64(1)), tlv(4, u64(tracefs.MaxCPU+1))), ErrMalformed},
+		{"reply cpu twice", &HelloReply{}, cat(tlv(2, u64(1)), tlv(4, u64(3)), tlv(4, u64(3))), ErrMalformed},
+		{"reply too many cpus", &HelloReply{}, cat(tlv(2, u64(1)), many(MaxCPUs+1, tlv(4, u64(0)))), ErrTooLarge},
+		{"reply page size 5000", &HelloReply{}, cat(tlv(2, u64(1)), tlv(5, u64(5000))), ErrMalformed},
+		{"reply page size huge", &HelloReply{}, cat(tlv(2, u64(1)), tlv(5, u64(1<<40))), ErrMalformed},
+		{"reply instance dotdot", &HelloReply{}, cat(tlv(2, u64(1)), tlv(8, []byte(".."))), ErrMalformed},
+		{"reply clock slash", &HelloReply{}, cat(tlv(2, u64(1)), tlv(6, []byte("a/b"))), ErrMalformed},
+		{"start bad event", &Start{}, tlv(2, tlv(1, []byte("sched:sched switch"))), ErrMalformed},
+		{"start event three parts", &Start{}, tlv(2, tlv(1, []byte("a:b:c"))), ErrMalformed},
+		{"start event empty system", &Start{}, tlv(2, tlv(1, []byte(":b"))), ErrMalformed},
+		{"start filter newline", &Start{}, tlv(2, tlv(2, cat(tlv(1, []byte("irq")), tlv(2, []byte("a\nb"))))), ErrMalformed},
+		{"start filter empty", &Start{}, tlv(2, tlv(2, tlv(1, []byte("irq")))), ErrMalformed},
+		{"start nested garbage", &Start{}, tlv(2, []byte{1, 2}), ErrMalformed},
+		{"start instance path", &Start{}, tlv(2, tlv(5, []byte("../x"))), ErrMalformed},
+		{"stats cpu twice", &Stats{}, tlv(1, nil), nil}, // one CPU 0 entry is fine
+		{"stats dup cpu", &Stats{}, cat(tlv(1, nil), tlv(1, nil)), ErrMalformed},
+		{"stats cpu 5000", &Stats{}, tlv(1, tlv(1, u64(5000))), nil},
+		{"stats cpu over the largest", &Stats{}, tlv(1, tlv(1, u64(tracefs.MaxCPU+1))), ErrMalformed},
+		{"stats too many", &Stats{}, many(MaxCPUs+1, tlv(1, nil)), ErrTooLarge},
+		{"status bad cpu", &Status{}, cpu(tracefs.MaxCPU + 1), ErrMalformed},
+		{"chunk kind 0", &MetaChunk{}, tlv(7, u64(1)), ErrMalformed},
+		{"chunk format without name", &MetaChunk{}, cat(tlv(2, u64(3)), tlv(7, u64(1))), ErrMalformed},
+		{"chunk format path", &MetaChunk{}, cat(tlv(2, u64(3)), tlv(3, []byte("../../etc/passwd")), tlv(7, u64(1))), ErrMalformed},
+		{"chunk format dotdot", &MetaChunk{}, cat(tlv(2, u64(3)), tlv(3, []byte("../x")), tlv(7, u64(1))), ErrMalformed},
+		{"chunk named kallsyms", &MetaChunk{}, cat(tlv(2, u64(4)), tlv(3, []byte("a/b")), tlv(7, u64(1))), ErrMalformed},
+		{"chunk past total", &MetaChunk{}, cat(tlv(2, u64(4)), tlv(5, u64(2)), tlv(6, []byte("abc"))), ErrMalformed},
+		{"chunk offset past total", &MetaChunk{}, cat(tlv(2, u64(4)), tlv(4, u64(10)), tlv(5, u64(2))), ErrMalformed},
+		{"chunk offset overflow", &MetaChunk{}, cat(tlv(2, u64(4)), tlv(4, u64(^uint64(0))), tlv(5, u64(^uint64(0))), tlv(6, []byte("abc"))), ErrTooLarge},
+		{"chunk last too early", &MetaChunk{}, cat(tlv(2, u64(4)), tlv(5, u64(9)), tlv(6, []byte("abc")), tlv(7, u64(1))), ErrMalformed},
+		{"chunk complete not last", &MetaChunk{}, cat(tlv(2, u64(4)), tlv(5, u64(3)), tlv(6, []byte("abc"))), ErrMalformed},
+		{"chunk last is 2", &MetaChunk{}, cat(tlv(2, u64(4)), tlv(7, u64(2))), ErrMalformed},
+		{"chunk total huge", &MetaChunk{}, cat(tlv(2, u64(4)), tlv(5, u64(1<<40))), ErrTooLarge},
+		{"request too many", &MetaRequest{}, many(MaxItems+1, tlv(2, u64(1))), ErrTooLarge},
+		{"request item 0", &MetaRequest{}, tlv(2, u64(0)), ErrMalformed},
+		{"end too many errors", &MetaEnd{}, many(MaxErrors+1, tlv(3, []byte("x"))), ErrTooLarge},
+		{"error code too big", &Error{}, tlv(2, u64(1<<32)), ErrMalformed},
 		{"payload too big", &Stop{}, make([]byte, MaxFrame+1), ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			err := tc.m.UnmarshalBinary(tc.p)
 			if tc.want == nil {
 				if err != nil {
@@ -203,6 +215,7 @@ func TestUnmarshalRejects(t *testing.T) {
 }
 
 func TestMarshalRejects(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		m    Message
@@ -217,6 +230,7 @@ func TestMarshalRejects(t *testing.T) {
 		{"error escape", &Error{Message: "\x1b]0;pwned\x07"}, ErrMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			if _, err := tc.m.MarshalBinary(); !errors.Is(err, tc.want) {
 				t.Errorf("MarshalBinary = %v, want %v", err, tc.want)
 			}
@@ -239,6 +253,7 @@ func slicesOf(n int, s string) []string {
 }
 
 func TestStringers(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ got, want string }{
 		{TypeMetaChunk.String(), "meta-chunk"},
 		{Type(99).String(), "type-99"},

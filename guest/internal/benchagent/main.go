@@ -22,6 +22,8 @@ import (
 
 	"github.com/vtrace/vtrace/guest"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 var (
@@ -99,7 +101,7 @@ func measure(inst string, cpus []int, name string, start func(inst, fifos string
 	var files []*os.File
 	var wg sync.WaitGroup
 	for _, cpu := range cpus {
-		f, err := os.OpenFile(filepath.Join(fifos, fmt.Sprintf("trace-path-cpu%d.out", cpu)), os.O_RDWR, 0)
+		f, err := os.OpenFile(filepath.Join(fifos, channel.Data(cpu)+".out"), os.O_RDWR, 0)
 		check(err)
 		files = append(files, f)
 		wg.Add(1)
@@ -162,9 +164,9 @@ func measure(inst string, cpus []int, name string, start func(inst, fifos string
 }
 
 func portNames(cpus []int) []string {
-	names := []string{"agent-ctl-path"}
+	names := []string{channel.Ctl}
 	for _, c := range cpus {
-		names = append(names, fmt.Sprintf("trace-path-cpu%d", c))
+		names = append(names, channel.Data(c))
 	}
 	return names
 }
@@ -173,7 +175,7 @@ func startAgent(inst, fifos string, cpus []int) reader {
 	cmd := exec.Command(*vtrace, "guest", "agent", "--tracefs", inst, "--ports-dir", fifos)
 	cmd.Stderr = os.Stderr
 	check(cmd.Start())
-	ctl, err := os.OpenFile(filepath.Join(fifos, "agent-ctl-path.in"), os.O_RDWR, 0)
+	ctl, err := os.OpenFile(filepath.Join(fifos, channel.Ctl+".in"), os.O_RDWR, 0)
 	check(err)
 	_, err = ctl.WriteString("1\n")
 	check(err)
@@ -190,11 +192,11 @@ func startCats(inst, fifos string, cpus []int) reader {
 	var cmds []*exec.Cmd
 	var pids []int
 	for _, cpu := range cpus {
-		out, err := os.OpenFile(filepath.Join(fifos, fmt.Sprintf("trace-path-cpu%d.out", cpu)), os.O_WRONLY, 0)
+		out, err := os.OpenFile(filepath.Join(fifos, channel.Data(cpu)+".out"), os.O_WRONLY, 0)
 		check(err)
 		// cat ends when read(2) of trace_pipe_raw returns 0, which it does
 		// under load; the loop restarts it.
-		c := exec.Command("sh", "-c", "while :; do cat "+filepath.Join(inst, "per_cpu", fmt.Sprintf("cpu%d", cpu), "trace_pipe_raw")+"; done")
+		c := exec.Command("sh", "-c", "while :; do cat "+tracefs.PerCPU(inst, cpu, "trace_pipe_raw")+"; done")
 		c.Stdout = out
 		c.Stderr = os.Stderr
 		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // stop kills sh and its cat
@@ -262,7 +264,7 @@ func entries(inst string, cpus []int) int64 {
 }
 
 func stats(inst string, cpu int) map[string]int64 {
-	b, err := os.ReadFile(filepath.Join(inst, "per_cpu", fmt.Sprintf("cpu%d", cpu), "stats"))
+	b, err := os.ReadFile(tracefs.PerCPU(inst, cpu, "stats"))
 	check(err)
 	m := map[string]int64{}
 	for _, line := range strings.Split(string(b), "\n") {

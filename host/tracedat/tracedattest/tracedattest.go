@@ -16,6 +16,7 @@ import (
 
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/ringbuf"
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 // Write writes val to a file of an ftrace instance.
@@ -48,7 +49,7 @@ func CPUs(t testing.TB, inst string) []int {
 func Drain(t testing.TB, inst, out string, pageSize int) {
 	t.Helper()
 	for _, cpu := range CPUs(t, inst) {
-		src := filepath.Join(inst, "per_cpu", fmt.Sprintf("cpu%d", cpu), "trace_pipe_raw")
+		src := tracefs.PerCPU(inst, cpu, "trace_pipe_raw")
 		fd, err := sys.Open(src, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -80,7 +81,7 @@ func Drain(t testing.TB, inst, out string, pageSize int) {
 // KernelStat is the value of KEY in an instance's per_cpu/cpuN/stats.
 func KernelStat(t testing.TB, inst string, cpu int, key string) int64 {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(inst, "per_cpu", fmt.Sprintf("cpu%d", cpu), "stats"))
+	b, err := os.ReadFile(tracefs.PerCPU(inst, cpu, "stats"))
 	if err != nil {
 		t.Fatal(err)
 	}
