@@ -225,7 +225,7 @@ func (w *worker) stream() error {
 	case blocked && !dry:
 		ev, _, err = sys.Poll(w.out.fd(), sys.Out, w.waker, -1) // the pipe is full
 	case blocked:
-		ev, _, _, err = sys.Poll2(w.trace, sys.In, w.out.fd(), sys.Out, w.waker, -1)
+		ev, err = sys.PollInOut(w.trace, w.out.fd(), w.waker, -1)
 	default:
 		ev, _, err = sys.Poll(w.trace, sys.In, w.waker, -1)
 	}

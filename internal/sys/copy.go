@@ -38,22 +38,3 @@ type copyUnsupportedError struct{ err error }
 func (e *copyUnsupportedError) Error() string        { return e.err.Error() }
 func (e *copyUnsupportedError) Unwrap() error        { return e.err }
 func (e *copyUnsupportedError) Is(target error) bool { return target == ErrCopyUnsupported }
-
-// Uname is the `uname -a`-like line trace-cmd records: sysname, nodename,
-// release, version and machine, separated by spaces.
-func Uname() (string, error) {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "", os.NewSyscallError("uname", err)
-	}
-	s := func(b []byte) string {
-		for i, c := range b {
-			if c == 0 {
-				return string(b[:i])
-			}
-		}
-		return string(b)
-	}
-	return s(u.Sysname[:]) + " " + s(u.Nodename[:]) + " " + s(u.Release[:]) + " " +
-		s(u.Version[:]) + " " + s(u.Machine[:]), nil
-}
