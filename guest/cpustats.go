@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -120,7 +119,7 @@ func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 func readCPUStats(dir string, workers []*worker) ([]wire.CPUStats, error) {
 	out := make([]wire.CPUStats, 0, len(workers))
 	for _, w := range workers {
-		path := filepath.Join(dir, "per_cpu", fmt.Sprintf("cpu%d", w.cpu), "stats")
+		path := perCPUFile(dir, w.cpu, "stats")
 		b, err := readSmall(path, maxStatsFile)
 		if err != nil {
 			return nil, err

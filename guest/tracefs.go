@@ -95,3 +95,9 @@ func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// perCPUFile is a CPU's file name in dir (a tracefs root or instance):
+// dir/per_cpu/cpuN/name.
+func perCPUFile(dir string, cpu int, name string) string {
+	return filepath.Join(dir, "per_cpu", "cpu"+strconv.Itoa(cpu), name)
+}

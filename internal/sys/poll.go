@@ -43,8 +43,13 @@ func (w *Waker) Clear() {
 	}
 }
 
-// Close releases the eventfd.
-func (w *Waker) Close() error { return Close(w.fd) }
+// Close releases the eventfd. A nil Waker has nothing to release.
+func (w *Waker) Close() error {
+	if w == nil {
+		return nil
+	}
+	return Close(w.fd)
+}
 
 // Event is what Poll found.
 type Event int
