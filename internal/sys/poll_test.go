@@ -6,17 +6,7 @@ import (
 )
 
 func TestPollReadyWokenTimeout(t *testing.T) {
-	r, w, _, err := Pipe(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer Close(r)
-	defer Close(w)
-	wk, err := NewWaker()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wk.Close()
+	r, w, wk := pipeAndWaker(t)
 
 	if ev, _, err := Poll(r, In, wk, 10*time.Millisecond); err != nil || ev != Timeout {
 		t.Fatalf("empty pipe: %v, %v; want Timeout", ev, err)
@@ -46,17 +36,7 @@ func TestPollReadyWokenTimeout(t *testing.T) {
 
 // TestPollInOut: a negative fd is not waited for; either fd ready is Ready.
 func TestPollInOut(t *testing.T) {
-	r, w, _, err := Pipe(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer Close(r)
-	defer Close(w)
-	wk, err := NewWaker()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wk.Close()
+	r, w, wk := pipeAndWaker(t)
 
 	if ev, err := PollInOut(-1, -1, wk, 10*time.Millisecond); err != nil || ev != Timeout {
 		t.Fatalf("no fds: %v, %v; want Timeout", ev, err)
@@ -77,4 +57,22 @@ func TestPollInOut(t *testing.T) {
 	if ev, err := PollInOut(r, w, wk, -1); err != nil || ev != Woken {
 		t.Fatalf("woken and ready: %v, %v; want Woken", ev, err)
 	}
+}
+
+// pipeAndWaker makes a pipe and a Waker, closed when the test ends.
+func pipeAndWaker(t *testing.T) (r, w int, wk *Waker) {
+	t.Helper()
+	r, w, _, err := Pipe(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wk, err = NewWaker(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		Close(r)
+		Close(w)
+		wk.Close()
+	})
+	return r, w, wk
 }
