@@ -12,21 +12,16 @@ import (
 // of in. ErrCopyUnsupported wraps the errnos that mean "this pair of files
 // cannot do it; copy through user space instead".
 func CopyFileRange(in int, inOff *int64, out int, outOff *int64, n int) (int, error) {
-	for {
-		m, err := unix.CopyFileRange(in, inOff, out, outOff, n, 0)
-		if errors.Is(err, unix.EINTR) {
-			continue
+	m, err := retry(func() (int, error) { return unix.CopyFileRange(in, inOff, out, outOff, n, 0) })
+	if err != nil {
+		serr := os.NewSyscallError("copy_file_range", err)
+		if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL) ||
+			errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
+			return 0, &copyUnsupportedError{serr}
 		}
-		if err != nil {
-			serr := os.NewSyscallError("copy_file_range", err)
-			if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL) ||
-				errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
-				return 0, &copyUnsupportedError{serr}
-			}
-			return 0, serr
-		}
-		return m, nil
+		return 0, serr
 	}
+	return m, nil
 }
 
 // ErrCopyUnsupported is matched (errors.Is) by a CopyFileRange failure that

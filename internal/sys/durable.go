@@ -31,30 +31,15 @@ func SyncFS(path string) error {
 		return err
 	}
 	defer Close(fd)
-	for {
-		err := unix.Syncfs(fd)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return &os.PathError{Op: "syncfs", Path: path, Err: err}
-		}
-		return nil
+	if err := retryErr(func() error { return unix.Syncfs(fd) }); err != nil {
+		return &os.PathError{Op: "syncfs", Path: path, Err: err}
 	}
+	return nil
 }
 
 // Fsync flushes fd to stable storage.
 func Fsync(fd int) error {
-	for {
-		err := unix.Fsync(fd)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return os.NewSyscallError("fsync", err)
-		}
-		return nil
-	}
+	return os.NewSyscallError("fsync", retryErr(func() error { return unix.Fsync(fd) }))
 }
 
 // Ftruncate sets the size of fd.

@@ -18,16 +18,11 @@ const (
 
 // Open opens path with O_CLOEXEC added to flags.
 func Open(path string, flags int, perm uint32) (int, error) {
-	for {
-		fd, err := unix.Open(path, flags|unix.O_CLOEXEC, perm)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return -1, &os.PathError{Op: "open", Path: path, Err: err}
-		}
-		return fd, nil
+	fd, err := retry(func() (int, error) { return unix.Open(path, flags|unix.O_CLOEXEC, perm) })
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
 	}
+	return fd, nil
 }
 
 // Close closes fd, ignoring EINTR as Linux does (the fd is gone either
@@ -45,30 +40,20 @@ func Close(fd int) error {
 
 // Read reads into p, retrying on EINTR.
 func Read(fd int, p []byte) (int, error) {
-	for {
-		n, err := unix.Read(fd, p)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, os.NewSyscallError("read", err)
-		}
-		return n, nil
+	n, err := retry(func() (int, error) { return unix.Read(fd, p) })
+	if err != nil {
+		return 0, os.NewSyscallError("read", err)
 	}
+	return n, nil
 }
 
 // Write writes p once, retrying on EINTR; it may write less than len(p).
 func Write(fd int, p []byte) (int, error) {
-	for {
-		n, err := unix.Write(fd, p)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, os.NewSyscallError("write", err)
-		}
-		return n, nil
+	n, err := retry(func() (int, error) { return unix.Write(fd, p) })
+	if err != nil {
+		return 0, os.NewSyscallError("write", err)
 	}
+	return n, nil
 }
 
 // SetNonblock switches O_NONBLOCK on or off.

@@ -1,7 +1,6 @@
 package sys
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -22,16 +21,11 @@ const (
 // Splice moves up to n bytes from in to out. One of them must be a pipe.
 // It returns 0, nil at end of input.
 func Splice(in, out, n, flags int) (int, error) {
-	for {
-		m, err := unix.Splice(in, nil, out, nil, n, flags)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, os.NewSyscallError("splice", err)
-		}
-		return int(m), nil
+	m, err := retry(func() (int64, error) { return unix.Splice(in, nil, out, nil, n, flags) })
+	if err != nil {
+		return 0, os.NewSyscallError("splice", err)
 	}
+	return int(m), nil
 }
 
 // Pipe makes a non-blocking, close-on-exec pipe and asks the kernel for a

@@ -24,23 +24,14 @@ func NewWaker() (*Waker, error) {
 // Wake makes every current and future Poll on w return until Clear.
 func (w *Waker) Wake() {
 	var one = [8]byte{1}
-	for {
-		_, err := unix.Write(w.fd, one[:])
-		if !errors.Is(err, unix.EINTR) {
-			return // EAGAIN means the counter is already non-zero: still woken
-		}
-	}
+	// EAGAIN means the counter is already non-zero: still woken.
+	retry(func() (int, error) { return unix.Write(w.fd, one[:]) })
 }
 
 // Clear resets the wake-up.
 func (w *Waker) Clear() {
 	var buf [8]byte
-	for {
-		_, err := unix.Read(w.fd, buf[:])
-		if !errors.Is(err, unix.EINTR) {
-			return
-		}
-	}
+	retry(func() (int, error) { return unix.Read(w.fd, buf[:]) })
 }
 
 // Close releases the eventfd. A nil Waker has nothing to release.

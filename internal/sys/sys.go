@@ -6,7 +6,7 @@
 // memory.go (memfd, page size), copy.go (copy_file_range), uname.go and
 // term.go.
 //
-// Every wrapper retries on EINTR and reports failures as *os.SyscallError
+// Every wrapper retries on EINTR (retry) and reports failures as *os.SyscallError
 // or *os.PathError, so callers compare with errors.Is(err, sys.EAGAIN) and
 // friends. The hot paths of both the guest agent and the host collector are
 // built from these few functions; keep them small and allocation-free.
@@ -16,7 +16,11 @@
 // Close on its own does not wake a poll(2) sleeping on a raw fd.
 package sys
 
-import "golang.org/x/sys/unix"
+import (
+	"errors"
+
+	"golang.org/x/sys/unix"
+)
 
 // Errno values, re-exported so packages outside internal/sys need not
 // import golang.org/x/sys/unix for comparisons.
@@ -28,3 +32,19 @@ var (
 	ENOSPC = unix.ENOSPC
 	EBUSY  = unix.EBUSY // tracefs: an instance with a file still open
 )
+
+// retry calls f again while it fails with EINTR (a signal came first).
+func retry[T any](f func() (T, error)) (T, error) {
+	for {
+		v, err := f()
+		if !errors.Is(err, unix.EINTR) {
+			return v, err
+		}
+	}
+}
+
+// retryErr is retry for a call that returns only an error.
+func retryErr(f func() error) error {
+	_, err := retry(func() (struct{}, error) { return struct{}{}, f() })
+	return err
+}
