@@ -152,7 +152,8 @@ func (w *worker) stream() error {
 }
 
 // fill splices as many whole pages as the pipe has room for. It reports
-// whether trace_pipe_raw had no full page to give.
+// whether trace_pipe_raw had no full page to give. (No SPLICE_F_MOVE, which
+// the kernel's C agent passes: it is a no-op since Linux 2.6.21.)
 func (w *worker) fill() (moved int, dry bool, err error) {
 	room := (w.pipeCap - w.inPipe) / w.page * w.page
 	if room == 0 {
