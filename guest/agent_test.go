@@ -135,20 +135,23 @@ func TestIntegrationSlowReader(t *testing.T) {
 	}
 }
 
-// TestIntegrationErrors: what is missing is named, with how to get it.
+// TestIntegrationErrors: what is missing is named, with how to get it,
+// and a New that fails leaves no fd open.
 func TestIntegrationErrors(t *testing.T) {
 	inst := traceInstance(t, "vtrace-guest-errors", 0)
+	dir := fifoDir(t, []int{0})
+	fds := openFDs(t)
 	_, err := guest.New(guest.Config{Tracefs: inst, PortsDir: t.TempDir()}, nil)
 	if err == nil || !strings.Contains(err.Error(), "agent-ctl-path") {
 		t.Errorf("New without ports: %v, want an error naming agent-ctl-path", err)
 	}
-	dir := fifoDir(t, []int{0})
 	_, err = guest.New(guest.Config{Tracefs: inst, PortsDir: dir, CPUs: []int{0, 1}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "trace-path-cpu1") {
 		t.Errorf("New without the cpu1 port: %v, want an error naming trace-path-cpu1", err)
 	}
-	_, err = guest.New(guest.Config{Tracefs: inst, PortsDir: dir, CPUs: []int{4000}}, nil)
-	if err == nil || !strings.Contains(err.Error(), "cpu4000/trace_pipe_raw") {
-		t.Errorf("New for cpu 4000: %v, want an error naming its trace_pipe_raw", err)
+	_, err = guest.New(guest.Config{Tracefs: inst, PortsDir: dir, CPUs: []int{0, 4000}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "cpu4000/trace_pipe_raw") || strings.Count(err.Error(), "open") != 1 {
+		t.Errorf("New for cpu 4000: %v, want an error naming its trace_pipe_raw and the operation once", err)
 	}
+	checkFDs(t, fds)
 }

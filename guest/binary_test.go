@@ -2,6 +2,7 @@ package guest_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -66,7 +67,7 @@ func TestIntegrationStdout(t *testing.T) {
 		r := cpustream.NewReader(out)
 		for {
 			hdr, page, err := r.Next()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				decoded <- nil
 				return
 			}
@@ -104,7 +105,7 @@ func TestIntegrationStdout(t *testing.T) {
 	if len(streams) != len(cpus) {
 		t.Errorf("records for %d CPUs, want %d", len(streams), len(cpus))
 	}
-	if os.Getenv("VTRACE_SAVE_SAMPLE") != "" { // refreshes the cpustream fuzz seed
+	if os.Getenv("VTRACE_SAVE_SAMPLE") != "" { // refreshes the cpustream fuzz corpus sample
 		var b []byte
 		for _, cpu := range cpus[:1] {
 			b = append(cpustream.AppendHeader(b, cpustream.Header{CPU: uint32(cpu), Length: uint32(l.PageSize)}),

@@ -64,11 +64,11 @@ func (s *session) handle(ctx context.Context, in input) error {
 }
 
 // recording turns the Stats ticker on or off; it runs only for a host that
-// speaks the protocol, so that a seed-style session makes no wake-ups.
+// speaks the protocol, so that a host of the line protocol makes no wake-ups.
 func (s *session) recording(on bool) {
 	switch {
 	case on && s.ticker == nil && s.spoken:
-		s.ticker = time.NewTicker(s.a.statsEvery)
+		s.ticker = time.NewTicker(s.a.cfg.StatsEvery)
 		s.tick = s.ticker.C
 	case !on && s.ticker != nil:
 		s.ticker.Stop()
@@ -169,7 +169,7 @@ func (s *session) hello(m *wire.Hello) {
 		s.fail(m.ID, wire.CodeUnsupported, "no common protocol version: the host speaks %v, the agent %d to %d", m.Versions, wire.MinVersion, wire.Version)
 		return
 	}
-	r := &wire.HelloReply{ID: m.ID, Version: v, AgentVersion: a.version, PageSize: uint32(a.layout.PageSize),
+	r := &wire.HelloReply{ID: m.ID, Version: v, AgentVersion: a.cfg.Version, PageSize: uint32(a.layout.PageSize),
 		Clock: currentClock(a.dirInUse()), State: a.state()}
 	for _, c := range a.cpus {
 		r.CPUs = append(r.CPUs, uint32(c))
@@ -195,7 +195,7 @@ func (a *Agent) state() wire.State {
 // counters, or the last one with its final counters.
 func (s *session) status(id uint64) *wire.Status {
 	a := s.a
-	st := &wire.Status{ID: id, State: a.state(), AgentVersion: a.version}
+	st := &wire.Status{ID: id, State: a.state(), AgentVersion: a.cfg.Version}
 	switch {
 	case a.rec != nil:
 		st.Settings = a.rec.settings

@@ -23,7 +23,7 @@ import (
 )
 
 // startAgent runs the agent in-process with cfg (Tracefs and PortsDir
-// set) until the test ends.
+// set) until the test ends; then every fd it opened must be closed.
 func startAgent(t *testing.T, cfg guest.Config) {
 	t.Helper()
 	if cfg.StateDir == "" {
@@ -32,6 +32,7 @@ func startAgent(t *testing.T, cfg guest.Config) {
 	cfg.DrainTimeout = 20 * time.Second
 	cfg.Version = "test"
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	fds := openFDs(t)
 	a, err := guest.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +45,10 @@ func startAgent(t *testing.T, cfg guest.Config) {
 		if err := <-done; err != nil {
 			t.Errorf("agent: %v", err)
 		}
-		a.Close()
+		if err := a.Close(); err != nil {
+			t.Errorf("close the agent: %v", err)
+		}
+		checkFDs(t, fds)
 	})
 }
 

@@ -85,15 +85,15 @@ type saved struct{ path, value string }
 func (a *Agent) prepare(s wire.Settings) (*recording, error) {
 	if s.IsZero() { // stream the default buffer as is
 		r := &recording{settings: s, dir: a.tracefs}
-		if a.bufferPercent >= 0 {
+		if a.cfg.BufferPercent >= 0 {
 			p := filepath.Join(a.tracefs, "buffer_percent")
 			old, err := os.ReadFile(p)
 			if err != nil {
 				a.log.Debug("no buffer_percent: left as the kernel has it", "err", err)
 				return r, nil
 			}
-			if err := writeFile(p, strconv.Itoa(a.bufferPercent)); err != nil {
-				return nil, settingsErrorf("set %s to %d: %w", p, a.bufferPercent, err)
+			if err := writeFile(p, strconv.Itoa(a.cfg.BufferPercent)); err != nil {
+				return nil, settingsErrorf("set %s to %d: %w", p, a.cfg.BufferPercent, err)
 			}
 			r.restore = append(r.restore, saved{p, strings.TrimSpace(string(old))})
 		}
@@ -101,7 +101,7 @@ func (a *Agent) prepare(s wire.Settings) (*recording, error) {
 	}
 	name := s.Instance
 	if name == "" {
-		name = a.instanceName
+		name = a.cfg.Instance
 	}
 	if err := a.checkSettings(s); err != nil {
 		return nil, err
@@ -205,9 +205,9 @@ func (a *Agent) apply(dir string, s wire.Settings) error {
 			return err
 		}
 	}
-	if a.bufferPercent >= 0 {
-		if err := writeFile(filepath.Join(dir, "buffer_percent"), strconv.Itoa(a.bufferPercent)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return settingsErrorf("set buffer_percent to %d: %w", a.bufferPercent, errnoOf(err))
+	if a.cfg.BufferPercent >= 0 {
+		if err := writeFile(filepath.Join(dir, "buffer_percent"), strconv.Itoa(a.cfg.BufferPercent)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return settingsErrorf("set buffer_percent to %d: %w", a.cfg.BufferPercent, errnoOf(err))
 		}
 	}
 	for _, e := range s.Events {
@@ -344,11 +344,11 @@ func removeInstance(dir string) error {
 
 // Markers of the instances the agent made: STATEDIR/instance-NAME.
 func (a *Agent) markerPath(name string) string {
-	return filepath.Join(a.stateDir, "instance-"+name)
+	return filepath.Join(a.cfg.StateDir, "instance-"+name)
 }
 
 func (a *Agent) markInstance(name string) {
-	if err := os.MkdirAll(a.stateDir, 0o755); err != nil {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o755); err != nil {
 		a.log.Debug("no state directory: a leftover instance will not be known for the agent's", "err", err)
 		return
 	}

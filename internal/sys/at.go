@@ -128,16 +128,10 @@ func Unlinkat(dirfd int, name string, dir bool) error {
 	if dir {
 		flags = unix.AT_REMOVEDIR
 	}
-	for {
-		err := unix.Unlinkat(dirfd, name, flags)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return &os.PathError{Op: "unlinkat", Path: name, Err: err}
-		}
-		return nil
+	if err := retryErr(func() error { return unix.Unlinkat(dirfd, name, flags) }); err != nil {
+		return &os.PathError{Op: "unlinkat", Path: name, Err: err}
 	}
+	return nil
 }
 
 // IsDirNotEmpty reports whether err says a directory still has entries.

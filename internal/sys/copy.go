@@ -12,21 +12,16 @@ import (
 // of in. ErrCopyUnsupported wraps the errnos that mean "this pair of files
 // cannot do it; copy through user space instead".
 func CopyFileRange(in int, inOff *int64, out int, outOff *int64, n int) (int, error) {
-	for {
-		m, err := unix.CopyFileRange(in, inOff, out, outOff, n, 0)
-		if errors.Is(err, unix.EINTR) {
-			continue
+	m, err := retry(func() (int, error) { return unix.CopyFileRange(in, inOff, out, outOff, n, 0) })
+	if err != nil {
+		serr := os.NewSyscallError("copy_file_range", err)
+		if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL) ||
+			errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
+			return 0, &copyUnsupportedError{serr}
 		}
-		if err != nil {
-			serr := os.NewSyscallError("copy_file_range", err)
-			if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL) ||
-				errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
-				return 0, &copyUnsupportedError{serr}
-			}
-			return 0, serr
-		}
-		return m, nil
+		return 0, serr
 	}
+	return m, nil
 }
 
 // ErrCopyUnsupported is matched (errors.Is) by a CopyFileRange failure that
@@ -38,22 +33,3 @@ type copyUnsupportedError struct{ err error }
 func (e *copyUnsupportedError) Error() string        { return e.err.Error() }
 func (e *copyUnsupportedError) Unwrap() error        { return e.err }
 func (e *copyUnsupportedError) Is(target error) bool { return target == ErrCopyUnsupported }
-
-// Uname is the `uname -a`-like line trace-cmd records: sysname, nodename,
-// release, version and machine, separated by spaces.
-func Uname() (string, error) {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "", os.NewSyscallError("uname", err)
-	}
-	s := func(b []byte) string {
-		for i, c := range b {
-			if c == 0 {
-				return string(b[:i])
-			}
-		}
-		return string(b)
-	}
-	return s(u.Sysname[:]) + " " + s(u.Nodename[:]) + " " + s(u.Release[:]) + " " +
-		s(u.Version[:]) + " " + s(u.Machine[:]), nil
-}

@@ -7,9 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ONofollow makes an open fail (ELOOP) on a symlink in the last component.
-const ONofollow = unix.O_NOFOLLOW
-
 // SyncDir fsyncs the directory dir, so that the entries made, renamed or
 // removed in it survive a crash: an fsync of a file does not make its name
 // durable.
@@ -34,14 +31,21 @@ func SyncFS(path string) error {
 		return err
 	}
 	defer Close(fd)
-	for {
-		err := unix.Syncfs(fd)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return &os.PathError{Op: "syncfs", Path: path, Err: err}
-		}
-		return nil
+	if err := retryErr(func() error { return unix.Syncfs(fd) }); err != nil {
+		return &os.PathError{Op: "syncfs", Path: path, Err: err}
 	}
+	return nil
+}
+
+// Fsync flushes fd to stable storage.
+func Fsync(fd int) error {
+	return os.NewSyscallError("fsync", retryErr(func() error { return unix.Fsync(fd) }))
+}
+
+// Ftruncate sets the size of fd.
+func Ftruncate(fd int, size int64) error {
+	if err := unix.Ftruncate(fd, size); err != nil {
+		return os.NewSyscallError("ftruncate", err)
+	}
+	return nil
 }

@@ -11,16 +11,12 @@ import (
 // false when another open file description holds the lock. The lock goes
 // with the last close of fd.
 func TryLock(fd int) (bool, error) {
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EWOULDBLOCK):
-			return false, nil
-		case err != nil:
-			return false, os.NewSyscallError("flock", err)
-		}
-		return true, nil
+	err := retryErr(func() error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) })
+	switch {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return false, nil
+	case err != nil:
+		return false, os.NewSyscallError("flock", err)
 	}
+	return true, nil
 }

@@ -24,33 +24,29 @@ func NewWaker() (*Waker, error) {
 // Wake makes every current and future Poll on w return until Clear.
 func (w *Waker) Wake() {
 	var one = [8]byte{1}
-	for {
-		_, err := unix.Write(w.fd, one[:])
-		if !errors.Is(err, unix.EINTR) {
-			return // EAGAIN means the counter is already non-zero: still woken
-		}
-	}
+	// EAGAIN means the counter is already non-zero: still woken.
+	retry(func() (int, error) { return unix.Write(w.fd, one[:]) })
 }
 
 // Clear resets the wake-up.
 func (w *Waker) Clear() {
 	var buf [8]byte
-	for {
-		_, err := unix.Read(w.fd, buf[:])
-		if !errors.Is(err, unix.EINTR) {
-			return
-		}
-	}
+	retry(func() (int, error) { return unix.Read(w.fd, buf[:]) })
 }
 
-// Close releases the eventfd.
-func (w *Waker) Close() error { return Close(w.fd) }
+// Close releases the eventfd. A nil Waker has nothing to release.
+func (w *Waker) Close() error {
+	if w == nil {
+		return nil
+	}
+	return Close(w.fd)
+}
 
 // Event is what Poll found.
 type Event int
 
 const (
-	// Ready: fd is ready for the requested direction (or has an error or
+	// Ready: an fd is ready for the requested direction (or has an error or
 	// hang-up the next syscall on it will report).
 	Ready Event = iota
 	// Woken: the Waker fired.
@@ -66,46 +62,49 @@ const (
 )
 
 // Poll waits until fd is ready for dir (In or Out), w is woken, or timeout
-// passes (negative: no timeout). If both fd and w are ready, Woken wins so
-// that orders are never starved by a busy stream. w may be nil.
+// passes (negative: no timeout), and returns fd's revents. If both fd and
+// w are ready, Woken wins so that orders are never starved by a busy
+// stream. w may be nil.
 func Poll(fd int, dir int16, w *Waker, timeout time.Duration) (Event, int16, error) {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: dir}}
+	fds := [2]unix.PollFd{{Fd: int32(fd), Events: dir}}
+	ev, err := poll(fds[:], w, timeout)
+	return ev, fds[0].Revents, err
+}
+
+// PollInOut waits until in is readable or out is writable, w is woken, or
+// timeout passes (negative: no timeout); Woken wins as in Poll. A negative
+// fd is not waited for, as in poll(2): PollInOut(-1, -1, w, d) waits for w
+// or d alone.
+func PollInOut(in, out int, w *Waker, timeout time.Duration) (Event, error) {
+	fds := [3]unix.PollFd{{Fd: int32(in), Events: In}, {Fd: int32(out), Events: Out}}
+	return poll(fds[:], w, timeout)
+}
+
+// poll waits on fds, whose last entry it fills with w's eventfd (or -1),
+// retrying on EINTR until the deadline.
+func poll(fds []unix.PollFd, w *Waker, timeout time.Duration) (Event, error) {
+	last := &fds[len(fds)-1]
+	*last = unix.PollFd{Fd: -1}
 	if w != nil {
-		fds = append(fds, unix.PollFd{Fd: int32(w.fd), Events: unix.POLLIN})
-	}
-	ms := -1
-	if timeout >= 0 {
-		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
+		*last = unix.PollFd{Fd: int32(w.fd), Events: unix.POLLIN}
 	}
 	deadline := time.Now().Add(timeout)
 	for {
+		ms := -1
+		if timeout >= 0 {
+			ms = int((max(time.Until(deadline), 0) + time.Millisecond - 1) / time.Millisecond)
+		}
 		n, err := unix.Poll(fds, ms)
-		if errors.Is(err, unix.EINTR) {
-			if timeout >= 0 {
-				left := time.Until(deadline)
-				if left <= 0 {
-					return Timeout, 0, nil
-				}
-				ms = int((left + time.Millisecond - 1) / time.Millisecond)
-			}
+		switch {
+		case errors.Is(err, unix.EINTR):
 			continue
+		case err != nil:
+			return 0, os.NewSyscallError("poll", err)
+		case n == 0:
+			return Timeout, nil
+		case last.Revents != 0:
+			return Woken, nil
 		}
-		if err != nil {
-			return 0, 0, os.NewSyscallError("poll", err)
-		}
-		if n == 0 {
-			return Timeout, 0, nil
-		}
-		if w != nil && fds[1].Revents != 0 {
-			return Woken, fds[0].Revents, nil
-		}
-		return Ready, fds[0].Revents, nil
+		return Ready, nil
 	}
 }
-
-// Poll revents bits callers may want to look at.
-const (
-	PollErr  = unix.POLLERR
-	PollHup  = unix.POLLHUP
-	PollNval = unix.POLLNVAL
-)

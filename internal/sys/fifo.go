@@ -1,6 +1,10 @@
 package sys
 
-import "golang.org/x/sys/unix"
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
 
 // Open flags for the host ends of channel FIFOs, which must never block.
 const (
@@ -12,3 +16,11 @@ const (
 	// other side closes and reopens.
 	FIFOReadNonblock = unix.O_RDWR | unix.O_NONBLOCK
 )
+
+// Mkfifo creates a FIFO at path with mode perm (subject to umask).
+func Mkfifo(path string, perm uint32) error {
+	if err := unix.Mkfifo(path, perm); err != nil {
+		return &os.PathError{Op: "mkfifo", Path: path, Err: err}
+	}
+	return nil
+}

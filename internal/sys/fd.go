@@ -1,0 +1,65 @@
+package sys
+
+import (
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Open flags (O_CLOEXEC is always added by Open).
+const (
+	ORdonly   = unix.O_RDONLY
+	ORdwr     = unix.O_RDWR
+	ONonblock = unix.O_NONBLOCK
+	// ONofollow makes an open fail (ELOOP) on a symlink in the last component.
+	ONofollow = unix.O_NOFOLLOW
+)
+
+// Open opens path with O_CLOEXEC added to flags.
+func Open(path string, flags int, perm uint32) (int, error) {
+	fd, err := retry(func() (int, error) { return unix.Open(path, flags|unix.O_CLOEXEC, perm) })
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return fd, nil
+}
+
+// Close closes fd, ignoring EINTR as Linux does (the fd is gone either
+// way). A negative fd is not open: closing it does nothing.
+func Close(fd int) error {
+	if fd < 0 {
+		return nil
+	}
+	err := unix.Close(fd)
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		return os.NewSyscallError("close", err)
+	}
+	return nil
+}
+
+// Read reads into p, retrying on EINTR.
+func Read(fd int, p []byte) (int, error) {
+	n, err := retry(func() (int, error) { return unix.Read(fd, p) })
+	if err != nil {
+		return 0, os.NewSyscallError("read", err)
+	}
+	return n, nil
+}
+
+// Write writes p once, retrying on EINTR; it may write less than len(p).
+func Write(fd int, p []byte) (int, error) {
+	n, err := retry(func() (int, error) { return unix.Write(fd, p) })
+	if err != nil {
+		return 0, os.NewSyscallError("write", err)
+	}
+	return n, nil
+}
+
+// SetNonblock switches O_NONBLOCK on or off.
+func SetNonblock(fd int, on bool) error {
+	if err := unix.SetNonblock(fd, on); err != nil {
+		return os.NewSyscallError("fcntl O_NONBLOCK", err)
+	}
+	return nil
+}
