@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vtrace/vtrace/host/collect"
-	"github.com/vtrace/vtrace/host/control"
 	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/internal/sys"
 )
@@ -59,7 +59,7 @@ type agentFlags struct {
 }
 
 func (a *agentFlags) addFlags(cmd *cobra.Command, timeoutHelp string) {
-	cmd.Flags().DurationVar(&a.timeout, "timeout", control.DefaultTimeout, timeoutHelp)
+	cmd.Flags().DurationVar(&a.timeout, "timeout", orders.DefaultTimeout, timeoutHelp)
 	cmd.Flags().DurationVar(&a.handshake, "handshake-timeout", session.DefaultHandshakeTimeout,
 		"how long to wait for the agent's answer to the handshake before using the seed's bare orders")
 }
@@ -88,20 +88,20 @@ func addSettingsFlags(cmd *cobra.Command, f *session.SettingsFlags) {
 type hostOrderOptions struct {
 	target
 	agentFlags
-	order    control.Order
+	order    orders.Order
 	settings session.SettingsFlags
 	out      io.Writer
 	log      io.Writer
 }
 
-func newHostStartCmd() *cobra.Command { return newHostOrderCmd(control.Start) }
-func newHostStopCmd() *cobra.Command  { return newHostOrderCmd(control.Stop) }
+func newHostStartCmd() *cobra.Command { return newHostOrderCmd(orders.Start) }
+func newHostStopCmd() *cobra.Command  { return newHostOrderCmd(orders.Stop) }
 
-func newHostOrderCmd(order control.Order) *cobra.Command {
+func newHostOrderCmd(order orders.Order) *cobra.Command {
 	opts := hostOrderOptions{order: order}
-	short := map[control.Order]string{
-		control.Start: "Tell the guest agent to start recording",
-		control.Stop:  "Tell the guest agent to stop recording",
+	short := map[orders.Order]string{
+		orders.Start: "Tell the guest agent to start recording",
+		orders.Stop:  "Tell the guest agent to stop recording",
 	}[order]
 	cmd := &cobra.Command{
 		Use:   order.String() + " [<domain> | --dir DIR]",
@@ -123,7 +123,7 @@ success then means the order went into the FIFO qemu holds open.`,
 	}
 	opts.target.addFlags(cmd)
 	opts.agentFlags.addFlags(cmd, "how long to wait for a reader of the control FIFO, and for the agent's reply")
-	if order == control.Start {
+	if order == orders.Start {
 		addSettingsFlags(cmd, &opts.settings)
 	}
 	return cmd
@@ -149,12 +149,12 @@ func runHostOrder(ctx context.Context, opts hostOrderOptions) error {
 	if sess.Seed() && settings.IsZero() {
 		fmt.Fprintln(opts.log, sess.SeedNotice())
 	}
-	if opts.order == control.Start {
+	if opts.order == orders.Start {
 		if err := sess.Start(ctx, settings); err != nil {
 			return err
 		}
 		if sess.Seed() {
-			fmt.Fprintf(opts.out, "sent the start order to %s\n", control.Path(dir))
+			fmt.Fprintf(opts.out, "sent the start order to %s\n", orders.Path(dir))
 			return nil
 		}
 		fmt.Fprintf(opts.out, "the agent is recording: settings %s\n", session.Describe(settings))
@@ -168,7 +168,7 @@ func runHostOrder(ctx context.Context, opts hostOrderOptions) error {
 		return err
 	}
 	if sess.Seed() {
-		fmt.Fprintf(opts.out, "sent the stop order to %s\n", control.Path(dir))
+		fmt.Fprintf(opts.out, "sent the stop order to %s\n", orders.Path(dir))
 		return nil
 	}
 	fmt.Fprintln(opts.out, "the agent stopped recording; its final counters:")
@@ -214,7 +214,7 @@ does not answer the handshake gets the seed's bare orders: raw pages only.`,
 	f.BoolVar(&opts.cfg.Start, "start", false, "send the start order once every FIFO is open, and the stop order at the end")
 	f.BoolVar(&opts.cfg.Force, "force", false, "replace an earlier capture in OUTDIR")
 	f.IntVar(&opts.cfg.PageSize, "page-size", collect.DefaultPageSize, "the guest's ring-buffer page size (default: the agent's, else 4096)")
-	f.DurationVar(&opts.cfg.OrderTimeout, "timeout", control.DefaultTimeout, "with --start, how long to wait for a reader of the control FIFO, and for each reply")
+	f.DurationVar(&opts.cfg.OrderTimeout, "timeout", orders.DefaultTimeout, "with --start, how long to wait for a reader of the control FIFO, and for each reply")
 	f.DurationVar(&opts.cfg.HandshakeTimeout, "handshake-timeout", session.DefaultHandshakeTimeout, "with --start, how long to wait for the agent's answer to the handshake")
 	addSettingsFlags(cmd, &opts.settings)
 	f.DurationVar(&opts.cfg.Settle, "settle", collect.DefaultSettle, "with --start, how long the streams must stay quiet after the stop order")

@@ -36,8 +36,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vtrace/vtrace/host/control"
 	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/ringbuf"
@@ -64,7 +64,7 @@ type Config struct {
 	// Start sends the start order once every FIFO is open and the stop
 	// order at the end, before draining.
 	Start        bool
-	OrderTimeout time.Duration // for each order or reply (control.DefaultTimeout when 0)
+	OrderTimeout time.Duration // for each order or reply (orders.DefaultTimeout when 0)
 	// HandshakeTimeout is how long Start waits for the agent's answer to
 	// Hello before it uses the seed's bare orders
 	// (session.DefaultHandshakeTimeout when 0).
@@ -438,7 +438,7 @@ func closeStreams(streams []*stream, remove bool) error {
 
 func withDefaults(cfg Config) Config {
 	if cfg.OrderTimeout <= 0 {
-		cfg.OrderTimeout = control.DefaultTimeout
+		cfg.OrderTimeout = orders.DefaultTimeout
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = session.DefaultHandshakeTimeout

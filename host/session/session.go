@@ -7,7 +7,7 @@
 // pushed, metadata, status, live stats). An agent that does not answer (the
 // kernel's C agent, or an old vtrace agent) puts the Session in seed mode:
 // Start and Stop then write the seed's bare "1\n" and "0\n" orders exactly
-// as host/control does, and nothing else is possible.
+// as host/orders does, and nothing else is possible.
 //
 // Everything read from the guest is untrusted: frames are bounded and
 // checked by proto/wire, metadata is joined by wire.MetaAssembler and
@@ -31,8 +31,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vtrace/vtrace/host/control"
 	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/wire"
 )
@@ -65,7 +65,7 @@ var (
 
 // Options tune a Session.
 type Options struct {
-	OpenTimeout      time.Duration // for a reader of .in (control.DefaultTimeout)
+	OpenTimeout      time.Duration // for a reader of .in (orders.DefaultTimeout)
 	HandshakeTimeout time.Duration // for the HelloReply (DefaultHandshakeTimeout)
 	ReplyTimeout     time.Duration // for every later reply (DefaultReplyTimeout)
 	MetaTimeout      time.Duration // for a whole metadata transfer (DefaultMetaTimeout)
@@ -119,7 +119,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 	// Ids differ from one session to the next, so that a late reply to an
 	// earlier command is never taken for one of ours.
 	s.id = uint64(time.Now().UnixNano()) & (1<<40 - 1) << 8
-	in, err := control.OpenIn(ctx, dir, opts.OpenTimeout)
+	in, err := orders.OpenIn(ctx, dir, opts.OpenTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("open the control channel: %w", err)
 	}
@@ -471,7 +471,7 @@ func (s *Session) Start(ctx context.Context, settings wire.Settings) error {
 			return fmt.Errorf("start recording with settings: %w on %s within %v, and the seed's agent cannot apply settings: start a vtrace agent in the guest, or drop --events, --filter, --buffer-size, --clock and --instance",
 				ErrSeed, s.outDir, s.opts.HandshakeTimeout)
 		}
-		return control.Send(ctx, s.dir, control.Start, s.opts.OpenTimeout)
+		return orders.Send(ctx, s.dir, orders.Start, s.opts.OpenTimeout)
 	}
 	if s.hello.State == wire.StateRecording {
 		return fmt.Errorf("start recording: %w: the agent is already recording (started by `vtrace host start`, or by a collector that exited without stopping it); stop it first with `vtrace host stop --dir %s`",
@@ -494,7 +494,7 @@ func (s *Session) Start(ctx context.Context, settings wire.Settings) error {
 // and returns a nil reply.
 func (s *Session) Stop(ctx context.Context, timeout time.Duration) (*wire.StopReply, error) {
 	if s.Seed() {
-		return nil, control.Send(ctx, s.dir, control.Stop, s.opts.OpenTimeout)
+		return nil, orders.Send(ctx, s.dir, orders.Stop, s.opts.OpenTimeout)
 	}
 	if timeout <= 0 {
 		timeout = s.opts.ReplyTimeout
