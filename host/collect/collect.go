@@ -26,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -162,7 +161,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if !cfg.Start && !cfg.Settings.IsZero() {
 		return sum, fmt.Errorf("check the recording's settings: %w: without it collect does not talk to the agent", errNoStart)
 	}
-	cpus, err := Discover(cfg.Dir)
+	cpus, err := fifo.TraceCPUs(cfg.Dir)
 	if err != nil {
 		return sum, err
 	}
@@ -456,33 +455,6 @@ func withDefaults(cfg Config) Config {
 		cfg.ProgressEvery = DefaultProgressEvery
 	}
 	return cfg
-}
-
-// Discover lists the CPUs that have a data FIFO (trace-path-cpuN.out) in
-// dir, in increasing order. Names that are not exactly that are ignored.
-func Discover(dir string) ([]int, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("read FIFO directory: %w: run `vtrace host setup <domain>` first", err)
-		}
-		return nil, fmt.Errorf("read FIFO directory: %w", err)
-	}
-	var cpus []int
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".out")
-		if !ok {
-			continue
-		}
-		if n, ok := fifo.ParseTraceName(name); ok {
-			cpus = append(cpus, n)
-		}
-	}
-	if len(cpus) == 0 {
-		return nil, fmt.Errorf("find data FIFOs: no %s.out in %s: run `vtrace host setup <domain>` first", fifo.TraceName(0), dir)
-	}
-	slices.Sort(cpus)
-	return cpus, nil
 }
 
 // FileName is the name of CPU cpu's capture file: cpuN.raw.

@@ -190,24 +190,6 @@ func TestCollectNoFIFOs(t *testing.T) {
 	}
 }
 
-func TestDiscover(t *testing.T) {
-	dir := t.TempDir()
-	for _, name := range []string{"trace-path-cpu0.out", "trace-path-cpu10.out", "trace-path-cpu2.out",
-		"trace-path-cpu2.in", "trace-path-cpu01.out", "trace-path-cpu-1.out", "trace-path-cpu.out",
-		"trace-path-cpu3.out.bak", "agent-ctl-path.out"} {
-		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cpus, err := collect.Discover(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := cpus, []int{0, 2, 10}; !slices.Equal(got, want) {
-		t.Errorf("Discover: got %v, want %v", got, want)
-	}
-}
-
 // TestCollectStartFailsCleanly: with Start and nobody reading the control
 // FIFO, Run fails after the order timeout and leaves no capture behind.
 func TestCollectStartFailsCleanly(t *testing.T) {
