@@ -16,12 +16,6 @@ import (
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
-// MetaDir and TraceDat name what a capture holds besides its raw files.
-const (
-	MetaDir  = "meta"
-	TraceDat = "trace.dat"
-)
-
 // agent is collect's side of the conversation with the guest agent
 // (with Config.Start only): a protocol session, or the seed's bare orders
 // when no agent answered the handshake. It keeps the splice loop free of
