@@ -75,7 +75,7 @@ func (a agentFlags) options() session.Options {
 	return session.Options{OpenTimeout: a.timeout, HandshakeTimeout: a.handshake, ReplyTimeout: a.timeout, HostVersion: version}
 }
 
-// addSettingsFlags adds the recording's settings (issue 6) to cmd.
+// addSettingsFlags adds the flags of a recording's settings to cmd.
 func addSettingsFlags(cmd *cobra.Command, f *session.SettingsFlags) {
 	fl := cmd.Flags()
 	fl.StringSliceVar(&f.Events, "events", nil, "events to record: system or system:event, comma separated or repeated (as trace-cmd -e)")
