@@ -35,7 +35,8 @@ func newGuestAgentCmd() *cobra.Command {
 		Long: `Stream each CPU's ftrace ring-buffer pages to the host through the
 virtio-serial ports trace-path-cpuN, on the host's orders from the port
 agent-ctl-path: the framed protocol of docs/protocol.md (handshake,
-metadata, settings, stats), or the seed's bare "1" (start) and "0" (stop).
+metadata, settings, stats), or the line protocol's bare "1" (start) and
+"0" (stop) of the kernel's C agent.
 When the host chooses events, filters, buffer size or clock, the agent
 records in its own ftrace instance (--instance) and removes it afterwards.
 A stop sends everything recorded so far, including each CPU's last partly

@@ -61,7 +61,7 @@ type agentFlags struct {
 func (a *agentFlags) addFlags(cmd *cobra.Command, timeoutHelp string) {
 	cmd.Flags().DurationVar(&a.timeout, "timeout", orders.DefaultTimeout, timeoutHelp)
 	cmd.Flags().DurationVar(&a.handshake, "handshake-timeout", session.DefaultHandshakeTimeout,
-		"how long to wait for the agent's answer to the handshake before using the seed's bare orders")
+		"how long to wait for the agent's answer to the handshake before using the line protocol's bare orders")
 }
 
 func (a agentFlags) check() error {
@@ -112,8 +112,9 @@ A vtrace agent answers the handshake on DIR/agent-ctl-path.out and confirms:
 start applies the settings (or names what was wrong), stop returns once the
 agent pushed its last pages and prints its per-CPU counters. An agent that
 does not answer within --handshake-timeout (the kernel's C agent) gets the
-seed's bare order in DIR/agent-ctl-path.in, which has no acknowledgement:
-success then means the order went into the FIFO qemu holds open.`,
+line protocol's bare order in DIR/agent-ctl-path.in, which has no
+acknowledgement: success then means the order went into the FIFO qemu holds
+open.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.fill(args)
@@ -146,14 +147,14 @@ func runHostOrder(ctx context.Context, opts hostOrderOptions) error {
 		return err
 	}
 	defer sess.Close()
-	if sess.Seed() && settings.IsZero() {
-		fmt.Fprintln(opts.log, sess.SeedNotice())
+	if sess.LineProtocol() && settings.IsZero() {
+		fmt.Fprintln(opts.log, sess.LineProtocolNotice())
 	}
 	if opts.order == orders.Start {
 		if err := sess.Start(ctx, settings); err != nil {
 			return err
 		}
-		if sess.Seed() {
+		if sess.LineProtocol() {
 			fmt.Fprintf(opts.out, "sent the start order to %s\n", orders.Path(dir))
 			return nil
 		}
@@ -162,12 +163,12 @@ func runHostOrder(ctx context.Context, opts hostOrderOptions) error {
 	}
 	reply, err := sess.Stop(ctx, opts.timeout)
 	if err != nil {
-		if !sess.Seed() && errors.Is(err, session.ErrTimeout) {
+		if !sess.LineProtocol() && errors.Is(err, session.ErrTimeout) {
 			err = fmt.Errorf("%w: the agent may still be pushing pages nobody reads: is a collector running?", err)
 		}
 		return err
 	}
-	if sess.Seed() {
+	if sess.LineProtocol() {
 		fmt.Fprintf(opts.out, "sent the stop order to %s\n", orders.Path(dir))
 		return nil
 	}
@@ -197,7 +198,8 @@ With --start, collect talks to the agent: a vtrace agent sends the guest's
 metadata (OUT/meta), applies --events and the other settings, reports its
 per-CPU counters (live, and at the end: lost events are warned about), and
 collect writes OUT/trace.dat for trace-cmd and KernelShark. An agent that
-does not answer the handshake gets the seed's bare orders: raw pages only.`,
+does not answer the handshake (the kernel's C agent) gets the line protocol's
+bare orders: raw pages only.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.fill(args)

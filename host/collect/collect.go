@@ -15,7 +15,8 @@
 // With Start, collect talks to the guest agent (agent.go): over the control
 // protocol when the agent answers the handshake (metadata into OUT/meta,
 // settings, live stats, a confirmed stop, OUT/trace.dat at the end), with
-// the seed's bare orders otherwise (raw pages only).
+// the line protocol's bare orders otherwise (the kernel's C agent; raw
+// pages only).
 //
 // Lifecycle: Run opens every descriptor it uses and closes all of them before
 // it returns, whatever happened; the capture files are fsynced first.
@@ -61,13 +62,14 @@ type Config struct {
 	Start        bool
 	OrderTimeout time.Duration // for each order or reply (orders.DefaultTimeout when 0)
 	// HandshakeTimeout is how long Start waits for the agent's answer to
-	// Hello before it uses the seed's bare orders
+	// Hello before it uses the line protocol's bare orders
 	// (session.DefaultHandshakeTimeout when 0).
 	HandshakeTimeout time.Duration
 	// Settings choose what the agent records; they need Start and an
 	// agent that speaks the protocol.
 	Settings wire.Settings
-	// Log, when not nil, gets notices as they happen (the seed-mode one).
+	// Log, when not nil, gets notices as they happen (the one that says
+	// no agent answered the handshake).
 	Log io.Writer
 	// Force replaces the cpuN.raw files of an earlier capture in Out.
 	Force bool

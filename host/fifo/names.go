@@ -25,7 +25,7 @@ import (
 // DefaultBase is the directory under which each domain gets its FIFO directory.
 const DefaultBase = "/var/lib/vtrace"
 
-// CtlName is the channel name of the control port (the seed's agent-ctl-path).
+// CtlName is the channel name of the control port, as the kernel's C agent names it.
 const CtlName = "agent-ctl-path"
 
 // tracePrefix starts the channel name of every per-CPU data port.

@@ -5,9 +5,10 @@
 // Open says Hello. An agent that answers within the handshake timeout is
 // driven with frames (Start with settings, Stop until the last pages are
 // pushed, metadata, status, live stats). An agent that does not answer (the
-// kernel's C agent, or an old vtrace agent) puts the Session in seed mode:
-// Start and Stop then write the seed's bare "1\n" and "0\n" orders exactly
-// as host/orders does, and nothing else is possible.
+// kernel's C agent, or an old vtrace agent) puts the Session in
+// line-protocol mode: Start and Stop then write the line protocol's bare
+// "1\n" and "0\n" orders exactly as host/orders does, and nothing else is
+// possible.
 //
 // Everything read from the guest is untrusted: frames are bounded and
 // checked by proto/wire, metadata is joined by wire.MetaAssembler and
@@ -52,9 +53,10 @@ const maxFlush = 64 << 20
 
 // Errors, to be matched with errors.Is.
 var (
-	// ErrSeed: the operation needs an agent that speaks the protocol, and
-	// none answered the handshake.
-	ErrSeed = errors.New("no vtrace agent answered")
+	// ErrLineProtocol: the operation needs an agent that speaks the
+	// control protocol, and none answered the handshake, so the Session
+	// has only the line protocol's bare orders.
+	ErrLineProtocol = errors.New("no vtrace agent answered")
 	// ErrBusy: another vtrace command reads the control channel.
 	ErrBusy = errors.New("control channel in use")
 	// ErrTimeout: the agent did not answer in time.
@@ -77,10 +79,10 @@ type Session struct {
 	dir    string
 	opts   Options
 	in     *os.File // DIR/agent-ctl-path.in, written
-	out    *os.File // DIR/agent-ctl-path.out, read; nil in seed mode
+	out    *os.File // DIR/agent-ctl-path.out, read; nil in line-protocol mode
 	outDir string
 
-	hello *wire.HelloReply // nil in seed mode
+	hello *wire.HelloReply // nil in line-protocol mode
 	id    uint64
 
 	demux wire.Demux
@@ -98,8 +100,8 @@ type Session struct {
 }
 
 // Open opens the control channel of the FIFO directory dir and says Hello.
-// Without an answer within opts.HandshakeTimeout the Session is in seed
-// mode (Seed reports true) and holds no descriptor. An agent that answers
+// Without an answer within opts.HandshakeTimeout the Session is in
+// line-protocol mode (LineProtocol reports true) and holds no descriptor. An agent that answers
 // with something other than a HelloReply is an error.
 func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 	if opts.HandshakeTimeout <= 0 {
@@ -191,7 +193,7 @@ func (s *Session) handshake(ctx context.Context) error {
 			if bad != nil {
 				return fmt.Errorf("handshake on %s: the agent answered with frames that make no HelloReply: %w", s.outDir, bad)
 			}
-			s.seed()
+			s.useLineProtocol()
 			return nil
 		}
 		if err != nil {
@@ -219,22 +221,23 @@ func (s *Session) handshake(ctx context.Context) error {
 	}
 }
 
-// seed switches to the seed's bare orders: the descriptors go, and with
-// them the lock, since nothing will be read.
-func (s *Session) seed() {
+// useLineProtocol switches to the line protocol's bare orders: the
+// descriptors go, and with them the lock, since nothing will be read.
+func (s *Session) useLineProtocol() {
 	s.closeFiles()
 }
 
-// Seed reports whether no agent answered the handshake.
-func (s *Session) Seed() bool { return s.hello == nil }
+// LineProtocol reports whether no agent answered the handshake: the
+// Session then sends the line protocol's bare orders and nothing else.
+func (s *Session) LineProtocol() bool { return s.hello == nil }
 
-// Hello is the agent's HelloReply; nil in seed mode.
+// Hello is the agent's HelloReply; nil in line-protocol mode.
 func (s *Session) Hello() *wire.HelloReply { return s.hello }
 
-// SeedNotice is the one line that says why the Session speaks the seed's
-// orders.
-func (s *Session) SeedNotice() string {
-	return fmt.Sprintf("no vtrace agent answered on %s within %v: using the seed's bare orders", s.outDir, s.opts.HandshakeTimeout)
+// LineProtocolNotice is the one line that says why the Session sends the
+// line protocol's bare orders.
+func (s *Session) LineProtocolNotice() string {
+	return fmt.Sprintf("no vtrace agent answered on %s within %v: using the line protocol's bare orders", s.outDir, s.opts.HandshakeTimeout)
 }
 
 // Stats returns the last Stats the agent sent, or nil.
@@ -401,8 +404,8 @@ func (s *Session) note(err error) {
 // call sends req (whose id is id) and waits for the reply of type want
 // with the same id. An Error for id (or for no id) is returned as an error.
 func (s *Session) call(ctx context.Context, req wire.Message, id uint64, want wire.Type, timeout time.Duration) (wire.Message, error) {
-	if s.Seed() {
-		return nil, fmt.Errorf("send %v: %w", req.Type(), ErrSeed)
+	if s.LineProtocol() {
+		return nil, fmt.Errorf("send %v: %w", req.Type(), ErrLineProtocol)
 	}
 	if err := s.send(req); err != nil {
 		return nil, err
@@ -464,12 +467,13 @@ func agentError(e *wire.Error) error {
 }
 
 // Start asks the agent to record with settings and waits for its answer.
-// In seed mode it writes the bare start order, and settings must be empty.
+// In line-protocol mode it writes the bare start order, and settings must
+// be empty.
 func (s *Session) Start(ctx context.Context, settings wire.Settings) error {
-	if s.Seed() {
+	if s.LineProtocol() {
 		if !settings.IsZero() {
-			return fmt.Errorf("start recording with settings: %w on %s within %v, and the seed's agent cannot apply settings: start a vtrace agent in the guest, or drop --events, --filter, --buffer-size, --clock and --instance",
-				ErrSeed, s.outDir, s.opts.HandshakeTimeout)
+			return fmt.Errorf("start recording with settings: %w on %s within %v, and an agent that speaks only the line protocol (the kernel's C agent) cannot apply settings: start a vtrace agent in the guest, or drop --events, --filter, --buffer-size, --clock and --instance",
+				ErrLineProtocol, s.outDir, s.opts.HandshakeTimeout)
 		}
 		return orders.Send(ctx, s.dir, orders.Start, s.opts.OpenTimeout)
 	}
@@ -490,10 +494,10 @@ func (s *Session) Start(ctx context.Context, settings wire.Settings) error {
 
 // Stop asks the agent to stop and waits, at most timeout, for its
 // StopReply, which it sends once its last pages are pushed: the data
-// FIFOs must be read meanwhile. In seed mode it writes the bare stop order
+// FIFOs must be read meanwhile. In line-protocol mode it writes the bare stop order
 // and returns a nil reply.
 func (s *Session) Stop(ctx context.Context, timeout time.Duration) (*wire.StopReply, error) {
-	if s.Seed() {
+	if s.LineProtocol() {
 		return nil, orders.Send(ctx, s.dir, orders.Stop, s.opts.OpenTimeout)
 	}
 	if timeout <= 0 {
@@ -513,8 +517,8 @@ func (s *Session) Stop(ctx context.Context, timeout time.Duration) (*wire.StopRe
 
 // Status asks the agent what it is doing.
 func (s *Session) Status(ctx context.Context) (*wire.Status, error) {
-	if s.Seed() {
-		return nil, fmt.Errorf("ask for the agent's status: %w on %s within %v: the seed's agent cannot say", ErrSeed, s.outDir, s.opts.HandshakeTimeout)
+	if s.LineProtocol() {
+		return nil, fmt.Errorf("ask for the agent's status: %w on %s within %v: the line protocol has no status", ErrLineProtocol, s.outDir, s.opts.HandshakeTimeout)
 	}
 	id := s.nextID()
 	m, err := s.call(ctx, &wire.StatusRequest{ID: id}, id, wire.TypeStatus, s.opts.ReplyTimeout)
@@ -528,7 +532,7 @@ func (s *Session) Status(ctx context.Context) (*wire.Status, error) {
 // function set with OnStats and skipping everything else. It returns nil
 // when ctx is done, or why the channel cannot be read.
 func (s *Session) Watch(ctx context.Context) error {
-	if s.Seed() {
+	if s.LineProtocol() {
 		<-ctx.Done()
 		return nil
 	}

@@ -169,10 +169,10 @@ func TestWriteHeaderLayout(t *testing.T) {
 }
 
 // pages makes n synthetic pages plus extra trailing bytes.
-func pages(n, extra int, seed byte) []byte {
+func pages(n, extra int, base byte) []byte {
 	b := make([]byte, n*4096+extra)
 	for i := range b {
-		b[i] = seed + byte(i*7)
+		b[i] = base + byte(i*7)
 	}
 	return b
 }
