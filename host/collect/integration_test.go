@@ -318,6 +318,9 @@ func TestIntegrationCollectAgent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := runAsync(ctx, collect.Config{Dir: dir, Out: out, Start: true, OrderTimeout: 30 * time.Second})
+	// OUT/meta is saved just before the start order goes out; a cancel
+	// while collect still fetches the metadata is an interrupted capture.
+	waitFor(t, "collect to save the metadata", func() bool { return exists(filepath.Join(out, collect.MetaDir)) })
 
 	// A workload on every CPU: processes that start, switch and exit.
 	for cpu := range cpus {
@@ -328,6 +331,23 @@ func TestIntegrationCollectAgent(t *testing.T) {
 	}
 	// Record nothing more, so that after the stop the buffers are empty.
 	writeTracefs(t, filepath.Join(inst, "tracing_on"), "0")
+	// End the capture once the agent streams (it took the start order)
+	// and collect has read what the control channel held (its answer).
+	waitFor(t, "the agent to stream", func() bool {
+		for cpu := range cpus {
+			if st, err := os.Stat(filepath.Join(out, collect.FileName(cpu))); err == nil && st.Size() > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	_, ctlOut := fifo.Paths(dir, fifo.CtlName)
+	ctl, err := sys.Open(ctlOut, sys.FIFOReadNonblock, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close(ctl)
+	waitFor(t, "collect to read the agent's replies", func() bool { n, err := sys.PipeBuffered(ctl); return err == nil && n == 0 })
 	cancel()
 	r := <-done
 	if r.err != nil {
