@@ -84,7 +84,7 @@ func (a *agent) fetchMeta(ctx context.Context, sum *Summary) error {
 func (a *agent) save(sum *Summary) error {
 	dir := filepath.Join(a.cfg.Out, MetaDir)
 	if err := meta.Save(a.set, dir); err != nil {
-		return fmt.Errorf("save the agent's metadata: %w", err)
+		return err // "save metadata: ..."
 	}
 	sum.Meta = dir
 	return nil

@@ -39,7 +39,7 @@ func prepareOut(out string, force bool) error {
 	for _, name := range old {
 		// RemoveAll does not follow a symlink named meta: it removes the link.
 		if err := os.RemoveAll(filepath.Join(out, name)); err != nil {
-			return fmt.Errorf("remove earlier capture file: %w", err)
+			return fmt.Errorf("replace the earlier capture: %w", err)
 		}
 	}
 	return nil

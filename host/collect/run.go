@@ -57,7 +57,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	layout := ringbuf.DefaultLayout()
 	layout.PageSize = cfg.PageSize
 	if err := layout.Validate(); err != nil {
-		return sum, fmt.Errorf("check page size %d: %w", cfg.PageSize, err)
+		return sum, fmt.Errorf("check the ring-buffer layout: %w", err)
 	}
 	if err := prepareOut(cfg.Out, cfg.Force); err != nil {
 		return sum, err

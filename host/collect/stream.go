@@ -40,7 +40,7 @@ func openStreams(cfg Config, cpus []int, sum *Summary) ([]*stream, error) {
 		_, path := fifo.Paths(cfg.Dir, fifo.TraceName(cpu))
 		in, err := fifo.Open(path, sys.FIFOReadNonblock)
 		if err != nil {
-			return fail(fmt.Errorf("open CPU %d's stream: %w", cpu, err))
+			return fail(fmt.Errorf("read CPU %d's stream: %w", cpu, err))
 		}
 		if _, err := sys.SetPipeSize(in, cfg.FIFOSize); err != nil {
 			sum.Notes = append(sum.Notes, fmt.Sprintf("CPU %d: keep the FIFO's default buffer: %v", cpu, err))
@@ -142,18 +142,18 @@ func finish(streams []*stream, sum *Summary) error {
 		keep := size - size%int64(sum.PageSize)
 		if keep < size {
 			if err := sys.Ftruncate(s.out, keep); err != nil && first == nil {
-				first = fmt.Errorf("truncate %s to whole pages: %w", s.file, err)
+				first = fmt.Errorf("cut %s to whole pages: %w", s.file, err)
 			}
 			s.dropped = size - keep
 			s.written.Store(keep)
 			sum.Notes = append(sum.Notes, fmt.Sprintf("CPU %d: cut a trailing partial page of %d bytes from %s", s.cpu, s.dropped, s.file))
 		}
 		if err := sys.Fsync(s.out); err != nil && first == nil {
-			first = fmt.Errorf("fsync %s: %w", s.file, err)
+			first = fmt.Errorf("make %s durable: %w", s.file, err)
 		}
 	}
 	if err := sys.SyncDir(sum.Out); err != nil && first == nil {
-		first = fmt.Errorf("fsync the capture directory: %w", err)
+		first = fmt.Errorf("make the capture directory durable: %w", err)
 	}
 	// OUT is often new, and its parent holds its name; that parent may
 	// not be ours to read, so this one is best effort.
@@ -167,9 +167,11 @@ func finish(streams []*stream, sum *Summary) error {
 func closeStreams(streams []*stream, remove bool) error {
 	var first error
 	for _, s := range streams {
-		sys.Close(s.in)
+		if err := sys.Close(s.in); err != nil && first == nil {
+			first = fmt.Errorf("finish reading %s: %w", s.fifo, err)
+		}
 		if err := sys.Close(s.out); err != nil && first == nil {
-			first = fmt.Errorf("close %s: %w", s.file, err)
+			first = fmt.Errorf("finish writing %s: %w", s.file, err)
 		}
 		if remove {
 			os.Remove(s.file)

@@ -395,7 +395,7 @@ func readDirCapped(dir string, limit int) ([]os.DirEntry, error) {
 	}
 	defer f.Close()
 	ents, err := f.ReadDir(limit + 1)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read directory %s: %w", dir, err)
 	}
 	if len(ents) > limit {
@@ -429,7 +429,7 @@ func readCapped(path string, limit int) ([]byte, error) {
 		}
 		n, err := f.Read(b[len(b):min(cap(b), limit+1)])
 		b = b[:len(b)+n]
-		if err == io.EOF || len(b) > limit {
+		if errors.Is(err, io.EOF) || len(b) > limit {
 			break
 		}
 		if err != nil {

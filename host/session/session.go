@@ -97,6 +97,7 @@ type Session struct {
 	mu        sync.Mutex // guards cancelled against the read deadline
 	cancelled bool
 	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open opens the control channel of the FIFO directory dir and says Hello.
@@ -123,7 +124,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 	s.id = uint64(time.Now().UnixNano()) & (1<<40 - 1) << 8
 	in, err := orders.OpenIn(ctx, dir, opts.OpenTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("open the control channel: %w", err)
+		return nil, err // "open DIR/agent-ctl-path.in: ..."
 	}
 	s.in = in
 	if err := s.openOut(outPath); err != nil {
@@ -143,10 +144,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 func (s *Session) openOut(path string) error {
 	fd, err := fifo.Open(path, sys.FIFOReadNonblock)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("open the control channel: %w: run `vtrace host setup <domain>` first", err)
+		return fmt.Errorf("%w: run `vtrace host setup <domain>` first", err)
 	}
 	if err != nil {
-		return fmt.Errorf("open the control channel: %w", err)
+		return err // "open DIR/agent-ctl-path.out: ..."
 	}
 	ok, err := sys.TryLock(fd)
 	if err != nil {
@@ -193,8 +194,7 @@ func (s *Session) handshake(ctx context.Context) error {
 			if bad != nil {
 				return fmt.Errorf("handshake on %s: the agent answered with frames that make no HelloReply: %w", s.outDir, bad)
 			}
-			s.useLineProtocol()
-			return nil
+			return s.useLineProtocol()
 		}
 		if err != nil {
 			return fmt.Errorf("handshake: %w", err)
@@ -223,8 +223,8 @@ func (s *Session) handshake(ctx context.Context) error {
 
 // useLineProtocol switches to the line protocol's bare orders: the
 // descriptors go, and with them the lock, since nothing will be read.
-func (s *Session) useLineProtocol() {
-	s.closeFiles()
+func (s *Session) useLineProtocol() error {
+	return s.closeFiles()
 }
 
 // LineProtocol reports whether no agent answered the handshake: the
@@ -251,8 +251,9 @@ func (s *Session) Problems() (int, error) { return s.skipped, s.problem }
 // while the Session reads (in Watch, or while it waits for a reply).
 func (s *Session) OnStats(fn func([]wire.CPUStats)) { s.onStats = fn }
 
-// Close releases the descriptors. It may be called from another goroutine
-// to interrupt a wait, and more than once.
+// Close releases the descriptors and returns the first error closing them
+// gave. It may be called from another goroutine to interrupt a wait, and
+// more than once: every call returns the same error.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	s.cancelled = true
@@ -260,21 +261,26 @@ func (s *Session) Close() error {
 		s.out.SetReadDeadline(time.Unix(1, 0))
 	}
 	s.mu.Unlock()
-	s.closeOnce.Do(s.closeFiles)
-	return nil
+	s.closeOnce.Do(func() { s.closeErr = s.closeFiles() })
+	return s.closeErr
 }
 
-func (s *Session) closeFiles() {
+// closeFiles closes both FIFOs and returns the first error.
+func (s *Session) closeFiles() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var first error
 	if s.in != nil {
-		s.in.Close()
+		first = s.in.Close()
 		s.in = nil
 	}
 	if s.out != nil {
-		s.out.Close()
+		if err := s.out.Close(); first == nil {
+			first = err
+		}
 		s.out = nil
 	}
+	return first
 }
 
 func (s *Session) nextID() uint64 {
@@ -295,7 +301,7 @@ func (s *Session) write(b []byte, what string) error {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return fmt.Errorf("send %s to %s: the channel stayed full for %v: nobody reads it", what, in.Name(), s.opts.ReplyTimeout)
 		}
-		return fmt.Errorf("send %s to %s: %w", what, in.Name(), err)
+		return fmt.Errorf("send %s: %w", what, err) // err names the FIFO
 	}
 	return nil
 }
@@ -392,7 +398,7 @@ func (s *Session) read(ctx context.Context, deadline time.Time) (int, error) {
 		}
 		return n, ErrTimeout
 	}
-	return n, fmt.Errorf("read %s: %w", out.Name(), err)
+	return n, err // "read DIR/agent-ctl-path.out: ..."
 }
 
 // note remembers a frame that was skipped.
@@ -428,7 +434,7 @@ func (s *Session) call(ctx context.Context, req wire.Message, id uint64, want wi
 			continue
 		}
 		if e, ok := msg.(*wire.Error); ok && (e.ID == id || e.ID == 0) {
-			return nil, fmt.Errorf("%v: %w", req.Type(), agentError(e))
+			return nil, agentError(e) // the caller names the request
 		}
 		if msg.Type() == want && replyID(msg) == id {
 			return msg, nil
