@@ -59,6 +59,7 @@ func feed(w *os.File, chunk int) <-chan error {
 // with an error naming the file, which keeps only whole pages; the binary
 // exits non-zero and still prints the summary.
 func TestIntegrationCollectFullDisk(t *testing.T) {
+	checkFDs(t)
 	disk := tinyTmpfs(t, "256k")
 	dir := fifoDir(t, 1)
 	out := filepath.Join(disk, "capture")
@@ -298,6 +299,7 @@ func startAgent(t *testing.T, inst, dir string) {
 // guest agent of this repository on a private ftrace instance: every event
 // the kernel says was read from each CPU's buffer is in that CPU's file.
 func TestIntegrationCollectAgent(t *testing.T) {
+	checkFDs(t)
 	testutil.BuildVtrace(t) // before tracing: a build would fill the buffers
 	inst := testutil.Instance(t, "vtrace-collect-agent")
 	cpus := instanceCPUs(t, inst)
@@ -317,10 +319,20 @@ func TestIntegrationCollectAgent(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := runAsync(ctx, collect.Config{Dir: dir, Out: out, Start: true, OrderTimeout: 30 * time.Second})
-	// OUT/meta is saved just before the start order goes out; a cancel
-	// while collect still fetches the metadata is an interrupted capture.
-	waitFor(t, "collect to save the metadata", func() bool { return exists(filepath.Join(out, collect.MetaDir)) })
+	started := make(chan struct{})
+	done := make(chan result, 1)
+	go func() {
+		sum, err := collect.RunStarted(ctx, collect.Config{Dir: dir, Out: out, Start: true, OrderTimeout: 30 * time.Second},
+			func() { close(started) })
+		done <- result{sum, err}
+	}()
+	// The workload runs while the agent records: a cancel before the
+	// agent answered the start order is an interrupted capture.
+	select {
+	case <-started:
+	case r := <-done:
+		t.Fatalf("Run: %v before the capture started", r.err)
+	}
 
 	// A workload on every CPU: processes that start, switch and exit.
 	for cpu := range cpus {
@@ -331,23 +343,6 @@ func TestIntegrationCollectAgent(t *testing.T) {
 	}
 	// Record nothing more, so that after the stop the buffers are empty.
 	writeTracefs(t, filepath.Join(inst, "tracing_on"), "0")
-	// End the capture once the agent streams (it took the start order)
-	// and collect has read what the control channel held (its answer).
-	waitFor(t, "the agent to stream", func() bool {
-		for cpu := range cpus {
-			if st, err := os.Stat(filepath.Join(out, collect.FileName(cpu))); err == nil && st.Size() > 0 {
-				return true
-			}
-		}
-		return false
-	})
-	_, ctlOut := fifo.Paths(dir, fifo.CtlName)
-	ctl, err := sys.Open(ctlOut, sys.FIFOReadNonblock, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sys.Close(ctl)
-	waitFor(t, "collect to read the agent's replies", func() bool { n, err := sys.PipeBuffered(ctl); return err == nil && n == 0 })
 	cancel()
 	r := <-done
 	if r.err != nil {

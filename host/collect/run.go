@@ -30,12 +30,17 @@ type capture struct {
 	wake    *sys.Waker // woken once, when the phase leaves phaseRun
 	settle  time.Duration
 	drainBy atomic.Int64 // unix nanoseconds; set when draining starts
+	onStart func()       // when not nil, called once the capture started (tests)
 }
 
 // Run collects until ctx is done, cfg.Duration passes or a stream fails,
 // then drains the FIFOs and returns what was saved. The Summary is valid
 // (and worth printing) even when err is not nil, unless nothing was opened.
-func Run(ctx context.Context, cfg Config) (Summary, error) {
+func Run(ctx context.Context, cfg Config) (Summary, error) { return run(ctx, cfg, nil) }
+
+// run is Run calling onStart, when not nil, once the capture started: the
+// agent answered the start order, or at once without Start.
+func run(ctx context.Context, cfg Config, onStart func()) (Summary, error) {
 	cfg = withDefaults(cfg)
 	sum := Summary{Out: cfg.Out}
 	if !cfg.Start && !cfg.Settings.IsZero() {
@@ -81,7 +86,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	defer wake.Close()
 
-	c := &capture{cfg: cfg, agent: ag, wake: wake}
+	c := &capture{cfg: cfg, agent: ag, wake: wake, onStart: onStart}
 	if cfg.Start {
 		c.settle = cfg.Settle
 	}
@@ -166,6 +171,9 @@ func (c *capture) wait(ctx context.Context, errs <-chan error, sum *Summary) (bo
 			end(phaseAbort)
 			return false, err
 		}
+	}
+	if c.onStart != nil {
+		c.onStart()
 	}
 	var timeout <-chan time.Time
 	if cfg.Duration > 0 {
