@@ -1,6 +1,4 @@
 // Package host holds the host half of vtrace: FIFO setup, libvirt domain
-// patching, start/stop orders and collection. Subpackages do the work; this
-// file only anchors the directory and the dependency on go-libvirt.
+// patching, start/stop orders, collection and trace.dat writing. The work
+// is done in its subpackages; this package has no code.
 package host
-
-import _ "github.com/digitalocean/go-libvirt"

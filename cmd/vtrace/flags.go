@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vtrace/vtrace/guest"
-	"github.com/vtrace/vtrace/host/control"
+	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/proto/wire"
@@ -58,7 +58,7 @@ type agentFlags struct {
 }
 
 func (a *agentFlags) addFlags(cmd *cobra.Command, timeoutHelp string) {
-	cmd.Flags().DurationVar(&a.timeout, "timeout", control.DefaultTimeout, timeoutHelp)
+	cmd.Flags().DurationVar(&a.timeout, "timeout", orders.DefaultTimeout, timeoutHelp)
 	cmd.Flags().DurationVar(&a.handshake, "handshake-timeout", session.DefaultHandshakeTimeout,
 		"how long to wait for the agent's answer to the handshake before sending the line protocol's bare orders (the kernel's C agent)")
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vtrace/vtrace/host/collect"
-	"github.com/vtrace/vtrace/host/control"
+	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/internal/sys"
 )
@@ -56,7 +56,7 @@ protocol's bare orders: raw pages only.`,
 	f.BoolVar(&opts.cfg.Start, "start", false, "send the start order once every FIFO is open, and the stop order at the end")
 	f.BoolVar(&opts.cfg.Force, "force", false, "replace an earlier capture in OUTDIR")
 	f.IntVar(&opts.cfg.PageSize, "page-size", collect.DefaultPageSize, "the guest's ring-buffer page size (default: the agent's, else 4096)")
-	f.DurationVar(&opts.cfg.OrderTimeout, "timeout", control.DefaultTimeout, "with --start, how long to wait for a reader of the control FIFO, and for each reply")
+	f.DurationVar(&opts.cfg.OrderTimeout, "timeout", orders.DefaultTimeout, "with --start, how long to wait for a reader of the control FIFO, and for each reply")
 	f.DurationVar(&opts.cfg.HandshakeTimeout, "handshake-timeout", session.DefaultHandshakeTimeout, "with --start, how long to wait for the agent's answer to the handshake")
 	opts.settings.addFlags(cmd)
 	f.DurationVar(&opts.cfg.Settle, "settle", collect.DefaultSettle, "with --start, how long the streams must stay quiet after the stop order")

@@ -8,27 +8,27 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vtrace/vtrace/host/control"
+	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/host/session"
 )
 
 type hostOrderOptions struct {
 	target
 	agentFlags
-	order    control.Order
+	order    orders.Order
 	settings settingsFlags
 	out      io.Writer
 	log      io.Writer
 }
 
-func newHostStartCmd() *cobra.Command { return newHostOrderCmd(control.Start) }
-func newHostStopCmd() *cobra.Command  { return newHostOrderCmd(control.Stop) }
+func newHostStartCmd() *cobra.Command { return newHostOrderCmd(orders.Start) }
+func newHostStopCmd() *cobra.Command  { return newHostOrderCmd(orders.Stop) }
 
-func newHostOrderCmd(order control.Order) *cobra.Command {
+func newHostOrderCmd(order orders.Order) *cobra.Command {
 	opts := hostOrderOptions{order: order}
-	short := map[control.Order]string{
-		control.Start: "Tell the guest agent to start recording",
-		control.Stop:  "Tell the guest agent to stop recording",
+	short := map[orders.Order]string{
+		orders.Start: "Tell the guest agent to start recording",
+		orders.Stop:  "Tell the guest agent to stop recording",
 	}[order]
 	cmd := &cobra.Command{
 		Use:   order.String() + " [<domain> | --dir DIR]",
@@ -51,7 +51,7 @@ open.`,
 	}
 	opts.target.addFlags(cmd)
 	opts.agentFlags.addFlags(cmd, "how long to wait for a reader of the control FIFO, and for the agent's reply")
-	if order == control.Start {
+	if order == orders.Start {
 		opts.settings.addFlags(cmd)
 	}
 	return cmd
@@ -69,16 +69,16 @@ func runHostOrder(ctx context.Context, opts hostOrderOptions) error {
 	defer sess.Close()
 	// No answer to the handshake: the line protocol's bare orders, which
 	// have no reply.
-	bare := sess.Seed()
+	bare := sess.LineProtocol()
 	if bare && settings.IsZero() {
-		fmt.Fprintln(opts.log, sess.SeedNotice())
+		fmt.Fprintln(opts.log, sess.LineProtocolNotice())
 	}
-	if opts.order == control.Start {
+	if opts.order == orders.Start {
 		if err := sess.Start(ctx, settings); err != nil {
 			return err
 		}
 		if bare {
-			fmt.Fprintf(opts.out, "sent the start order to %s\n", control.Path(dir))
+			fmt.Fprintf(opts.out, "sent the start order to %s\n", orders.Path(dir))
 			return nil
 		}
 		fmt.Fprintf(opts.out, "the agent is recording: settings %s\n", session.Describe(settings))
@@ -92,7 +92,7 @@ func runHostOrder(ctx context.Context, opts hostOrderOptions) error {
 		return err
 	}
 	if bare {
-		fmt.Fprintf(opts.out, "sent the stop order to %s\n", control.Path(dir))
+		fmt.Fprintf(opts.out, "sent the stop order to %s\n", orders.Path(dir))
 		return nil
 	}
 	fmt.Fprintln(opts.out, "the agent stopped recording; its final counters:")

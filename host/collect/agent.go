@@ -16,28 +16,22 @@ import (
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
-// MetaDir and TraceDat name what a capture holds besides its raw files.
-const (
-	MetaDir  = "meta"
-	TraceDat = "trace.dat"
-)
-
 // agent is collect's side of the conversation with the guest agent
-// (with Config.Start only): a protocol session, or the seed's bare orders
-// when no agent answered the handshake. It keeps the splice loop free of
+// (with Config.Start only): a protocol session, or the line protocol's
+// bare orders when no agent answered the handshake. It keeps the splice loop free of
 // the protocol.
 type agent struct {
 	cfg   Config
 	sess  *session.Session
-	set   *meta.Set                       // metadata so far; nil in seed mode
+	set   *meta.Set                       // metadata so far; nil in line-protocol mode
 	stats atomic.Pointer[[]wire.CPUStats] // the last Stats, for the progress line
 
 	watchStop context.CancelFunc
 	watchDone sync.WaitGroup
 }
 
-// openAgent says Hello; in seed mode it prints the notice on cfg.Log and
-// refuses settings.
+// openAgent says Hello; in line-protocol mode it prints the notice on
+// cfg.Log and refuses settings.
 func openAgent(ctx context.Context, cfg Config, sum *Summary) (*agent, error) {
 	sess, err := session.Open(ctx, cfg.Dir, session.Options{
 		OpenTimeout: cfg.OrderTimeout, HandshakeTimeout: cfg.HandshakeTimeout, ReplyTimeout: cfg.OrderTimeout,
@@ -46,13 +40,13 @@ func openAgent(ctx context.Context, cfg Config, sum *Summary) (*agent, error) {
 		return nil, err
 	}
 	a := &agent{cfg: cfg, sess: sess}
-	if sess.Seed() {
+	if sess.LineProtocol() {
 		if !cfg.Settings.IsZero() {
 			sess.Close()
-			return nil, fmt.Errorf("check the recording's settings: %w on the control channel within %v, and the seed's agent cannot apply --events, --filter, --buffer-size, --clock or --instance",
-				session.ErrSeed, cfg.HandshakeTimeout)
+			return nil, fmt.Errorf("check the recording's settings: %w on the control channel within %v, and an agent that speaks only the line protocol (the kernel's C agent) cannot apply --events, --filter, --buffer-size, --clock or --instance",
+				session.ErrLineProtocol, cfg.HandshakeTimeout)
 		}
-		notice := sess.SeedNotice() + "; the capture will be raw pages only (no metadata, no trace.dat)"
+		notice := sess.LineProtocolNotice() + "; the capture will be raw pages only (no metadata, no trace.dat)"
 		if cfg.Log != nil {
 			fmt.Fprintln(cfg.Log, notice)
 		}
@@ -64,7 +58,7 @@ func openAgent(ctx context.Context, cfg Config, sum *Summary) (*agent, error) {
 	return a, nil
 }
 
-func (a *agent) protocol() bool { return a != nil && !a.sess.Seed() }
+func (a *agent) protocol() bool { return a != nil && !a.sess.LineProtocol() }
 
 func (a *agent) close() {
 	if a != nil {
@@ -90,7 +84,7 @@ func (a *agent) fetchMeta(ctx context.Context, sum *Summary) error {
 func (a *agent) save(sum *Summary) error {
 	dir := filepath.Join(a.cfg.Out, MetaDir)
 	if err := meta.Save(a.set, dir); err != nil {
-		return fmt.Errorf("save the agent's metadata: %w", err)
+		return err // "save metadata: ..."
 	}
 	sum.Meta = dir
 	return nil

@@ -85,6 +85,7 @@ func waitWriter(t *testing.T, dir string, cpu int, check func()) *os.File {
 // nor ring-buffer data: the file keeps the whole pages, the tail is cut and
 // reported, and the page reader's complaint reaches the summary.
 func TestCollectOddSizesAndGarbage(t *testing.T) {
+	checkFDs(t)
 	dir := fifoDir(t, 2)
 	out := filepath.Join(t.TempDir(), "capture")
 	var progress bytes.Buffer
@@ -144,6 +145,7 @@ func TestCollectOddSizesAndGarbage(t *testing.T) {
 }
 
 func TestCollectRefusesOverwrite(t *testing.T) {
+	checkFDs(t)
 	dir := fifoDir(t, 1)
 	out := t.TempDir()
 	old := filepath.Join(out, "cpu0.raw")
@@ -184,33 +186,17 @@ func TestCollectRefusesOverwrite(t *testing.T) {
 }
 
 func TestCollectNoFIFOs(t *testing.T) {
+	checkFDs(t)
 	_, err := collect.Run(context.Background(), collect.Config{Dir: t.TempDir(), Out: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "vtrace host setup") {
 		t.Errorf("Run without FIFOs: got %v, want an error pointing to vtrace host setup", err)
 	}
 }
 
-func TestDiscover(t *testing.T) {
-	dir := t.TempDir()
-	for _, name := range []string{"trace-path-cpu0.out", "trace-path-cpu10.out", "trace-path-cpu2.out",
-		"trace-path-cpu2.in", "trace-path-cpu01.out", "trace-path-cpu-1.out", "trace-path-cpu.out",
-		"trace-path-cpu3.out.bak", "agent-ctl-path.out"} {
-		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cpus, err := collect.Discover(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := cpus, []int{0, 2, 10}; !slices.Equal(got, want) {
-		t.Errorf("Discover: got %v, want %v", got, want)
-	}
-}
-
 // TestCollectStartFailsCleanly: with Start and nobody reading the control
 // FIFO, Run fails after the order timeout and leaves no capture behind.
 func TestCollectStartFailsCleanly(t *testing.T) {
+	checkFDs(t)
 	dir := fifoDir(t, 1)
 	out := filepath.Join(t.TempDir(), "capture")
 	_, err := collect.Run(context.Background(), collect.Config{Dir: dir, Out: out, Start: true, OrderTimeout: 200 * time.Millisecond})
@@ -225,6 +211,7 @@ func TestCollectStartFailsCleanly(t *testing.T) {
 // TestCollectDrainBounded: with Start, a stream that never goes quiet ends
 // the drain at DrainTimeout, and the summary says so.
 func TestCollectDrainBounded(t *testing.T) {
+	checkFDs(t)
 	dir := fifoDir(t, 1)
 	// Someone reads the orders, as qemu does.
 	ctl, err := sys.Open(filepath.Join(dir, fifo.CtlName+".in"), sys.FIFOReadNonblock, 0)

@@ -59,6 +59,7 @@ func feed(w *os.File, chunk int) <-chan error {
 // with an error naming the file, which keeps only whole pages; the binary
 // exits non-zero and still prints the summary.
 func TestIntegrationCollectFullDisk(t *testing.T) {
+	checkFDs(t)
 	disk := tinyTmpfs(t, "256k")
 	dir := fifoDir(t, 1)
 	out := filepath.Join(disk, "capture")
@@ -298,6 +299,7 @@ func startAgent(t *testing.T, inst, dir string) {
 // guest agent of this repository on a private ftrace instance: every event
 // the kernel says was read from each CPU's buffer is in that CPU's file.
 func TestIntegrationCollectAgent(t *testing.T) {
+	checkFDs(t)
 	testutil.BuildVtrace(t) // before tracing: a build would fill the buffers
 	inst := testutil.Instance(t, "vtrace-collect-agent")
 	cpus := instanceCPUs(t, inst)
@@ -317,7 +319,20 @@ func TestIntegrationCollectAgent(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := runAsync(ctx, collect.Config{Dir: dir, Out: out, Start: true, OrderTimeout: 30 * time.Second})
+	started := make(chan struct{})
+	done := make(chan result, 1)
+	go func() {
+		sum, err := collect.RunStarted(ctx, collect.Config{Dir: dir, Out: out, Start: true, OrderTimeout: 30 * time.Second},
+			func() { close(started) })
+		done <- result{sum, err}
+	}()
+	// The workload runs while the agent records: a cancel before the
+	// agent answered the start order is an interrupted capture.
+	select {
+	case <-started:
+	case r := <-done:
+		t.Fatalf("Run: %v before the capture started", r.err)
+	}
 
 	// A workload on every CPU: processes that start, switch and exit.
 	for cpu := range cpus {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -98,7 +98,7 @@ func checkPatched(t *testing.T, in, out []byte, spec Spec) {
 	if cpus == 0 {
 		cpus = info.CPUs
 	}
-	want := fifo.Channels(cpus)
+	want := channel.Names(cpus)
 	if got := info.ChannelNames(); strings.Join(sortedCopy(got), ",") != strings.Join(sortedCopy(want), ",") {
 		t.Errorf("channels %q, want %q", got, want)
 	}

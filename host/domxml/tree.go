@@ -172,3 +172,10 @@ func removal(doc []byte, n *node) edit {
 	}
 	return edit{n.start, n.end, ""}
 }
+
+func (n *node) allOrNil(name string) []*node {
+	if n == nil {
+		return nil
+	}
+	return n.all(name)
+}

@@ -20,7 +20,7 @@ func Open(path string, flags int) (int, error) {
 	st, err := sys.FstatFd(fd)
 	if err != nil {
 		sys.Close(fd)
-		return -1, fmt.Errorf("stat %s: %w", path, err)
+		return -1, fmt.Errorf("check %s: %w", path, err)
 	}
 	if st.Mode.Type() != fs.ModeNamedPipe {
 		sys.Close(fd)

@@ -3,9 +3,10 @@ package meta
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/vtrace/vtrace/proto/wire"
 )
@@ -67,8 +68,8 @@ func FuzzSet(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Load of a saved set: %v", err)
 		}
-		if back.Clock != strings.TrimSpace(s.Clock) || !reflect.DeepEqual(back.Formats, s.Formats) {
-			t.Fatalf("round trip differs: %+v vs %+v", back, s)
+		if diff := cmp.Diff(s.Formats, back.Formats); back.Clock != strings.TrimSpace(s.Clock) || diff != "" {
+			t.Fatalf("round trip differs: clock %q, saved %q; formats (-saved +loaded):\n%s", back.Clock, s.Clock, diff)
 		}
 		if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 			t.Fatalf("Save wrote outside its directory: %v", ents)

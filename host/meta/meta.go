@@ -25,8 +25,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/vtrace/vtrace/internal/sys"
@@ -46,7 +44,7 @@ const (
 	MaxPrintk       = 16 << 20
 	MaxCmdlines     = 16 << 20 // saved_cmdlines, saved_tgids
 	MaxLine         = 4096     // trace_clock, uname
-	MaxCPUStat      = 64 << 10 // one per_cpu/cpuN/stats (CPU numbers go up to tracefs.MaxCPU)
+	MaxCPUStat      = 64 << 10 // one per_cpu/cpuN/stats
 	MaxFormatsTotal = 64 << 20 // all formats together
 )
 
@@ -122,97 +120,6 @@ func (s *Set) Validate() error {
 		}
 	}
 	return nil
-}
-
-// Events parses every format and maps each event id to its name. It fails
-// on a bad name, a format that does not parse, a name that differs from
-// its directory, or an id used twice.
-func (s *Set) Events() (map[uint16]Event, error) {
-	if len(s.Formats) == 0 {
-		return nil, errors.New("check metadata: no event formats (events/SYSTEM/EVENT/format)")
-	}
-	if len(s.Formats) > MaxSystems {
-		return nil, fmt.Errorf("check metadata: %d event systems, more than %d", len(s.Formats), MaxSystems)
-	}
-	ids := map[uint16]Event{}
-	total, n := 0, 0
-	for sys, evs := range s.Formats {
-		if !wire.ValidName(sys) {
-			return nil, fmt.Errorf("check metadata: invalid system name %q", clip.Text(sys, maxQuoted))
-		}
-		for ev, text := range evs {
-			path := "events/" + sys + "/" + clip.Text(ev, maxQuoted) + "/format"
-			if !wire.ValidName(ev) {
-				return nil, fmt.Errorf("check metadata: invalid event name %q in system %s", clip.Text(ev, maxQuoted), sys)
-			}
-			if n++; n > MaxEvents {
-				return nil, fmt.Errorf("check metadata: more than %d event formats", MaxEvents)
-			}
-			if err := capped(path, len(text), MaxFormat); err != nil {
-				return nil, err
-			}
-			if total += len(text); total > MaxFormatsTotal {
-				return nil, fmt.Errorf("check metadata: event formats larger than %d MiB together", MaxFormatsTotal>>20)
-			}
-			f, err := ParseFormat(text)
-			if err != nil {
-				return nil, fmt.Errorf("check metadata: %s: %w", path, err)
-			}
-			if f.Name != ev {
-				return nil, fmt.Errorf("check metadata: %s names event %q", path, f.Name)
-			}
-			if prev, dup := ids[f.ID]; dup {
-				return nil, fmt.Errorf("check metadata: %s reuses id %d of %s", path, f.ID, prev)
-			}
-			ids[f.ID] = Event{sys, ev}
-		}
-	}
-	return ids, nil
-}
-
-// Layout is the ring-buffer page layout the guest's header_page describes.
-func (s *Set) Layout() (ringbuf.Layout, error) {
-	return ringbuf.ParseHeaderPage(s.HeaderPage)
-}
-
-// SelectedClock is the clock trace_clock marks with brackets ("local"), or
-// "" when unknown.
-func (s *Set) SelectedClock() string {
-	i := strings.IndexByte(s.Clock, '[')
-	if i < 0 {
-		return ""
-	}
-	j := strings.IndexByte(s.Clock[i:], ']')
-	if j < 0 {
-		return ""
-	}
-	return s.Clock[i+1 : i+j]
-}
-
-// Systems returns the system names in order, ftrace first, as trace.dat
-// lists them.
-func (s *Set) Systems() []string {
-	names := make([]string, 0, len(s.Formats))
-	for sys := range s.Formats {
-		names = append(names, sys)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		if (names[i] == "ftrace") != (names[j] == "ftrace") {
-			return names[i] == "ftrace"
-		}
-		return names[i] < names[j]
-	})
-	return names
-}
-
-// EventNames returns the event names of one system in order.
-func (s *Set) EventNames(system string) []string {
-	names := make([]string, 0, len(s.Formats[system]))
-	for ev := range s.Formats[system] {
-		names = append(names, ev)
-	}
-	sort.Strings(names)
-	return names
 }
 
 func capped(name string, n, limit int) error {
@@ -379,7 +286,7 @@ func readDirCapped(dir string, limit int) ([]os.DirEntry, error) {
 	}
 	defer f.Close()
 	ents, err := f.ReadDir(limit + 1)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read directory %s: %w", dir, err)
 	}
 	if len(ents) > limit {
@@ -413,7 +320,7 @@ func readCapped(path string, limit int) ([]byte, error) {
 		}
 		n, err := f.Read(b[len(b):min(cap(b), limit+1)])
 		b = b[:len(b)+n]
-		if err == io.EOF || len(b) > limit {
+		if errors.Is(err, io.EOF) || len(b) > limit {
 			break
 		}
 		if err != nil {
@@ -433,70 +340,4 @@ func readOptional(path string, limit int) ([]byte, error) {
 		return nil, nil
 	}
 	return b, err
-}
-
-// Save writes s under dir in the layout Load reads, and makes it durable
-// before it returns. It validates s first, so no name in s can lead
-// outside dir.
-func Save(s *Set, dir string) error {
-	if err := s.Validate(); err != nil {
-		return fmt.Errorf("save metadata: %w", err)
-	}
-	write := func(rel string, b []byte) error {
-		p := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return fmt.Errorf("save metadata: %w", err)
-		}
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			return fmt.Errorf("save metadata: %w", err)
-		}
-		return nil
-	}
-	if err := write("events/header_page", s.HeaderPage); err != nil {
-		return err
-	}
-	if err := write("events/header_event", s.HeaderEvent); err != nil {
-		return err
-	}
-	for sys, evs := range s.Formats {
-		for ev, text := range evs {
-			if err := write(filepath.Join("events", sys, ev, "format"), text); err != nil {
-				return err
-			}
-		}
-	}
-	for _, f := range []struct {
-		name string
-		b    []byte
-	}{
-		{"kallsyms", s.Kallsyms}, {"printk_formats", s.PrintkFormats},
-		{"saved_cmdlines", s.Cmdlines}, {"saved_tgids", s.Tgids},
-		{"trace_clock", lineBytes(s.Clock)}, {"uname", lineBytes(s.Uname)},
-	} {
-		if f.b == nil {
-			continue
-		}
-		if err := write(f.name, f.b); err != nil {
-			return err
-		}
-	}
-	for cpu, b := range s.CPUStats {
-		if err := write(filepath.Join("cpustats", "cpu"+strconv.Itoa(cpu)), b); err != nil {
-			return err
-		}
-	}
-	// One syncfs makes every file and directory entry written above
-	// durable, dir's own entry in its parent included; an fsync of each of
-	// the thousands of formats and their directories costs seconds.
-	if err := sys.SyncFS(dir); err != nil {
-		return fmt.Errorf("save metadata: %w", err)
-	}
-	return nil
-}
-
-func lineBytes(s string) []byte {
-	if s == "" {
-		return nil
-	}
-	return []byte(s + "\n")
 }

@@ -5,10 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/vtrace/vtrace/internal/testutil"
 )
@@ -30,8 +31,8 @@ func TestLoadTracefsTree(t *testing.T) {
 	}
 	want := map[string]bool{"sched:sched_switch": true, "sched:sched_wakeup": true,
 		"irq:irq_handler_entry": true, "ftrace:print": true, "ftrace:function": true}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("events: got %v, want %v", got, want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
 	}
 	if c := s.SelectedClock(); c != "local" {
 		t.Errorf("selected clock %q, want local", c)
@@ -39,8 +40,8 @@ func TestLoadTracefsTree(t *testing.T) {
 	if len(s.CPUStats) != 2 || !strings.Contains(string(s.CPUStats[1]), "read events:") {
 		t.Errorf("cpu stats from per_cpu/cpuN/stats: %v", s.CPUStats)
 	}
-	if got := s.Systems(); !reflect.DeepEqual(got, []string{"ftrace", "irq", "sched"}) {
-		t.Errorf("systems in trace.dat order: %v", got)
+	if diff := cmp.Diff([]string{"ftrace", "irq", "sched"}, s.Systems()); diff != "" {
+		t.Errorf("systems in trace.dat order (-want +got):\n%s", diff)
 	}
 }
 
@@ -62,8 +63,8 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(s, back) {
-		t.Errorf("round trip differs:\nsaved  %+v\nloaded %+v", s, back)
+	if diff := cmp.Diff(s, back); diff != "" {
+		t.Errorf("round trip differs (-saved +loaded):\n%s", diff)
 	}
 }
 

@@ -28,8 +28,8 @@ var (
 // error. The wait for each chunk is bounded by ReplyTimeout, the whole
 // transfer by MetaTimeout.
 func (s *Session) Meta(ctx context.Context, kinds []wire.MetaKind, set *meta.Set) ([]string, error) {
-	if s.Seed() {
-		return nil, fmt.Errorf("ask for metadata: %w", ErrSeed)
+	if s.LineProtocol() {
+		return nil, fmt.Errorf("ask for metadata: %w", ErrLineProtocol)
 	}
 	id := s.nextID()
 	if err := s.send(&wire.MetaRequest{ID: id, Items: kinds}); err != nil {

@@ -5,9 +5,10 @@
 // Open says Hello. An agent that answers within the handshake timeout is
 // driven with frames (Start with settings, Stop until the last pages are
 // pushed, metadata, status, live stats). An agent that does not answer (the
-// kernel's C agent, or an old vtrace agent) puts the Session in seed mode:
-// Start and Stop then write the seed's bare "1\n" and "0\n" orders exactly
-// as host/control does, and nothing else is possible.
+// kernel's C agent, or an old vtrace agent) puts the Session in
+// line-protocol mode: Start and Stop then write the line protocol's bare
+// "1\n" and "0\n" orders exactly as host/orders does, and nothing else is
+// possible.
 //
 // Everything read from the guest is untrusted: frames are bounded and
 // checked by proto/wire, metadata is joined by wire.MetaAssembler and
@@ -20,6 +21,10 @@
 //
 // Lifecycle: a Session owns two descriptors until Close. Its methods are
 // not safe for concurrent use, except Close.
+//
+// Where things are: this file opens, handshakes and closes; frames.go
+// sends requests and reads replies; recording.go holds Start, Stop, Status
+// and Watch; meta.go the metadata transfer; print.go the tables.
 package session
 
 import (
@@ -31,8 +36,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vtrace/vtrace/host/control"
 	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/wire"
 )
@@ -52,9 +57,10 @@ const maxFlush = 64 << 20
 
 // Errors, to be matched with errors.Is.
 var (
-	// ErrSeed: the operation needs an agent that speaks the protocol, and
-	// none answered the handshake.
-	ErrSeed = errors.New("no vtrace agent answered")
+	// ErrLineProtocol: the operation needs an agent that speaks the
+	// control protocol, and none answered the handshake, so the Session
+	// has only the line protocol's bare orders.
+	ErrLineProtocol = errors.New("no vtrace agent answered")
 	// ErrBusy: another vtrace command reads the control channel.
 	ErrBusy = errors.New("control channel in use")
 	// ErrTimeout: the agent did not answer in time.
@@ -65,7 +71,7 @@ var (
 
 // Options tune a Session.
 type Options struct {
-	OpenTimeout      time.Duration // for a reader of .in (control.DefaultTimeout)
+	OpenTimeout      time.Duration // for a reader of .in (orders.DefaultTimeout)
 	HandshakeTimeout time.Duration // for the HelloReply (DefaultHandshakeTimeout)
 	ReplyTimeout     time.Duration // for every later reply (DefaultReplyTimeout)
 	MetaTimeout      time.Duration // for a whole metadata transfer (DefaultMetaTimeout)
@@ -77,10 +83,10 @@ type Session struct {
 	dir    string
 	opts   Options
 	in     *os.File // DIR/agent-ctl-path.in, written
-	out    *os.File // DIR/agent-ctl-path.out, read; nil in seed mode
+	out    *os.File // DIR/agent-ctl-path.out, read; nil in line-protocol mode
 	outDir string
 
-	hello *wire.HelloReply // nil in seed mode
+	hello *wire.HelloReply // nil in line-protocol mode
 	id    uint64
 
 	demux wire.Demux
@@ -95,11 +101,12 @@ type Session struct {
 	mu        sync.Mutex // guards cancelled against the read deadline
 	cancelled bool
 	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open opens the control channel of the FIFO directory dir and says Hello.
-// Without an answer within opts.HandshakeTimeout the Session is in seed
-// mode (Seed reports true) and holds no descriptor. An agent that answers
+// Without an answer within opts.HandshakeTimeout the Session is in
+// line-protocol mode (LineProtocol reports true) and holds no descriptor. An agent that answers
 // with something other than a HelloReply is an error.
 func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 	if opts.HandshakeTimeout <= 0 {
@@ -119,9 +126,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 	// Ids differ from one session to the next, so that a late reply to an
 	// earlier command is never taken for one of ours.
 	s.id = uint64(time.Now().UnixNano()) & (1<<40 - 1) << 8
-	in, err := control.OpenIn(ctx, dir, opts.OpenTimeout)
+	in, err := orders.OpenIn(ctx, dir, opts.OpenTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("open the control channel: %w", err)
+		return nil, err // "open DIR/agent-ctl-path.in: ..."
 	}
 	s.in = in
 	if err := s.openOut(outPath); err != nil {
@@ -141,10 +148,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 func (s *Session) openOut(path string) error {
 	fd, err := fifo.Open(path, sys.FIFOReadNonblock)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("open the control channel: %w: run `vtrace host setup <domain>` first", err)
+		return fmt.Errorf("%w: run `vtrace host setup <domain>` first", err)
 	}
 	if err != nil {
-		return fmt.Errorf("open the control channel: %w", err)
+		return err // "open DIR/agent-ctl-path.out: ..."
 	}
 	ok, err := sys.TryLock(fd)
 	if err != nil {
@@ -191,8 +198,7 @@ func (s *Session) handshake(ctx context.Context) error {
 			if bad != nil {
 				return fmt.Errorf("handshake on %s: the agent answered with frames that make no HelloReply: %w", s.outDir, bad)
 			}
-			s.seed()
-			return nil
+			return s.useLineProtocol()
 		}
 		if err != nil {
 			return fmt.Errorf("handshake: %w", err)
@@ -219,22 +225,23 @@ func (s *Session) handshake(ctx context.Context) error {
 	}
 }
 
-// seed switches to the seed's bare orders: the descriptors go, and with
-// them the lock, since nothing will be read.
-func (s *Session) seed() {
-	s.closeFiles()
+// useLineProtocol switches to the line protocol's bare orders: the
+// descriptors go, and with them the lock, since nothing will be read.
+func (s *Session) useLineProtocol() error {
+	return s.closeFiles()
 }
 
-// Seed reports whether no agent answered the handshake.
-func (s *Session) Seed() bool { return s.hello == nil }
+// LineProtocol reports whether no agent answered the handshake: the
+// Session then sends the line protocol's bare orders and nothing else.
+func (s *Session) LineProtocol() bool { return s.hello == nil }
 
-// Hello is the agent's HelloReply; nil in seed mode.
+// Hello is the agent's HelloReply; nil in line-protocol mode.
 func (s *Session) Hello() *wire.HelloReply { return s.hello }
 
-// SeedNotice is the one line that says why the Session speaks the seed's
-// orders.
-func (s *Session) SeedNotice() string {
-	return fmt.Sprintf("no vtrace agent answered on %s within %v: using the seed's bare orders", s.outDir, s.opts.HandshakeTimeout)
+// LineProtocolNotice is the one line that says why the Session sends the
+// line protocol's bare orders.
+func (s *Session) LineProtocolNotice() string {
+	return fmt.Sprintf("no vtrace agent answered on %s within %v: using the line protocol's bare orders", s.outDir, s.opts.HandshakeTimeout)
 }
 
 // Stats returns the last Stats the agent sent, or nil.
@@ -248,8 +255,9 @@ func (s *Session) Problems() (int, error) { return s.skipped, s.problem }
 // while the Session reads (in Watch, or while it waits for a reply).
 func (s *Session) OnStats(fn func([]wire.CPUStats)) { s.onStats = fn }
 
-// Close releases the descriptors. It may be called from another goroutine
-// to interrupt a wait, and more than once.
+// Close releases the descriptors and returns the first error closing them
+// gave. It may be called from another goroutine to interrupt a wait, and
+// more than once: every call returns the same error.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	s.cancelled = true
@@ -257,291 +265,24 @@ func (s *Session) Close() error {
 		s.out.SetReadDeadline(time.Unix(1, 0))
 	}
 	s.mu.Unlock()
-	s.closeOnce.Do(s.closeFiles)
-	return nil
+	s.closeOnce.Do(func() { s.closeErr = s.closeFiles() })
+	return s.closeErr
 }
 
-func (s *Session) closeFiles() {
+// closeFiles closes both FIFOs and returns the first error.
+func (s *Session) closeFiles() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var first error
 	if s.in != nil {
-		s.in.Close()
+		first = s.in.Close()
 		s.in = nil
 	}
 	if s.out != nil {
-		s.out.Close()
+		if err := s.out.Close(); first == nil {
+			first = err
+		}
 		s.out = nil
 	}
-}
-
-func (s *Session) nextID() uint64 {
-	s.id++
-	return s.id
-}
-
-// write writes b in one write: frames up to PIPE_BUF are atomic.
-func (s *Session) write(b []byte, what string) error {
-	s.mu.Lock()
-	in := s.in // Close may clear s.in meanwhile; the *os.File stays valid
-	s.mu.Unlock()
-	if in == nil {
-		return fmt.Errorf("send %s: the control channel is closed", what)
-	}
-	in.SetWriteDeadline(time.Now().Add(s.opts.ReplyTimeout))
-	if _, err := in.Write(b); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("send %s to %s: the channel stayed full for %v: nobody reads it", what, in.Name(), s.opts.ReplyTimeout)
-		}
-		return fmt.Errorf("send %s to %s: %w", what, in.Name(), err)
-	}
-	return nil
-}
-
-func (s *Session) send(m wire.Message) error {
-	b, err := wire.AppendMessage(nil, m)
-	if err != nil {
-		return err
-	}
-	return s.write(b, m.Type().String())
-}
-
-// recv returns the next message from the agent, or in ferr a frame that
-// could not be read (the stream goes on), or in err why nothing more will
-// come before deadline (ErrTimeout, a cancelled ctx, a closed Session).
-// Stats are handled here and not returned; unknown types are skipped.
-func (s *Session) recv(ctx context.Context, deadline time.Time) (msg wire.Message, ferr, err error) {
-	for {
-		for len(s.items) > 0 {
-			it := s.items[0]
-			s.items = s.items[1:]
-			switch {
-			case it.Err != nil:
-				return nil, it.Err, nil
-			case it.Frame == nil:
-				continue // text: agents send none; ignore it
-			}
-			m, err := wire.Decode(it.Frame)
-			if errors.Is(err, wire.ErrUnknownType) {
-				continue
-			}
-			if err != nil {
-				return nil, err, nil
-			}
-			if st, ok := m.(*wire.Stats); ok {
-				s.stats = st.CPUs
-				if s.onStats != nil {
-					s.onStats(st.CPUs)
-				}
-				continue
-			}
-			return m, nil, nil
-		}
-		n, err := s.read(ctx, deadline)
-		if n > 0 {
-			s.items = s.demux.Feed(s.buf[:n])
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-	}
-}
-
-// read reads once from .out, waiting until deadline. A done ctx or Close
-// interrupts it.
-func (s *Session) read(ctx context.Context, deadline time.Time) (int, error) {
-	s.mu.Lock()
-	if s.out == nil || s.cancelled {
-		s.mu.Unlock()
-		return 0, errors.New("read the control channel: session closed")
-	}
-	out := s.out
-	// Every read sets its own deadline: an earlier read's cancellation
-	// (below) may have left one in the past.
-	out.SetReadDeadline(deadline)
-	s.mu.Unlock()
-	interrupted := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(interrupted)
-		s.mu.Lock()
-		if s.out != nil {
-			s.out.SetReadDeadline(time.Unix(1, 0))
-		}
-		s.mu.Unlock()
-	})
-	n, err := out.Read(s.buf)
-	if !stop() {
-		// The callback has started: let it finish, or it could set its
-		// past deadline during the next read (a Stop right after Watch)
-		// and make that read time out at once.
-		<-interrupted
-	}
-	switch {
-	case err == nil:
-		return n, nil
-	case ctx.Err() != nil:
-		return n, context.Cause(ctx)
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.mu.Lock()
-		closed := s.cancelled
-		s.mu.Unlock()
-		if closed {
-			return n, errors.New("read the control channel: session closed")
-		}
-		return n, ErrTimeout
-	}
-	return n, fmt.Errorf("read %s: %w", out.Name(), err)
-}
-
-// note remembers a frame that was skipped.
-func (s *Session) note(err error) {
-	s.skipped++
-	s.problem = err
-}
-
-// call sends req (whose id is id) and waits for the reply of type want
-// with the same id. An Error for id (or for no id) is returned as an error.
-func (s *Session) call(ctx context.Context, req wire.Message, id uint64, want wire.Type, timeout time.Duration) (wire.Message, error) {
-	if s.Seed() {
-		return nil, fmt.Errorf("send %v: %w", req.Type(), ErrSeed)
-	}
-	if err := s.send(req); err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		msg, ferr, err := s.recv(ctx, deadline)
-		if errors.Is(err, ErrTimeout) {
-			err = fmt.Errorf("wait for the agent's %v: %w within %v", want, ErrTimeout, timeout)
-			if s.problem != nil {
-				err = fmt.Errorf("%w (last unreadable frame: %v)", err, s.problem)
-			}
-			return nil, err
-		}
-		if err != nil {
-			return nil, fmt.Errorf("wait for the agent's %v: %w", want, err)
-		}
-		if ferr != nil {
-			s.note(ferr)
-			continue
-		}
-		if e, ok := msg.(*wire.Error); ok && (e.ID == id || e.ID == 0) {
-			return nil, fmt.Errorf("%v: %w", req.Type(), agentError(e))
-		}
-		if msg.Type() == want && replyID(msg) == id {
-			return msg, nil
-		}
-		s.note(fmt.Errorf("unexpected %v", msg.Type()))
-	}
-}
-
-func replyID(m wire.Message) uint64 {
-	switch m := m.(type) {
-	case *wire.HelloReply:
-		return m.ID
-	case *wire.StartReply:
-		return m.ID
-	case *wire.StopReply:
-		return m.ID
-	case *wire.Status:
-		return m.ID
-	case *wire.MetaChunk:
-		return m.ID
-	case *wire.MetaEnd:
-		return m.ID
-	case *wire.Error:
-		return m.ID
-	}
-	return 0
-}
-
-func agentError(e *wire.Error) error {
-	what := map[wire.Code]string{wire.CodeMalformed: "malformed request", wire.CodeUnsupported: "unsupported",
-		wire.CodeState: "not possible now", wire.CodeInternal: "internal error"}[e.Code]
-	if what == "" {
-		what = "internal error"
-	}
-	return fmt.Errorf("%w (%s): %s", ErrAgent, what, e.Message)
-}
-
-// Start asks the agent to record with settings and waits for its answer.
-// In seed mode it writes the bare start order, and settings must be empty.
-func (s *Session) Start(ctx context.Context, settings wire.Settings) error {
-	if s.Seed() {
-		if !settings.IsZero() {
-			return fmt.Errorf("start recording with settings: %w on %s within %v, and the seed's agent cannot apply settings: start a vtrace agent in the guest, or drop --events, --filter, --buffer-size, --clock and --instance",
-				ErrSeed, s.outDir, s.opts.HandshakeTimeout)
-		}
-		return control.Send(ctx, s.dir, control.Start, s.opts.OpenTimeout)
-	}
-	if s.hello.State == wire.StateRecording {
-		return fmt.Errorf("start recording: %w: the agent is already recording (started by `vtrace host start`, or by a collector that exited without stopping it); stop it first with `vtrace host stop --dir %s`",
-			ErrAgent, s.dir)
-	}
-	id := s.nextID()
-	m, err := s.call(ctx, &wire.Start{ID: id, Settings: settings}, id, wire.TypeStartReply, s.opts.ReplyTimeout)
-	if err != nil {
-		return fmt.Errorf("start recording: %w", err)
-	}
-	if r := m.(*wire.StartReply); r.Error != "" {
-		return fmt.Errorf("start recording: %w: %s", ErrAgent, r.Error)
-	}
-	return nil
-}
-
-// Stop asks the agent to stop and waits, at most timeout, for its
-// StopReply, which it sends once its last pages are pushed: the data
-// FIFOs must be read meanwhile. In seed mode it writes the bare stop order
-// and returns a nil reply.
-func (s *Session) Stop(ctx context.Context, timeout time.Duration) (*wire.StopReply, error) {
-	if s.Seed() {
-		return nil, control.Send(ctx, s.dir, control.Stop, s.opts.OpenTimeout)
-	}
-	if timeout <= 0 {
-		timeout = s.opts.ReplyTimeout
-	}
-	id := s.nextID()
-	m, err := s.call(ctx, &wire.Stop{ID: id}, id, wire.TypeStopReply, timeout)
-	if err != nil {
-		return nil, fmt.Errorf("stop recording: %w", err)
-	}
-	r := m.(*wire.StopReply)
-	if r.Error != "" {
-		return r, fmt.Errorf("stop recording: %w: %s", ErrAgent, r.Error)
-	}
-	return r, nil
-}
-
-// Status asks the agent what it is doing.
-func (s *Session) Status(ctx context.Context) (*wire.Status, error) {
-	if s.Seed() {
-		return nil, fmt.Errorf("ask for the agent's status: %w on %s within %v: the seed's agent cannot say", ErrSeed, s.outDir, s.opts.HandshakeTimeout)
-	}
-	id := s.nextID()
-	m, err := s.call(ctx, &wire.StatusRequest{ID: id}, id, wire.TypeStatus, s.opts.ReplyTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("ask for the agent's status: %w", err)
-	}
-	return m.(*wire.Status), nil
-}
-
-// Watch reads the channel until ctx is done, passing Stats to the
-// function set with OnStats and skipping everything else. It returns nil
-// when ctx is done, or why the channel cannot be read.
-func (s *Session) Watch(ctx context.Context) error {
-	if s.Seed() {
-		<-ctx.Done()
-		return nil
-	}
-	for {
-		_, ferr, err := s.recv(ctx, time.Time{})
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if ferr != nil {
-			s.note(ferr)
-		}
-	}
+	return first
 }

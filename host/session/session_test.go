@@ -160,8 +160,8 @@ func TestSessionScriptedPeerHandshake(t *testing.T) {
 	// Half a frame header: without the flush it would swallow the reply.
 	p.raw(append(wire.Magic[:], 1, byte(wire.TypeStats)))
 	s := open(t, dir, session.Options{HandshakeTimeout: guard})
-	if s.Seed() {
-		t.Fatal("Open fell back to seed mode with an agent that answered")
+	if s.LineProtocol() {
+		t.Fatal("Open fell back to the line protocol with an agent that answered")
 	}
 	h := s.Hello()
 	if h.AgentVersion != "scripted" || h.PageSize != 4096 || len(h.CPUs) != 2 || h.Release != "6.1.0-test" {
@@ -174,22 +174,22 @@ func TestSessionScriptedPeerHandshake(t *testing.T) {
 	}
 }
 
-// TestSessionScriptedPeerSeedFallback: a peer that never answers (the C
-// agent) gets the seed's orders, each in one read of exactly "1\n" or
-// "0\n" after the Hello, and settings are refused.
-func TestSessionScriptedPeerSeedFallback(t *testing.T) {
+// TestSessionScriptedPeerLineProtocolFallback: a peer that never answers
+// (the kernel's C agent) gets the line protocol's orders, each in one read
+// of exactly "1\n" or "0\n" after the Hello, and settings are refused.
+func TestSessionScriptedPeerLineProtocolFallback(t *testing.T) {
 	dir := fifoDir(t)
 	p := newPeer(t, dir)
 	s := open(t, dir, session.Options{HandshakeTimeout: 100 * time.Millisecond})
-	if !s.Seed() {
-		t.Fatal("Open did not fall back to seed mode")
+	if !s.LineProtocol() {
+		t.Fatal("Open did not fall back to the line protocol")
 	}
-	if !strings.Contains(s.SeedNotice(), "no vtrace agent answered") {
-		t.Errorf("notice: %q", s.SeedNotice())
+	if !strings.Contains(s.LineProtocolNotice(), "no vtrace agent answered") {
+		t.Errorf("notice: %q", s.LineProtocolNotice())
 	}
 	err := s.Start(context.Background(), wire.Settings{Events: []string{"sched"}})
-	if !errors.Is(err, session.ErrSeed) || !strings.Contains(err.Error(), "--events") {
-		t.Errorf("Start with settings in seed mode: %v, want ErrSeed naming --events", err)
+	if !errors.Is(err, session.ErrLineProtocol) || !strings.Contains(err.Error(), "--events") {
+		t.Errorf("Start with settings in line-protocol mode: %v, want ErrLineProtocol naming --events", err)
 	}
 	read := func() []byte {
 		p.in.SetReadDeadline(time.Now().Add(guard))
@@ -228,7 +228,7 @@ func TestSessionScriptedPeerSeedFallback(t *testing.T) {
 }
 
 // TestSessionScriptedPeerHelloNeverAnOrder: whatever the id, Hello plus
-// its newline is garbage to a seed line parser.
+// its newline is garbage to a line-protocol parser.
 func TestSessionScriptedPeerHelloNeverAnOrder(t *testing.T) {
 	for id := uint64(0); id < 1<<16; id += 7 {
 		b, err := wire.AppendMessage(nil, &wire.Hello{ID: id << 8, Versions: []uint8{wire.Version}, Host: "vtrace", HostVersion: "dev"})
@@ -565,7 +565,8 @@ func TestSessionScriptedPeerFlood(t *testing.T) {
 }
 
 // TestSessionScriptedPeerGarbageHandshake: frames that make no HelloReply
-// are an error, not the seed's silence.
+// are an error, not the silence of an agent that speaks only the line
+// protocol.
 func TestSessionScriptedPeerGarbageHandshake(t *testing.T) {
 	dir := fifoDir(t)
 	script(t, dir, func(p *peer) {

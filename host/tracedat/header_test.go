@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/vtrace/vtrace/host/meta"
 )
@@ -137,17 +138,17 @@ func TestWriteHeaderLayout(t *testing.T) {
 	if d.headerBytes != buf.Len() || int64(buf.Len()) != offsets[0] || offsets[0]%4096 != 0 {
 		t.Errorf("header of %d bytes, decoded %d, first offset %d", buf.Len(), d.headerBytes, offsets[0])
 	}
-	if want := []int64{offsets[0], offsets[0] + 8192, offsets[0] + 8192}; !reflect.DeepEqual(offsets, want) {
-		t.Errorf("offsets %v, want %v", offsets, want)
+	if diff := cmp.Diff([]int64{offsets[0], offsets[0] + 8192, offsets[0] + 8192}, offsets); diff != "" {
+		t.Errorf("offsets (-want +got):\n%s", diff)
 	}
-	if !reflect.DeepEqual(d.sizes, []uint64{8192, 0, 4096}) || d.offsets[2] != uint64(offsets[2]) {
-		t.Errorf("CPU table: offsets %v sizes %v", d.offsets, d.sizes)
+	if diff := cmp.Diff([]uint64{8192, 0, 4096}, d.sizes); diff != "" || d.offsets[2] != uint64(offsets[2]) {
+		t.Errorf("CPU table: offsets %v; sizes (-want +got):\n%s", d.offsets, diff)
 	}
 	if d.pageSize != 4096 || d.longSize != 8 || d.cpus != 3 || d.ftrace != 2 || d.kallsyms != len(s.Kallsyms) {
 		t.Errorf("decoded %+v", d)
 	}
-	if !reflect.DeepEqual(d.systems, map[string]int{"irq": 1, "sched": 2}) {
-		t.Errorf("systems %v", d.systems)
+	if diff := cmp.Diff(map[string]int{"irq": 1, "sched": 2}, d.systems); diff != "" {
+		t.Errorf("systems (-want +got):\n%s", diff)
 	}
 	if d.clock != s.Clock {
 		t.Errorf("clock after the CPU table %q, want %q", d.clock, s.Clock)
@@ -158,8 +159,8 @@ func TestWriteHeaderLayout(t *testing.T) {
 		ids = append(ids, o.ID)
 		texts[o.ID] = append(texts[o.ID], string(o.Data))
 	}
-	if want := []uint16{OptionDate, OptionTraceClock, OptionUname, OptionCPUCount, OptionCPUStat, OptionCPUStat}; !reflect.DeepEqual(ids, want) {
-		t.Errorf("option ids %v, want %v", ids, want)
+	if diff := cmp.Diff([]uint16{OptionDate, OptionTraceClock, OptionUname, OptionCPUCount, OptionCPUStat, OptionCPUStat}, ids); diff != "" {
+		t.Errorf("option ids (-want +got):\n%s", diff)
 	}
 	if texts[OptionDate][0] != "0x-5\x00" || texts[OptionUname][0] != s.Uname+"\x00" ||
 		texts[OptionCPUCount][0] != "\x03\x00\x00\x00" ||
@@ -169,10 +170,10 @@ func TestWriteHeaderLayout(t *testing.T) {
 }
 
 // pages makes n synthetic pages plus extra trailing bytes.
-func pages(n, extra int, seed byte) []byte {
+func pages(n, extra int, base byte) []byte {
 	b := make([]byte, n*4096+extra)
 	for i := range b {
-		b[i] = seed + byte(i*7)
+		b[i] = base + byte(i*7)
 	}
 	return b
 }
@@ -203,16 +204,16 @@ func TestWriteFileMatchesWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(fromFile, buf.Bytes()) || !reflect.DeepEqual(res, res2) {
-		t.Fatalf("copy_file_range and io.Writer outputs differ: %d vs %d bytes, %+v vs %+v", len(fromFile), buf.Len(), res, res2)
+	if diff := cmp.Diff(res, res2); !bytes.Equal(fromFile, buf.Bytes()) || diff != "" {
+		t.Fatalf("copy_file_range and io.Writer outputs differ: %d vs %d bytes; results (-file +writer):\n%s", len(fromFile), buf.Len(), diff)
 	}
 	want := []CPUResult{
 		{CPU: 0, Offset: res.CPUs[0].Offset, Size: 3 * 4096, Dropped: 100},
 		{CPU: 1, Offset: res.CPUs[0].Offset + 3*4096},
 		{CPU: 2, Offset: res.CPUs[0].Offset + 3*4096, Size: 2 * 4096},
 	}
-	if !reflect.DeepEqual(res.CPUs, want) || res.Size != int64(len(fromFile)) {
-		t.Errorf("result %+v (size %d), want %+v", res, len(fromFile), want)
+	if diff := cmp.Diff(want, res.CPUs); diff != "" || res.Size != int64(len(fromFile)) {
+		t.Errorf("result size %d, file %d bytes; CPUs (-want +got):\n%s", res.Size, len(fromFile), diff)
 	}
 	if got := fromFile[res.CPUs[0].Offset:][:3*4096]; !bytes.Equal(got, cpu0[:3*4096]) {
 		t.Errorf("CPU 0 pages not copied as they are")

@@ -157,7 +157,7 @@ func copyPages(w io.Writer, src io.Reader, n int64) error {
 		return nil
 	}
 	m, err := io.CopyN(w, src, n)
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("input ended %d bytes early", n-m)
 	}
 	return err

@@ -17,8 +17,8 @@ import (
 // TestIntegrationCAgent drives the kernel's own virtio-trace agent
 // (tools/virtio/virtio-trace, built from Debian's linux-source by
 // scripts/build-c-agent.sh and started by the guest's init instead of ours)
-// with vtrace's host commands, as issue 3 asks: settings are refused with a
-// clear error; collect --start falls back to the seed's orders and captures
+// with vtrace's host commands: settings are refused with a clear error;
+// collect --start falls back to the line protocol's orders and captures
 // whole pages; start and stop work next to plain cat readers.
 //
 // It also pins down what the C agent loses that ours does not. On this
@@ -41,7 +41,7 @@ func TestIntegrationCAgent(t *testing.T) {
 	// takes the Hello for an invalid order and keeps waiting.
 	cmd := exec.Command(testutil.BuildVtrace(t), "host", "start", "--dir", g.Dir,
 		"--handshake-timeout", "1s", "--events", "sched")
-	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "seed's agent cannot apply settings") {
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "cannot apply settings") {
 		t.Errorf("start --events against the C agent: %v\n%s", err, b)
 	}
 	if out := command(t, g, "agent-status"); !strings.HasPrefix(out, "running") {
@@ -60,13 +60,13 @@ func TestIntegrationCAgent(t *testing.T) {
 		"--start", "--duration", "3s", "--handshake-timeout", "1s")
 	t.Logf("vtrace host collect against the C agent:\n%s", text)
 	if !strings.Contains(text, "no vtrace agent answered") || !strings.Contains(text, "raw pages only") {
-		t.Errorf("collect printed no seed-mode notice")
+		t.Errorf("collect printed no notice that the agent did not answer")
 	}
 	captures = append(captures, out)
 	checkCAgentCapture(t, g, "collect", out)
 	cAgentExited(t, g, from)
 
-	// (2) The seed README's workflow: cat per CPU, start, stop.
+	// (2) The kernel's virtio-trace README's workflow: cat per CPU, start, stop.
 	command(t, g, "start-agent")
 	runWorkload(t, g, "spawn", 2, "")
 	work := filepath.Join(t.TempDir(), "cat")
@@ -130,7 +130,7 @@ func cAgentExited(t testing.TB, g *vmtest.Guest, from int) {
 }
 
 // catReaders starts `cat trace-path-cpuN.out > dir/cpuN.raw` per CPU, as
-// the seed README reads the C agent, and returns the files; the cats are
+// the kernel's virtio-trace README reads the C agent, and returns the files; the cats are
 // killed at cleanup.
 func catReaders(t testing.TB, g *vmtest.Guest, dir string) []string {
 	t.Helper()

@@ -32,11 +32,11 @@ func TestIntegrationLossless(t *testing.T) {
 	checkLossless(t, scanCaptures(t, g.CPUs, out), before, after)
 }
 
-// TestIntegrationSeedWorkflow drives our agent exactly as the seed README
-// drives the kernel's C agent: `cat trace-path-cpuN.out > FILE` in the
+// TestIntegrationREADMEWorkflow drives our agent exactly as the kernel's
+// virtio-trace README drives the kernel's C agent: `cat trace-path-cpuN.out > FILE` in the
 // background, `echo 1 > agent-ctl-path.in`, then `echo 0 > ...`. The files
 // hold whole pages and every event the guest recorded.
-func TestIntegrationSeedWorkflow(t *testing.T) {
+func TestIntegrationREADMEWorkflow(t *testing.T) {
 	logDuration(t)
 	g := vmtest.Boot(t, vmtest.Options{CPUs: 2})
 	work := t.TempDir()

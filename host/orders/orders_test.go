@@ -1,4 +1,4 @@
-package control
+package orders
 
 import (
 	"context"
@@ -96,7 +96,7 @@ func TestSendOneReadPerOrder(t *testing.T) {
 }
 
 // TestIntegrationSendHeldOpenNeverRead: a process holds the FIFO open and
-// never reads it, as qemu does when no agent runs in the guest. The seed
+// never reads it, as qemu does when no agent runs in the guest. The line
 // protocol has no acknowledgement, so the orders are accepted and wait in
 // the FIFO.
 func TestIntegrationSendHeldOpenNeverRead(t *testing.T) {

@@ -1,4 +1,4 @@
-package control
+package orders
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 // send everything recorded, down to the page the kernel was still filling.
 func TestIntegrationOrdersReachAgent(t *testing.T) {
 	bin := testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-control-agent")
+	inst := testutil.Instance(t, "vtrace-orders-agent")
 	cpuDirs, err := filepath.Glob(filepath.Join(inst, "per_cpu", "cpu*"))
 	if err != nil || len(cpuDirs) == 0 {
 		t.Fatalf("find per_cpu buffers in %s: %v", inst, err)

@@ -1,8 +1,9 @@
 package collect_test
 
-// Issue 6 through the binary: `vtrace host collect --start` with settings
-// against this repository's agent in loopback mode (its ports are the
-// host's FIFOs) on this machine's tracefs.
+// Recordings through the binary: `vtrace host collect --start`, `host
+// start`, `stop` and `status` with settings (events, filters, buffer size,
+// clock) against this repository's agent in loopback mode (its ports are
+// the host's FIFOs) on this machine's tracefs.
 
 import (
 	"bytes"
@@ -23,20 +24,20 @@ import (
 	"github.com/vtrace/vtrace/internal/testutil"
 )
 
-// agent6 is a `vtrace guest agent` process recording in instance name
+// instanceAgent is a `vtrace guest agent` process recording in instance name
 // (when the host gives settings) and streaming inst otherwise.
-type agent6 struct {
+type instanceAgent struct {
 	cmd  *exec.Cmd
 	log  bytes.Buffer
 	own  string // ROOT/instances/NAME
 	done chan error
 }
 
-// startAgent6 runs the agent until the test ends (or until term).
-func startAgent6(t *testing.T, inst, dir, name string, extra ...string) *agent6 {
+// startInstanceAgent runs the agent until the test ends (or until term).
+func startInstanceAgent(t *testing.T, inst, dir, name string, extra ...string) *instanceAgent {
 	t.Helper()
 	bin := testutil.BuildVtrace(t)
-	a := &agent6{own: filepath.Join(filepath.Dir(inst), name), done: make(chan error, 1)}
+	a := &instanceAgent{own: filepath.Join(filepath.Dir(inst), name), done: make(chan error, 1)}
 	args := append([]string{"guest", "agent", "--tracefs", inst, "--ports-dir", dir, "--instance", name}, extra...)
 	a.cmd = exec.Command(bin, args...)
 	a.cmd.Stdout, a.cmd.Stderr = &a.log, &a.log
@@ -53,7 +54,7 @@ func startAgent6(t *testing.T, inst, dir, name string, extra ...string) *agent6 
 }
 
 // term sends SIGTERM and waits for a clean exit.
-func (a *agent6) term(t *testing.T) {
+func (a *instanceAgent) term(t *testing.T) {
 	t.Helper()
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -67,8 +68,8 @@ func (a *agent6) term(t *testing.T) {
 	}
 }
 
-// run6 runs the binary and returns stdout, stderr and the exit error.
-func run6(t *testing.T, args ...string) (string, string, error) {
+// runVtrace runs the binary and returns stdout, stderr and the exit error.
+func runVtrace(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
 	cmd := exec.Command(testutil.BuildVtrace(t), args...)
 	var stdout, stderr bytes.Buffer
@@ -158,23 +159,23 @@ func busy(t *testing.T, cpus int) func() {
 	return stop
 }
 
-// TestIntegrationIssue6ChosenEvents: collect --start --events
+// TestIntegrationRecordChosenEvents: collect --start --events
 // sched:sched_switch records sched_switch and nothing else (irq is not
 // enabled even though the machine takes interrupts); the stop is exact
 // although events keep coming: per CPU the agent leaves no entry behind
 // and every event it read is in the capture; trace-cmd report --stat
 // shows the guest's per-CPU stats (CPUSTAT).
-func TestIntegrationIssue6ChosenEvents(t *testing.T) {
+func TestIntegrationRecordChosenEvents(t *testing.T) {
 	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-i6-events-base")
+	inst := testutil.Instance(t, "vtrace-rec-events-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	startAgent6(t, inst, dir, "vtrace-i6-events")
+	startInstanceAgent(t, inst, dir, "vtrace-rec-events")
 	out := filepath.Join(t.TempDir(), "capture")
 
 	stop := busy(t, cpus) // sched_switch all along, through the stop
-	stdout, stderr, err := run6(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch",
+	stdout, stderr, err := runVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch",
 		"--duration", "2s", "--timeout", "30s")
 	stop()
 	if err != nil {
@@ -239,20 +240,20 @@ func tracefsState(t *testing.T, root, inst, prefix string) string {
 	return b.String()
 }
 
-// TestIntegrationIssue6BadSettings: an unknown event, a bad filter, a
+// TestIntegrationRecordBadSettings: an unknown event, a bad filter, a
 // buffer bigger than RAM and an unknown clock each make collect --start
 // fail with an error naming the problem, leave no capture, and leave
 // tracefs as it was; a good capture afterwards works.
-func TestIntegrationIssue6BadSettings(t *testing.T) {
-	inst := testutil.Instance(t, "vtrace-i6-bad-base")
+func TestIntegrationRecordBadSettings(t *testing.T) {
+	inst := testutil.Instance(t, "vtrace-rec-bad-base")
 	root := filepath.Dir(filepath.Dir(inst))
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	a := startAgent6(t, inst, dir, "vtrace-i6-bad")
+	a := startInstanceAgent(t, inst, dir, "vtrace-rec-bad")
 	out := filepath.Join(t.TempDir(), "capture")
 	huge := strconv.FormatUint(memTotalKiB(t)*4, 10) + "K"
 
-	before := tracefsState(t, root, inst, "vtrace-i6-bad")
+	before := tracefsState(t, root, inst, "vtrace-rec-bad")
 	for _, tc := range []struct {
 		args []string
 		want []string
@@ -264,7 +265,7 @@ func TestIntegrationIssue6BadSettings(t *testing.T) {
 		{[]string{"--events", "sched:sched_switch", "--clock", "no-such-clock"}, []string{"clock no-such-clock", "not offered"}},
 	} {
 		args := append([]string{"host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s", "--timeout", "30s"}, tc.args...)
-		stdout, stderr, err := run6(t, args...)
+		stdout, stderr, err := runVtrace(t, args...)
 		t.Logf("%v: %v\n%s", tc.args, err, stderr)
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
@@ -278,16 +279,16 @@ func TestIntegrationIssue6BadSettings(t *testing.T) {
 		if ents, _ := filepath.Glob(filepath.Join(out, "*")); len(ents) != 0 {
 			t.Errorf("collect %v left %v", tc.args, ents)
 		}
-		if after := tracefsState(t, root, inst, "vtrace-i6-bad"); after != before {
+		if after := tracefsState(t, root, inst, "vtrace-rec-bad"); after != before {
 			t.Errorf("collect %v changed tracefs:\nbefore:\n%s\nafter:\n%s", tc.args, before, after)
 		}
 	}
-	stdout, stderr, err := run6(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch",
+	stdout, stderr, err := runVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch",
 		"--duration", "500ms", "--timeout", "30s")
 	if err != nil {
 		t.Fatalf("a good capture after the bad ones: %v\n%s\n%s\nagent:\n%s", err, stdout, stderr, a.log.String())
 	}
-	if after := tracefsState(t, root, inst, "vtrace-i6-bad"); after != before {
+	if after := tracefsState(t, root, inst, "vtrace-rec-bad"); after != before {
 		t.Errorf("a capture changed tracefs:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
@@ -317,19 +318,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestIntegrationIssue6Overrun: a 16 KiB buffer under load while the host
+// TestIntegrationRecordOverrun: a 16 KiB buffer under load while the host
 // does not read (collect stopped with SIGSTOP, its FIFOs and the agent's
 // pipes full) overruns (raw_syscalls fill them fast). The summary's counters are the instance's own
 // per_cpu stats, read once tracing is off in it; each CPU that overran
 // has pages flagged for missed events, and every event read is captured;
 // collect warns loudly and trace.dat's CPUSTAT says the same.
-func TestIntegrationIssue6Overrun(t *testing.T) {
+func TestIntegrationRecordOverrun(t *testing.T) {
 	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-i6-overrun-base")
+	inst := testutil.Instance(t, "vtrace-rec-overrun-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	a := startAgent6(t, inst, dir, "vtrace-i6-overrun", "--pipe-size", "64K")
+	a := startInstanceAgent(t, inst, dir, "vtrace-rec-overrun", "--pipe-size", "64K")
 	out := filepath.Join(t.TempDir(), "capture")
 
 	col := exec.Command(testutil.BuildVtrace(t), "host", "collect", "--dir", dir, "-o", out, "--start",
@@ -404,21 +405,21 @@ func TestIntegrationIssue6Overrun(t *testing.T) {
 	}
 }
 
-// TestIntegrationIssue6TwoCaptures: two captures in a row with other
+// TestIntegrationRecordTwoCaptures: two captures in a row with other
 // events and another clock each make their own trace.dat.
-func TestIntegrationIssue6TwoCaptures(t *testing.T) {
+func TestIntegrationRecordTwoCaptures(t *testing.T) {
 	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-i6-two-base")
+	inst := testutil.Instance(t, "vtrace-rec-two-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	a := startAgent6(t, inst, dir, "vtrace-i6-two")
+	a := startInstanceAgent(t, inst, dir, "vtrace-rec-two")
 
 	capture := func(clock string, events ...string) (string, map[string]int) {
 		t.Helper()
 		out := filepath.Join(t.TempDir(), "capture")
 		stop := busy(t, cpus)
-		stdout, stderr, err := run6(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", strings.Join(events, ","),
+		stdout, stderr, err := runVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", strings.Join(events, ","),
 			"--clock", clock, "--duration", "1s", "--timeout", "30s")
 		stop()
 		if err != nil {
@@ -444,15 +445,15 @@ func TestIntegrationIssue6TwoCaptures(t *testing.T) {
 	}
 }
 
-// TestIntegrationIssue6AgentExit: an agent that gets SIGTERM while
+// TestIntegrationAgentExitRemovesInstance: an agent that gets SIGTERM while
 // recording removes its instance; so does one after a capture, and one
 // killed while recording leaves an instance the next agent takes back.
-func TestIntegrationIssue6AgentExit(t *testing.T) {
+func TestIntegrationAgentExitRemovesInstance(t *testing.T) {
 	bin := testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-i6-exit-base")
+	inst := testutil.Instance(t, "vtrace-rec-exit-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	name := "vtrace-i6-exit"
+	name := "vtrace-rec-exit"
 	col := exec.Command(bin, "host", "collect", "--dir", dir, "-o", filepath.Join(t.TempDir(), "c"))
 	if err := col.Start(); err != nil {
 		t.Fatal(err)
@@ -460,7 +461,7 @@ func TestIntegrationIssue6AgentExit(t *testing.T) {
 	defer func() { col.Process.Signal(syscall.SIGTERM); col.Wait() }()
 	host := func(args ...string) string {
 		t.Helper()
-		stdout, stderr, err := run6(t, append([]string{"host"}, append(args, "--dir", dir, "--timeout", "30s")...)...)
+		stdout, stderr, err := runVtrace(t, append([]string{"host"}, append(args, "--dir", dir, "--timeout", "30s")...)...)
 		if err != nil {
 			t.Fatalf("vtrace host %v: %v\n%s%s", args, err, stdout, stderr)
 		}
@@ -468,7 +469,7 @@ func TestIntegrationIssue6AgentExit(t *testing.T) {
 	}
 
 	// SIGTERM while recording.
-	a := startAgent6(t, inst, dir, name)
+	a := startInstanceAgent(t, inst, dir, name)
 	host("start", "--events", "sched:sched_switch")
 	if !isDir(a.own) {
 		t.Fatalf("instance %s missing while recording", a.own)
@@ -479,7 +480,7 @@ func TestIntegrationIssue6AgentExit(t *testing.T) {
 	}
 
 	// SIGTERM after a capture.
-	a = startAgent6(t, inst, dir, name)
+	a = startInstanceAgent(t, inst, dir, name)
 	host("start", "--events", "sched:sched_switch")
 	host("stop")
 	if isDir(a.own) {
@@ -493,19 +494,19 @@ func TestIntegrationIssue6AgentExit(t *testing.T) {
 	}
 }
 
-// TestIntegrationIssue6Status: while collect --start records, status is
+// TestIntegrationStatusWhileRecording: while collect --start records, status is
 // refused at once (one conversation at a time); with a plain collect
 // reading the data and start/stop from the command line, status shows
 // recording with the settings, then idle with the last counters.
-func TestIntegrationIssue6Status(t *testing.T) {
+func TestIntegrationStatusWhileRecording(t *testing.T) {
 	bin := testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-i6-status-base")
+	inst := testutil.Instance(t, "vtrace-rec-status-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	a := startAgent6(t, inst, dir, "vtrace-i6-status")
+	a := startInstanceAgent(t, inst, dir, "vtrace-rec-status")
 	host := func(args ...string) (string, error) {
 		t.Helper()
-		stdout, stderr, err := run6(t, append([]string{"host"}, append(args, "--dir", dir, "--timeout", "30s")...)...)
+		stdout, stderr, err := runVtrace(t, append([]string{"host"}, append(args, "--dir", dir, "--timeout", "30s")...)...)
 		return stdout + stderr, err
 	}
 
@@ -540,7 +541,7 @@ func TestIntegrationIssue6Status(t *testing.T) {
 	}
 	t.Logf("status while recording:\n%s", s)
 	for _, w := range []string{"state:    recording", "events sched:sched_switch,irq", "buffer 512 KiB per CPU", "clock mono",
-		"instance: vtrace-i6-status", "cpu  entries"} {
+		"instance: vtrace-rec-status", "cpu  entries"} {
 		if !strings.Contains(s, w) {
 			t.Errorf("status while recording lacks %q:\n%s", w, s)
 		}
@@ -549,7 +550,7 @@ func TestIntegrationIssue6Status(t *testing.T) {
 		t.Fatalf("stop: %v\n%s", err, s)
 	}
 	s, err = host("status")
-	if err != nil || !strings.Contains(s, "state:    idle") || !strings.Contains(s, "instance: vtrace-i6-status-base") ||
+	if err != nil || !strings.Contains(s, "state:    idle") || !strings.Contains(s, "instance: vtrace-rec-status-base") ||
 		!strings.Contains(s, "(the last recording)") || !strings.Contains(s, "final counters of the last recording") {
 		t.Errorf("status after stop: %v\n%s", err, s)
 	}
@@ -586,16 +587,16 @@ func memTotalKiB(t *testing.T) uint64 {
 	return 0
 }
 
-// TestIntegrationIssue6InterruptedStart: collect interrupted while it
+// TestIntegrationInterruptedStartStopsAgent: collect interrupted while it
 // waits for the agent's answer to Start (the agent is held with SIGSTOP)
 // still stops the agent: once the agent runs again, it is idle and its
 // instance is gone.
-func TestIntegrationIssue6InterruptedStart(t *testing.T) {
+func TestIntegrationInterruptedStartStopsAgent(t *testing.T) {
 	bin := testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-i6-intr-base")
+	inst := testutil.Instance(t, "vtrace-rec-intr-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	a := startAgent6(t, inst, dir, "vtrace-i6-intr")
+	a := startInstanceAgent(t, inst, dir, "vtrace-rec-intr")
 	out := filepath.Join(t.TempDir(), "capture")
 
 	col := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch", "--timeout", "30s")
@@ -620,7 +621,7 @@ func TestIntegrationIssue6InterruptedStart(t *testing.T) {
 		err = <-exited
 	}
 	t.Logf("collect: %v\n%s", err, colOut.String())
-	stdout, stderr, err := run6(t, "host", "status", "--dir", dir, "--timeout", "30s")
+	stdout, stderr, err := runVtrace(t, "host", "status", "--dir", dir, "--timeout", "30s")
 	if err != nil || !strings.Contains(stdout, "state:    idle") {
 		t.Errorf("status after the interrupted capture: %v, want idle\n%s%s", err, stdout, stderr)
 	}
@@ -636,20 +637,20 @@ func TestIntegrationStartWhileRecording(t *testing.T) {
 	inst := testutil.Instance(t, "vtrace-recording-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	startAgent6(t, inst, dir, "vtrace-recording")
+	startInstanceAgent(t, inst, dir, "vtrace-recording")
 	discardStreams(t, dir, cpus) // `host start` alone leaves the reading to someone
-	if _, stderr, err := run6(t, "host", "start", "--dir", dir, "--events", "sched:sched_switch"); err != nil {
+	if _, stderr, err := runVtrace(t, "host", "start", "--dir", dir, "--events", "sched:sched_switch"); err != nil {
 		t.Fatalf("host start: %v\n%s", err, stderr)
 	}
 	out := filepath.Join(t.TempDir(), "capture")
-	_, stderr, err := run6(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s")
+	_, stderr, err := runVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s")
 	if err == nil || !strings.Contains(stderr, "already recording") || !strings.Contains(stderr, "vtrace host stop --dir "+dir) {
 		t.Fatalf("collect --start on a recording agent: %v, want an error naming `vtrace host stop`\n%s", err, stderr)
 	}
-	if _, stderr, err := run6(t, "host", "stop", "--dir", dir); err != nil {
+	if _, stderr, err := runVtrace(t, "host", "stop", "--dir", dir); err != nil {
 		t.Fatalf("host stop: %v\n%s", err, stderr)
 	}
-	if stdout, stderr, err := run6(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s", "--force"); err != nil {
+	if stdout, stderr, err := runVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s", "--force"); err != nil {
 		t.Fatalf("collect --start after stop: %v\n%s%s", err, stdout, stderr)
 	}
 }

@@ -1,8 +1,10 @@
-// Package control sends the seed protocol's orders to a guest agent: "1\n"
-// (start) and "0\n" (stop), written into the host end of the control channel,
-// DIR/agent-ctl-path.in.
+// Package orders sends the line protocol's orders to a guest agent: "1\n"
+// (start) and "0\n" (stop), written into the host end of the control
+// channel, DIR/agent-ctl-path.in. The line protocol is the one of the
+// kernel's C agent (tools/virtio/virtio-trace); every vtrace agent speaks it
+// too.
 //
-// The seed protocol has no acknowledgement. Once qemu runs it holds the FIFO
+// The line protocol has no acknowledgement. Once qemu runs it holds the FIFO
 // open, so an order is accepted by the kernel's pipe even when no agent reads
 // it inside the guest: Send proves that someone holds the FIFO open, not that
 // an agent acted on the order.
@@ -12,8 +14,8 @@
 // or "0\n".
 //
 // Lifecycle: Send opens and closes its own descriptor; nothing stays open
-// when it returns.
-package control
+// when it returns. OpenIn hands its descriptor to the caller.
+package orders
 
 import (
 	"context"
@@ -28,7 +30,7 @@ import (
 	"github.com/vtrace/vtrace/proto/control"
 )
 
-// Order is one order of the seed protocol, as proto/control parses it on
+// Order is one order of the line protocol, as proto/control parses it on
 // the guest side.
 type Order = control.Order
 

@@ -20,11 +20,11 @@ import (
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
-// seedAgent stands in for the kernel's C agent on a private instance: it
+// lineAgent stands in for the kernel's C agent on a private instance: it
 // never writes to the control port, takes an order only when one read
 // returns exactly "1\n" or "0\n", and streams each CPU's trace_pipe_raw
 // with cat while started. It returns the orders it obeyed.
-func seedAgent(t *testing.T, inst, dir string, cpus int) func() []string {
+func lineAgent(t *testing.T, inst, dir string, cpus int) func() []string {
 	t.Helper()
 	in, _ := fifo.Paths(dir, fifo.CtlName)
 	ctl, err := os.OpenFile(in, os.O_RDWR, 0)
@@ -82,22 +82,23 @@ func seedAgent(t *testing.T, inst, dir string, cpus int) func() []string {
 	}
 }
 
-// TestIntegrationCollectSeedFallback: against an agent that does not
-// answer the handshake, collect --start says so, uses the bare orders and
+// TestIntegrationCollectLineProtocolFallback: against an agent that does
+// not answer the handshake, collect --start says so, uses the bare orders and
 // captures raw pages; settings are refused before anything is made.
-func TestIntegrationCollectSeedFallback(t *testing.T) {
-	inst := testutil.Instance(t, "vtrace-collect-seed")
+func TestIntegrationCollectLineProtocolFallback(t *testing.T) {
+	checkFDs(t)
+	inst := testutil.Instance(t, "vtrace-collect-line")
 	cpus := instanceCPUs(t, inst)
 	writeTracefs(t, filepath.Join(inst, "events/sched/enable"), "1")
 	dir := fifoDir(t, cpus)
 	holdFIFOs(t, dir, cpus)
-	orders := seedAgent(t, inst, dir, cpus)
+	orders := lineAgent(t, inst, dir, cpus)
 	out := filepath.Join(t.TempDir(), "capture")
 
 	cfg := collect.Config{Dir: dir, Out: out, Start: true, HandshakeTimeout: 300 * time.Millisecond,
 		Settings: wire.Settings{Events: []string{"sched:sched_switch"}}}
-	if _, err := collect.Run(context.Background(), cfg); !errors.Is(err, session.ErrSeed) || !strings.Contains(err.Error(), "--events") {
-		t.Fatalf("Run with --events against a seed agent: %v, want ErrSeed naming --events", err)
+	if _, err := collect.Run(context.Background(), cfg); !errors.Is(err, session.ErrLineProtocol) || !strings.Contains(err.Error(), "--events") {
+		t.Fatalf("Run with --events against a line-protocol agent: %v, want ErrLineProtocol naming --events", err)
 	}
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the refused capture left %s behind: %v", out, err)
@@ -110,30 +111,30 @@ func TestIntegrationCollectSeedFallback(t *testing.T) {
 		t.Fatalf("Run: %v", r.err)
 	}
 	if !strings.Contains(log.String(), "no vtrace agent answered") || !strings.Contains(log.String(), "raw pages only") {
-		t.Errorf("no seed-mode notice: %q", log.String())
+		t.Errorf("no notice that the agent did not answer: %q", log.String())
 	}
 	if got := strings.Join(orders(), ""); got != "10" {
-		t.Errorf("the seed agent obeyed %q, want start then stop", got)
+		t.Errorf("the line-protocol agent obeyed %q, want start then stop", got)
 	}
 	if n := checkCapture(t, out, cpus); n == 0 {
 		t.Error("the capture is empty")
 	}
 	for _, name := range []string{collect.MetaDir, collect.TraceDat} {
 		if _, err := os.Stat(filepath.Join(out, name)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("seed mode made %s: %v", name, err)
+			t.Errorf("a line-protocol capture made %s: %v", name, err)
 		}
 	}
 }
 
-// TestIntegrationHostCommandsSeedFallback: the binary's start, stop and
+// TestIntegrationHostCommandsLineProtocolFallback: the binary's start, stop and
 // status against an agent that does not answer.
-func TestIntegrationHostCommandsSeedFallback(t *testing.T) {
+func TestIntegrationHostCommandsLineProtocolFallback(t *testing.T) {
 	bin := testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-cmds-seed")
+	inst := testutil.Instance(t, "vtrace-cmds-line")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
 	holdFIFOs(t, dir, cpus)
-	orders := seedAgent(t, inst, dir, cpus)
+	orders := lineAgent(t, inst, dir, cpus)
 	run := func(args ...string) (string, error) {
 		args = append([]string{"host"}, append(args, "--dir", dir, "--handshake-timeout", "300ms")...)
 		b, err := exec.Command(bin, args...).CombinedOutput()
@@ -141,16 +142,16 @@ func TestIntegrationHostCommandsSeedFallback(t *testing.T) {
 	}
 	out, err := run("start", "--events", "sched")
 	if err == nil || !strings.Contains(out, "cannot apply settings") {
-		t.Errorf("start --events against a seed agent: %v\n%s", err, out)
+		t.Errorf("start --events against a line-protocol agent: %v\n%s", err, out)
 	}
 	out, err = run("status")
 	if err == nil || !strings.Contains(out, "no vtrace agent answered") {
-		t.Errorf("status against a seed agent: %v\n%s", err, out)
+		t.Errorf("status against a line-protocol agent: %v\n%s", err, out)
 	}
 	for _, cmd := range []string{"start", "stop"} {
 		out, err := run(cmd)
 		if err != nil || !strings.Contains(out, "no vtrace agent answered") || !strings.Contains(out, "sent the "+cmd+" order") {
-			t.Errorf("%s against a seed agent: %v\n%s", cmd, err, out)
+			t.Errorf("%s against a line-protocol agent: %v\n%s", cmd, err, out)
 		}
 	}
 	give := time.Now().Add(time.Minute) // a guard against a hang, not a measure
@@ -158,6 +159,6 @@ func TestIntegrationHostCommandsSeedFallback(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if got := strings.Join(orders(), ""); got != "10" {
-		t.Errorf("the seed agent obeyed %q, want start then stop", got)
+		t.Errorf("the line-protocol agent obeyed %q, want start then stop", got)
 	}
 }
