@@ -14,6 +14,7 @@ import (
 	"github.com/vtrace/vtrace/host/collect"
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 )
 
@@ -22,7 +23,7 @@ import (
 func fifoDir(t *testing.T, cpus int) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, name := range fifo.Channels(cpus) {
+	for _, name := range channel.Names(cpus) {
 		in, out := fifo.Paths(dir, name)
 		for _, p := range []string{in, out} {
 			if err := sys.Mkfifo(p, 0o600); err != nil {
@@ -64,7 +65,7 @@ func openWriter(t *testing.T, dir string, cpu int, done <-chan result) *os.File 
 // between tries, until the collector has opened the FIFO.
 func waitWriter(t *testing.T, dir string, cpu int, check func()) *os.File {
 	t.Helper()
-	_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+	_, path := fifo.Paths(dir, channel.Data(cpu))
 	for {
 		fd, err := sys.Open(path, sys.FIFOWriteNonblock, 0)
 		if err == nil {
@@ -214,7 +215,7 @@ func TestCollectDrainBounded(t *testing.T) {
 	checkFDs(t)
 	dir := fifoDir(t, 1)
 	// Someone reads the orders, as qemu does.
-	ctl, err := sys.Open(filepath.Join(dir, fifo.CtlName+".in"), sys.FIFOReadNonblock, 0)
+	ctl, err := sys.Open(filepath.Join(dir, channel.Ctl+".in"), sys.FIFOReadNonblock, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -26,7 +27,7 @@ import (
 // with cat while started. It returns the orders it obeyed.
 func lineAgent(t *testing.T, inst, dir string, cpus int) func() []string {
 	t.Helper()
-	in, _ := fifo.Paths(dir, fifo.CtlName)
+	in, _ := fifo.Paths(dir, channel.Ctl)
 	ctl, err := os.OpenFile(in, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func lineAgent(t *testing.T, inst, dir string, cpus int) func() []string {
 			case "1\n":
 				orders = append(orders, "1")
 				for cpu := range cpus {
-					_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+					_, path := fifo.Paths(dir, channel.Data(cpu))
 					raw := filepath.Join(inst, "per_cpu", "cpu"+strconv.Itoa(cpu), "trace_pipe_raw")
 					cat := exec.Command("sh", "-c", `exec cat "$1" >"$2"`, "sh", raw, path)
 					if err := cat.Start(); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 )
 
@@ -154,7 +155,7 @@ func writeTracefs(t *testing.T, path, value string) {
 func holdFIFOs(t *testing.T, dir string, cpus int) {
 	t.Helper()
 	for cpu := range cpus {
-		_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+		_, path := fifo.Paths(dir, channel.Data(cpu))
 		fd, err := sys.Open(path, sys.FIFOReadNonblock, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -168,7 +169,7 @@ func holdFIFOs(t *testing.T, dir string, cpus int) {
 func catStreams(t *testing.T, inst, dir string, cpus int) {
 	t.Helper()
 	for cpu := range cpus {
-		_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+		_, path := fifo.Paths(dir, channel.Data(cpu))
 		raw := filepath.Join(inst, "per_cpu", "cpu"+strconv.Itoa(cpu), "trace_pipe_raw")
 		cat := exec.Command("sh", "-c", `exec cat "$1" >"$2"`, "sh", raw, path)
 		if err := cat.Start(); err != nil {

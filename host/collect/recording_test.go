@@ -22,6 +22,7 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // instanceAgent is a `vtrace guest agent` process recording in instance name
@@ -358,7 +359,7 @@ func TestIntegrationRecordOverrun(t *testing.T) {
 	col.Process.Signal(syscall.SIGCONT)
 	// Interrupt collect only once it read the agent's answer to Start (and
 	// every Stats): an interrupted start is a failed capture.
-	_, ctlOut := fifo.Paths(dir, fifo.CtlName)
+	_, ctlOut := fifo.Paths(dir, channel.Ctl)
 	ctl, err := sys.Open(ctlOut, sys.FIFOReadNonblock, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -659,7 +660,7 @@ func TestIntegrationStartWhileRecording(t *testing.T) {
 func discardStreams(t *testing.T, dir string, cpus int) {
 	t.Helper()
 	for cpu := range cpus {
-		_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+		_, path := fifo.Paths(dir, channel.Data(cpu))
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err != nil {
 			t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // TraceCPUs lists the CPUs that have a data FIFO (trace-path-cpuN.out) in
@@ -27,12 +29,12 @@ func TraceCPUs(dir string) ([]int, error) {
 		if !ok {
 			continue
 		}
-		if n, ok := ParseTraceName(name); ok {
+		if n, ok := channel.ParseData(name); ok {
 			cpus = append(cpus, n)
 		}
 	}
 	if len(cpus) == 0 {
-		return nil, fmt.Errorf("find data FIFOs: no %s.out in %s: run `vtrace host setup <domain>` first", TraceName(0), dir)
+		return nil, fmt.Errorf("find data FIFOs: no %s.out in %s: run `vtrace host setup <domain>` first", channel.Data(0), dir)
 	}
 	slices.Sort(cpus)
 	return cpus, nil

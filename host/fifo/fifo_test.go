@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 func TestCheckDomainName(t *testing.T) {
@@ -43,26 +45,6 @@ func TestDomainDir(t *testing.T) {
 	}
 }
 
-func TestNames(t *testing.T) {
-	if got, want := Channels(3), []string{"agent-ctl-path", "trace-path-cpu0", "trace-path-cpu1", "trace-path-cpu2"}; !slices.Equal(got, want) {
-		t.Errorf("Channels(3) = %q, want %q", got, want)
-	}
-	for _, c := range []struct {
-		name string
-		n    int
-		ok   bool
-	}{
-		{"trace-path-cpu0", 0, true}, {"trace-path-cpu17", 17, true},
-		{"trace-path-cpu", 0, false}, {"trace-path-cpu01", 0, false}, {"trace-path-cpu-1", 0, false},
-		{"trace-path-cpu1x", 0, false}, {"agent-ctl-path", 0, false}, {"trace-path-cpu1234567", 0, false},
-	} {
-		n, ok := ParseTraceName(c.name)
-		if n != c.n || ok != c.ok {
-			t.Errorf("ParseTraceName(%q) = %d, %v; want %d, %v", c.name, n, ok, c.n, c.ok)
-		}
-	}
-}
-
 func mode(t *testing.T, p string) fs.FileMode {
 	t.Helper()
 	st, err := os.Lstat(p)
@@ -83,7 +65,7 @@ func gid(t *testing.T, p string) int {
 
 func TestCreateRemove(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "base", "vm1")
-	names := Channels(2)
+	names := channel.Names(2)
 
 	dry, err := Create(dir, names, Options{Group: -1, DryRun: true})
 	if err != nil {
@@ -171,7 +153,7 @@ func TestCreateRefusesSymlinkDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []func(string, []string, Options) (Report, error){Create, Remove} {
-		_, err := f(dir, Channels(1), Options{Group: -1})
+		_, err := f(dir, channel.Names(1), Options{Group: -1})
 		if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "symlink") {
 			t.Errorf("error %v, want a refusal naming %s", err, dir)
 		}
@@ -190,7 +172,7 @@ func TestCreateRefusesSymlinkFIFO(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []func(string, []string, Options) (Report, error){Create, Remove} {
-		_, err := f(dir, Channels(1), Options{Group: 0})
+		_, err := f(dir, channel.Names(1), Options{Group: 0})
 		if err == nil || !strings.Contains(err.Error(), link) {
 			t.Errorf("error %v, want a refusal naming %s", err, link)
 		}
@@ -211,7 +193,7 @@ func TestCreateRefusesRegularFile(t *testing.T) {
 	p := filepath.Join(dir, "agent-ctl-path.in")
 	os.WriteFile(p, []byte("data"), 0o644)
 	for _, f := range []func(string, []string, Options) (Report, error){Create, Remove} {
-		_, err := f(dir, Channels(1), Options{Group: -1})
+		_, err := f(dir, channel.Names(1), Options{Group: -1})
 		if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "regular file") {
 			t.Errorf("error %v, want a refusal naming %s", err, p)
 		}
@@ -222,7 +204,7 @@ func TestCreateRefusesRegularFile(t *testing.T) {
 	// The directory itself being a regular file.
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o644)
-	if _, err := Create(file, Channels(1), Options{Group: -1}); err == nil || !strings.Contains(err.Error(), "regular file") {
+	if _, err := Create(file, channel.Names(1), Options{Group: -1}); err == nil || !strings.Contains(err.Error(), "regular file") {
 		t.Errorf("Create in a regular file: %v", err)
 	}
 }

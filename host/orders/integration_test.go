@@ -16,6 +16,7 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // TestIntegrationOrdersReachAgent drives this repository's guest agent, in
@@ -31,7 +32,7 @@ func TestIntegrationOrdersReachAgent(t *testing.T) {
 	}
 	cpus := len(cpuDirs)
 	dir := t.TempDir()
-	for _, name := range fifo.Channels(cpus) {
+	for _, name := range channel.Names(cpus) {
 		in, out := fifo.Paths(dir, name)
 		for _, p := range []string{in, out} {
 			if err := sys.Mkfifo(p, 0o600); err != nil {
@@ -42,7 +43,7 @@ func TestIntegrationOrdersReachAgent(t *testing.T) {
 	// The host ends of the data FIFOs, held and read as a collector would.
 	var outs []int
 	for cpu := range cpus {
-		_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+		_, path := fifo.Paths(dir, channel.Data(cpu))
 		fd, err := sys.Open(path, sys.FIFOReadNonblock, 0)
 		if err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -97,7 +98,7 @@ func TestSessionCommandAfterClose(t *testing.T) {
 	script(t, dir, func(p *peer) { p.hello() })
 	s := open(t, dir, session.Options{HandshakeTimeout: guard, ReplyTimeout: guard})
 	go s.Close()
-	_, out := fifo.Paths(dir, fifo.CtlName)
+	_, out := fifo.Paths(dir, channel.Ctl)
 	for deadline := time.Now().Add(guard); ; time.Sleep(time.Millisecond) {
 		fd, err := sys.Open(out, sys.FIFOReadNonblock, 0)
 		if err != nil {

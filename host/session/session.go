@@ -39,6 +39,7 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -121,7 +122,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 	if opts.HostVersion == "" {
 		opts.HostVersion = "dev"
 	}
-	_, outPath := fifo.Paths(dir, fifo.CtlName)
+	_, outPath := fifo.Paths(dir, channel.Ctl)
 	s := &Session{dir: dir, opts: opts, outDir: outPath, buf: make([]byte, 64<<10)}
 	// Ids differ from one session to the next, so that a late reply to an
 	// earlier command is never taken for one of ours.

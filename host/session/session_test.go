@@ -18,6 +18,7 @@ import (
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/control"
 	"github.com/vtrace/vtrace/proto/wire"
 )
@@ -29,7 +30,7 @@ const guard = time.Minute
 func fifoDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	in, out := fifo.Paths(dir, fifo.CtlName)
+	in, out := fifo.Paths(dir, channel.Ctl)
 	for _, p := range []string{in, out} {
 		if err := sys.Mkfifo(p, 0o600); err != nil {
 			t.Fatal(err)
@@ -52,7 +53,7 @@ type peer struct {
 
 func newPeer(t *testing.T, dir string) *peer {
 	t.Helper()
-	in, out := fifo.Paths(dir, fifo.CtlName)
+	in, out := fifo.Paths(dir, channel.Ctl)
 	p := &peer{t: t}
 	var err error
 	// O_RDWR, as qemu holds them: opens never block, reads never end.

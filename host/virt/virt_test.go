@@ -17,6 +17,7 @@ import (
 	"github.com/vtrace/vtrace/host/domxml"
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 var (
@@ -169,7 +170,7 @@ func TestIntegrationSetupTeardown(t *testing.T) {
 	}
 	x := inactive(t, c, name)
 	info := inspect(t, x)
-	want := fifo.Channels(2)
+	want := channel.Names(2)
 	if got := info.ChannelNames(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("channels %q, want %q", got, want)
 	}
@@ -213,7 +214,7 @@ func TestIntegrationSetupTeardown(t *testing.T) {
 			t.Fatal(err)
 		}
 		info := inspect(t, inactive(t, c, name))
-		want := fifo.Channels(cpus)
+		want := channel.Names(cpus)
 		if got := info.ChannelNames(); strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("%d vCPUs: channels %q, want %q", cpus, got, want)
 		}
@@ -323,7 +324,7 @@ func TestIntegrationDryRun(t *testing.T) {
 	if after := inactive(t, c, name); !bytes.Equal(after, set) {
 		t.Errorf("dry-run teardown changed the XML")
 	}
-	checkFIFOs(t, dir, fifo.Channels(2))
+	checkFIFOs(t, dir, channel.Names(2))
 }
 
 func TestIntegrationHostileNames(t *testing.T) {
@@ -451,7 +452,7 @@ func TestIntegrationRunningDomain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range fifo.Channels(2) {
+	for _, n := range channel.Names(2) {
 		if !strings.Contains(live, "name='"+n+"'") {
 			t.Errorf("the restarted domain lacks channel %s", n)
 		}
