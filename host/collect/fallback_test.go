@@ -98,8 +98,8 @@ func TestIntegrationCollectLineProtocolFallback(t *testing.T) {
 
 	cfg := collect.Config{Dir: dir, Out: out, Start: true, HandshakeTimeout: 300 * time.Millisecond,
 		Settings: wire.Settings{Events: []string{"sched:sched_switch"}}}
-	if _, err := collect.Run(context.Background(), cfg); !errors.Is(err, session.ErrLineProtocol) || !strings.Contains(err.Error(), "--events") {
-		t.Fatalf("Run with --events against a line-protocol agent: %v, want ErrLineProtocol naming --events", err)
+	if _, err := collect.Run(context.Background(), cfg); !errors.Is(err, session.ErrLineProtocol) || !errors.Is(err, session.ErrNoSettings) {
+		t.Fatalf("Run with events against a line-protocol agent: %v, want ErrLineProtocol and ErrNoSettings", err)
 	}
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the refused capture left %s behind: %v", out, err)
@@ -142,7 +142,7 @@ func TestIntegrationHostCommandsLineProtocolFallback(t *testing.T) {
 		return string(b), err
 	}
 	out, err := run("start", "--events", "sched")
-	if err == nil || !strings.Contains(out, "cannot apply settings") {
+	if err == nil || !strings.Contains(out, "cannot apply settings") || !strings.Contains(out, "drop --events") {
 		t.Errorf("start --events against a line-protocol agent: %v\n%s", err, out)
 	}
 	out, err = run("status")

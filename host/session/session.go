@@ -68,6 +68,12 @@ var (
 	ErrTimeout = errors.New("no reply in time")
 	// ErrAgent: the agent answered with an error.
 	ErrAgent = errors.New("the agent refused")
+	// ErrNoSettings (with ErrLineProtocol): recording settings were given,
+	// and an agent that speaks only the line protocol cannot apply them.
+	ErrNoSettings = errors.New("an agent that speaks only the line protocol (the kernel's C agent) cannot apply settings")
+	// ErrRecording (with ErrAgent): a start found the agent recording
+	// already; a stop must come first.
+	ErrRecording = errors.New("the agent is already recording")
 )
 
 // Options tune a Session.

@@ -189,8 +189,8 @@ func TestSessionScriptedPeerLineProtocolFallback(t *testing.T) {
 		t.Errorf("notice: %q", s.LineProtocolNotice())
 	}
 	err := s.Start(context.Background(), wire.Settings{Events: []string{"sched"}})
-	if !errors.Is(err, session.ErrLineProtocol) || !strings.Contains(err.Error(), "--events") {
-		t.Errorf("Start with settings in line-protocol mode: %v, want ErrLineProtocol naming --events", err)
+	if !errors.Is(err, session.ErrLineProtocol) || !errors.Is(err, session.ErrNoSettings) || strings.Contains(err.Error(), "--") {
+		t.Errorf("Start with settings in line-protocol mode: %v, want ErrLineProtocol and ErrNoSettings, naming no flag", err)
 	}
 	read := func() []byte {
 		p.in.SetReadDeadline(time.Now().Add(guard))
