@@ -7,14 +7,8 @@ import (
 	"time"
 
 	"github.com/vtrace/vtrace/guest"
+	"github.com/vtrace/vtrace/internal/testutil"
 )
-
-// runAgent runs the agent in-process against inst and the FIFO directory
-// until the test ends, and fails the test if it returns an error.
-func runAgent(t *testing.T, inst, dir string, pipeSize int) {
-	t.Helper()
-	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, PipeSize: pipeSize})
-}
 
 type testWriter struct{ t *testing.T }
 
@@ -38,7 +32,7 @@ func TestIntegrationStreamMatchesStats(t *testing.T) {
 	cpus := onlineCPUs(t)
 	dir := fifoDir(t, cpus)
 	h := newHost(t, dir, inst, cpus)
-	runAgent(t, inst, dir, 0)
+	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
 	h.send("1\n")
 	workload(t, cpus, time.Second)
@@ -61,7 +55,7 @@ func TestIntegrationControlInput(t *testing.T) {
 	cpus := onlineCPUs(t)
 	dir := fifoDir(t, cpus)
 	h := newHost(t, dir, inst, cpus)
-	runAgent(t, inst, dir, 0)
+	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
 	// Recorded while idle, then "1\n0\n" in one write: start and stop,
 	// which sends all of it.
@@ -90,7 +84,7 @@ func TestIntegrationCycles(t *testing.T) {
 	cpus := onlineCPUs(t)
 	dir := fifoDir(t, cpus)
 	h := newHost(t, dir, inst, cpus)
-	runAgent(t, inst, dir, 0)
+	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
 	for i := 0; i < 3; i++ {
 		tracing(t, inst, true)
@@ -114,7 +108,7 @@ func TestIntegrationSlowReader(t *testing.T) {
 	cpus := onlineCPUs(t)
 	dir := fifoDir(t, cpus)
 	h := newHost(t, dir, inst, cpus)
-	runAgent(t, inst, dir, 64<<10)
+	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, PipeSize: 64 << 10})
 
 	h.send("1\n")
 	h.pause()
@@ -140,7 +134,7 @@ func TestIntegrationSlowReader(t *testing.T) {
 func TestIntegrationErrors(t *testing.T) {
 	inst := traceInstance(t, "vtrace-guest-errors", 0)
 	dir := fifoDir(t, []int{0})
-	fds := openFDs(t)
+	fds := testutil.OpenFDs(t)
 	_, err := guest.New(guest.Config{Tracefs: inst, PortsDir: t.TempDir()}, nil)
 	if err == nil || !strings.Contains(err.Error(), "agent-ctl-path") {
 		t.Errorf("New without ports: %v, want an error naming agent-ctl-path", err)
@@ -153,5 +147,5 @@ func TestIntegrationErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cpu4000/trace_pipe_raw") || strings.Count(err.Error(), "open") != 1 {
 		t.Errorf("New for cpu 4000: %v, want an error naming its trace_pipe_raw and the operation once", err)
 	}
-	checkFDs(t, fds)
+	testutil.SameFDs(t, fds)
 }

@@ -15,28 +15,23 @@ import (
 	"github.com/vtrace/vtrace/proto/ringbuf"
 )
 
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }
+
 // TestIntegrationSIGTERM: the built binary, streaming, gets SIGTERM: it
 // sends everything (last partial pages included) and exits 0.
 func TestIntegrationSIGTERM(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
+	testutil.BuildVtrace(t) // before tracing: a build would fill the buffers
 	inst := traceInstance(t, "vtrace-guest-sigterm", 0)
 	cpus := onlineCPUs(t)
 	dir := fifoDir(t, cpus)
 	h := newHost(t, dir, inst, cpus)
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Args: []string{"--verbose"}})
 
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "guest", "agent", "--tracefs", inst, "--ports-dir", dir, "--verbose")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	h.send("1\n")
 	workload(t, cpus, time.Second)
 	tracing(t, inst, false)
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("agent after SIGTERM: %v\n%s", err, stderr.Bytes())
-	}
+	a.Stop(t)
 	h.caughtUp(inst)
 }
 

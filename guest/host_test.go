@@ -15,6 +15,7 @@ import (
 
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 	"github.com/vtrace/vtrace/proto/tracefs"
 )
@@ -92,19 +93,11 @@ func workload(t *testing.T, cpus []int, d time.Duration) {
 // chardevs want it: NAME.in (host to guest) and NAME.out (guest to host).
 func fifoDir(t *testing.T, cpus []int) string {
 	t.Helper()
-	dir := t.TempDir()
-	names := []string{"agent-ctl-path"}
+	names := []string{channel.Ctl}
 	for _, c := range cpus {
-		names = append(names, fmt.Sprintf("trace-path-cpu%d", c))
+		names = append(names, channel.Data(c))
 	}
-	for _, n := range names {
-		for _, ext := range []string{".in", ".out"} {
-			if err := sys.Mkfifo(filepath.Join(dir, n+ext), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return dir
+	return testutil.FIFODir(t, names...)
 }
 
 // host is the test's side of the FIFOs: it writes orders and collects

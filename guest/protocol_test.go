@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,7 +30,7 @@ func startAgent(t *testing.T, cfg guest.Config) {
 	cfg.DrainTimeout = 20 * time.Second
 	cfg.Version = "test"
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	fds := openFDs(t)
+	fds := testutil.OpenFDs(t)
 	a, err := guest.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +46,7 @@ func startAgent(t *testing.T, cfg guest.Config) {
 		if err := a.Close(); err != nil {
 			t.Errorf("close the agent: %v", err)
 		}
-		checkFDs(t, fds)
+		testutil.SameFDs(t, fds)
 	})
 }
 
@@ -626,47 +624,31 @@ func TestIntegrationProtocolHostNotReading(t *testing.T) {
 // TestIntegrationProtocolSIGTERM: the agent exiting removes its instance
 // and puts the default buffer's buffer_percent back.
 func TestIntegrationProtocolSIGTERM(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
+	testutil.BuildVtrace(t) // before tracing: a build would fill the buffers
 	inst := traceInstance(t, "vtrace-guest-term-base", 0)
-	root := filepath.Dir(filepath.Dir(inst))
-	name := "vtrace-guest-term"
-	own := filepath.Join(root, "instances", name)
 	cpus := onlineCPUs(t)
 	dir := fifoDir(t, cpus)
 	h := newProtoHost(t, dir, inst, cpus)
 	oldPercent, _ := os.ReadFile(filepath.Join(inst, "buffer_percent"))
 
-	run := func() *exec.Cmd {
-		cmd := exec.Command(bin, "guest", "agent", "--tracefs", inst, "--ports-dir", dir, "--instance", name, "--verbose")
-		cmd.Stderr = testWriter{t}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
-	term := func(cmd *exec.Cmd) {
-		cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("agent after SIGTERM: %v", err)
-		}
-	}
-	cmd := run()
+	opts := testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-guest-term", Args: []string{"--verbose"}}
+	a := testutil.StartAgent(t, opts)
 	hello(t, h)
 	if e := start(t, h, wire.Settings{Events: []string{"sched:sched_switch"}}); e != "" {
 		t.Fatalf("start: %s", e)
 	}
-	if !isDir(own) {
-		t.Fatalf("instance %s missing while recording", own)
+	if !isDir(a.Own) {
+		t.Fatalf("instance %s missing while recording", a.Own)
 	}
-	term(cmd)
-	if isDir(own) {
-		t.Errorf("instance %s still there after the agent exited", own)
+	a.Stop(t)
+	if isDir(a.Own) {
+		t.Errorf("instance %s still there after the agent exited", a.Own)
 	}
 
 	// Recording the default buffer (a bare order): buffer_percent is
 	// lowered while recording and restored at exit.
 	h.out.Close()
-	cmd = run()
+	a = testutil.StartAgent(t, opts)
 	h.send("1\n")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if b, _ := os.ReadFile(filepath.Join(inst, "buffer_percent")); strings.TrimSpace(string(b)) == "10" {
@@ -676,7 +658,7 @@ func TestIntegrationProtocolSIGTERM(t *testing.T) {
 			t.Fatal("buffer_percent not lowered to 10 while recording")
 		}
 	}
-	term(cmd)
+	a.Stop(t)
 	if b, _ := os.ReadFile(filepath.Join(inst, "buffer_percent")); !bytes.Equal(b, oldPercent) {
 		t.Errorf("buffer_percent %q after exit, want %q back", b, oldPercent)
 	}

@@ -87,7 +87,7 @@ func lineAgent(t *testing.T, inst, dir string, cpus int) func() []string {
 // not answer the handshake, collect --start says so, uses the bare orders and
 // captures raw pages; settings are refused before anything is made.
 func TestIntegrationCollectLineProtocolFallback(t *testing.T) {
-	checkFDs(t)
+	testutil.CheckFDs(t)
 	inst := testutil.Instance(t, "vtrace-collect-line")
 	cpus := instanceCPUs(t, inst)
 	writeTracefs(t, filepath.Join(inst, "events/sched/enable"), "1")

@@ -21,6 +21,9 @@ import (
 	"github.com/vtrace/vtrace/proto/ringbuf"
 )
 
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }
+
 // tinyTmpfs mounts a tmpfs of size bytes on a fresh directory.
 func tinyTmpfs(t *testing.T, size string) string {
 	t.Helper()
@@ -60,7 +63,7 @@ func feed(w *os.File, chunk int) <-chan error {
 // with an error naming the file, which keeps only whole pages; the binary
 // exits non-zero and still prints the summary.
 func TestIntegrationCollectFullDisk(t *testing.T) {
-	checkFDs(t)
+	testutil.CheckFDs(t)
 	disk := tinyTmpfs(t, "256k")
 	dir := fifoDir(t, 1)
 	out := filepath.Join(disk, "capture")
@@ -276,31 +279,11 @@ func cpuStats(t *testing.T, inst string, cpus int, key string) []int64 {
 	return vals
 }
 
-// startAgent runs this repository's guest agent in loopback mode: it reads
-// its orders from DIR/agent-ctl-path.in and writes CPU N's pages into
-// DIR/trace-path-cpuN.out.
-func startAgent(t *testing.T, inst, dir string) {
-	t.Helper()
-	bin := testutil.BuildVtrace(t)
-	agent := exec.Command(bin, "guest", "agent", "--tracefs", inst, "--ports-dir", dir)
-	var log bytes.Buffer
-	agent.Stdout, agent.Stderr = &log, &log
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		agent.Process.Signal(syscall.SIGTERM)
-		if err := agent.Wait(); err != nil {
-			t.Errorf("guest agent: %v\n%s", err, log.String())
-		}
-	})
-}
-
 // TestIntegrationCollectAgent runs a whole capture with --start against the
 // guest agent of this repository on a private ftrace instance: every event
 // the kernel says was read from each CPU's buffer is in that CPU's file.
 func TestIntegrationCollectAgent(t *testing.T) {
-	checkFDs(t)
+	testutil.CheckFDs(t)
 	testutil.BuildVtrace(t) // before tracing: a build would fill the buffers
 	inst := testutil.Instance(t, "vtrace-collect-agent")
 	cpus := instanceCPUs(t, inst)
@@ -308,7 +291,7 @@ func TestIntegrationCollectAgent(t *testing.T) {
 	writeTracefs(t, filepath.Join(inst, "buffer_size_kb"), "4096")
 	dir := fifoDir(t, cpus)
 	out := filepath.Join(t.TempDir(), "capture")
-	startAgent(t, inst, dir)
+	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir})
 	readBefore := cpuStats(t, inst, cpus, "read events")
 	// The workload's own sched events and every irq event. sched_switch
 	// and sched_wakeup are left out: they come from the whole machine,

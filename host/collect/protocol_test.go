@@ -41,7 +41,7 @@ func TestIntegrationCollectProtocolEvents(t *testing.T) {
 	inst := testutil.Instance(t, "vtrace-collect-proto")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	startAgent(t, inst, dir)
+	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir})
 	out := filepath.Join(t.TempDir(), "capture")
 
 	bad := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "nosuch:event", "--duration", "1s")
@@ -105,7 +105,7 @@ func TestIntegrationHostStatusStates(t *testing.T) {
 	inst := testutil.Instance(t, "vtrace-status")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	startAgent(t, inst, dir)
+	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir})
 	col := exec.Command(bin, "host", "collect", "--dir", dir, "-o", filepath.Join(t.TempDir(), "c"))
 	if err := col.Start(); err != nil {
 		t.Fatal(err)

@@ -25,50 +25,6 @@ import (
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
-// instanceAgent is a `vtrace guest agent` process recording in instance name
-// (when the host gives settings) and streaming inst otherwise.
-type instanceAgent struct {
-	cmd  *exec.Cmd
-	log  bytes.Buffer
-	own  string // ROOT/instances/NAME
-	done chan error
-}
-
-// startInstanceAgent runs the agent until the test ends (or until term).
-func startInstanceAgent(t *testing.T, inst, dir, name string, extra ...string) *instanceAgent {
-	t.Helper()
-	bin := testutil.BuildVtrace(t)
-	a := &instanceAgent{own: filepath.Join(filepath.Dir(inst), name), done: make(chan error, 1)}
-	args := append([]string{"guest", "agent", "--tracefs", inst, "--ports-dir", dir, "--instance", name}, extra...)
-	a.cmd = exec.Command(bin, args...)
-	a.cmd.Stdout, a.cmd.Stderr = &a.log, &a.log
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { a.done <- a.cmd.Wait() }()
-	t.Cleanup(func() {
-		if a.cmd.ProcessState == nil {
-			a.term(t)
-		}
-	})
-	return a
-}
-
-// term sends SIGTERM and waits for a clean exit.
-func (a *instanceAgent) term(t *testing.T) {
-	t.Helper()
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-a.done:
-		if err != nil {
-			t.Errorf("guest agent after SIGTERM: %v\n%s", err, a.log.String())
-		}
-	case <-time.After(time.Minute): // a guard against a hang, not a measure
-		a.cmd.Process.Kill()
-		t.Fatalf("guest agent did not exit after SIGTERM\n%s", a.log.String())
-	}
-}
-
 // runVtrace runs the binary and returns stdout, stderr and the exit error.
 func runVtrace(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
@@ -172,7 +128,7 @@ func TestIntegrationRecordChosenEvents(t *testing.T) {
 	inst := testutil.Instance(t, "vtrace-rec-events-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	startInstanceAgent(t, inst, dir, "vtrace-rec-events")
+	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-events"})
 	out := filepath.Join(t.TempDir(), "capture")
 
 	stop := busy(t, cpus) // sched_switch all along, through the stop
@@ -250,7 +206,7 @@ func TestIntegrationRecordBadSettings(t *testing.T) {
 	root := filepath.Dir(filepath.Dir(inst))
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	a := startInstanceAgent(t, inst, dir, "vtrace-rec-bad")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-bad"})
 	out := filepath.Join(t.TempDir(), "capture")
 	huge := strconv.FormatUint(memTotalKiB(t)*4, 10) + "K"
 
@@ -287,7 +243,7 @@ func TestIntegrationRecordBadSettings(t *testing.T) {
 	stdout, stderr, err := runVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch",
 		"--duration", "500ms", "--timeout", "30s")
 	if err != nil {
-		t.Fatalf("a good capture after the bad ones: %v\n%s\n%s\nagent:\n%s", err, stdout, stderr, a.log.String())
+		t.Fatalf("a good capture after the bad ones: %v\n%s\n%s\nagent:\n%s", err, stdout, stderr, a.Log())
 	}
 	if after := tracefsState(t, root, inst, "vtrace-rec-bad"); after != before {
 		t.Errorf("a capture changed tracefs:\nbefore:\n%s\nafter:\n%s", before, after)
@@ -331,7 +287,7 @@ func TestIntegrationRecordOverrun(t *testing.T) {
 	inst := testutil.Instance(t, "vtrace-rec-overrun-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	a := startInstanceAgent(t, inst, dir, "vtrace-rec-overrun", "--pipe-size", "64K")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-overrun", Args: []string{"--pipe-size", "64K"}})
 	out := filepath.Join(t.TempDir(), "capture")
 
 	col := exec.Command(testutil.BuildVtrace(t), "host", "collect", "--dir", dir, "-o", out, "--start",
@@ -344,7 +300,7 @@ func TestIntegrationRecordOverrun(t *testing.T) {
 	defer col.Process.Kill()
 	// The events are enabled last: then the agent records.
 	waitFor(t, "the recording to start", func() bool {
-		b, _ := os.ReadFile(filepath.Join(a.own, "set_event"))
+		b, _ := os.ReadFile(filepath.Join(a.Own, "set_event"))
 		return strings.Contains(string(b), "raw_syscalls:")
 	})
 	if err := col.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -354,8 +310,8 @@ func TestIntegrationRecordOverrun(t *testing.T) {
 	time.Sleep(2 * time.Second) // the workload runs while nobody reads
 	stop()
 	// Freeze the instance: its counters are final from here.
-	writeTracefs(t, filepath.Join(a.own, "tracing_on"), "0")
-	kernel := instanceStats(t, a.own, cpus)
+	writeTracefs(t, filepath.Join(a.Own, "tracing_on"), "0")
+	kernel := instanceStats(t, a.Own, cpus)
 	col.Process.Signal(syscall.SIGCONT)
 	// Interrupt collect only once it read the agent's answer to Start (and
 	// every Stats): an interrupted start is a failed capture.
@@ -372,8 +328,8 @@ func TestIntegrationRecordOverrun(t *testing.T) {
 	}
 	t.Logf("summary:\n%s", stdout.String())
 	t.Logf("instance stats at the freeze: %v", kernel)
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after the capture", a.own)
+	if isDir(a.Own) {
+		t.Errorf("instance %s still there after the capture", a.Own)
 	}
 	overran := false
 	for cpu, r := range summaryCPUs(t, stdout.String()) {
@@ -414,7 +370,7 @@ func TestIntegrationRecordTwoCaptures(t *testing.T) {
 	inst := testutil.Instance(t, "vtrace-rec-two-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	a := startInstanceAgent(t, inst, dir, "vtrace-rec-two")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-two"})
 
 	capture := func(clock string, events ...string) (string, map[string]int) {
 		t.Helper()
@@ -441,8 +397,8 @@ func TestIntegrationRecordTwoCaptures(t *testing.T) {
 	if names["sched_process_fork"] == 0 || names["sched_process_exit"] == 0 || len(names) != 2 || !strings.Contains(clock, "[global]") {
 		t.Errorf("second capture: events %v, clock %q; want sched_process_fork and _exit only, global", names, clock)
 	}
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after two captures", a.own)
+	if isDir(a.Own) {
+		t.Errorf("instance %s still there after two captures", a.Own)
 	}
 }
 
@@ -470,28 +426,28 @@ func TestIntegrationAgentExitRemovesInstance(t *testing.T) {
 	}
 
 	// SIGTERM while recording.
-	a := startInstanceAgent(t, inst, dir, name)
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: name})
 	host("start", "--events", "sched:sched_switch")
-	if !isDir(a.own) {
-		t.Fatalf("instance %s missing while recording", a.own)
+	if !isDir(a.Own) {
+		t.Fatalf("instance %s missing while recording", a.Own)
 	}
-	a.term(t)
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after SIGTERM while recording", a.own)
+	a.Stop(t)
+	if isDir(a.Own) {
+		t.Errorf("instance %s still there after SIGTERM while recording", a.Own)
 	}
 
 	// SIGTERM after a capture.
-	a = startInstanceAgent(t, inst, dir, name)
+	a = testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: name})
 	host("start", "--events", "sched:sched_switch")
 	host("stop")
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after the stop", a.own)
+	if isDir(a.Own) {
+		t.Errorf("instance %s still there after the stop", a.Own)
 	}
 	host("start", "--events", "irq")
 	host("stop")
-	a.term(t)
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after the agent exited", a.own)
+	a.Stop(t)
+	if isDir(a.Own) {
+		t.Errorf("instance %s still there after the agent exited", a.Own)
 	}
 }
 
@@ -504,7 +460,7 @@ func TestIntegrationStatusWhileRecording(t *testing.T) {
 	inst := testutil.Instance(t, "vtrace-rec-status-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	a := startInstanceAgent(t, inst, dir, "vtrace-rec-status")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-status"})
 	host := func(args ...string) (string, error) {
 		t.Helper()
 		stdout, stderr, err := runVtrace(t, append([]string{"host"}, append(args, "--dir", dir, "--timeout", "30s")...)...)
@@ -519,7 +475,7 @@ func TestIntegrationStatusWhileRecording(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer col.Process.Kill()
-	waitFor(t, "collect --start to record", func() bool { return isDir(a.own) && exists(filepath.Join(out, "meta")) })
+	waitFor(t, "collect --start to record", func() bool { return isDir(a.Own) && exists(filepath.Join(out, "meta")) })
 	if s, err := host("status"); err == nil || !strings.Contains(s, "control channel in use") {
 		t.Errorf("status during collect --start: %v, want \"control channel in use\"\n%s", err, s)
 	}
@@ -597,7 +553,7 @@ func TestIntegrationInterruptedStartStopsAgent(t *testing.T) {
 	inst := testutil.Instance(t, "vtrace-rec-intr-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	a := startInstanceAgent(t, inst, dir, "vtrace-rec-intr")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-intr"})
 	out := filepath.Join(t.TempDir(), "capture")
 
 	col := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch", "--timeout", "30s")
@@ -610,14 +566,14 @@ func TestIntegrationInterruptedStartStopsAgent(t *testing.T) {
 	go func() { exited <- col.Wait() }()
 	// OUT/meta is saved just before Start is sent.
 	waitFor(t, "collect to save the metadata", func() bool { return exists(filepath.Join(out, "meta")) })
-	a.cmd.Process.Signal(syscall.SIGSTOP)
+	a.Cmd.Process.Signal(syscall.SIGSTOP)
 	col.Process.Signal(syscall.SIGINT)
 	var err error
 	select {
 	case err = <-exited: // without the stop order collect is gone at once
 	case <-time.After(time.Second): // it waits for the StopReply
 	}
-	a.cmd.Process.Signal(syscall.SIGCONT)
+	a.Cmd.Process.Signal(syscall.SIGCONT)
 	if err == nil {
 		err = <-exited
 	}
@@ -626,8 +582,8 @@ func TestIntegrationInterruptedStartStopsAgent(t *testing.T) {
 	if err != nil || !strings.Contains(stdout, "state:    idle") {
 		t.Errorf("status after the interrupted capture: %v, want idle\n%s%s", err, stdout, stderr)
 	}
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after the interrupted capture", a.own)
+	if isDir(a.Own) {
+		t.Errorf("instance %s still there after the interrupted capture", a.Own)
 	}
 }
 
@@ -638,7 +594,7 @@ func TestIntegrationStartWhileRecording(t *testing.T) {
 	inst := testutil.Instance(t, "vtrace-recording-base")
 	cpus := instanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
-	startInstanceAgent(t, inst, dir, "vtrace-recording")
+	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-recording"})
 	discardStreams(t, dir, cpus) // `host start` alone leaves the reading to someone
 	if _, stderr, err := runVtrace(t, "host", "start", "--dir", dir, "--events", "sched:sched_switch"); err != nil {
 		t.Fatalf("host start: %v\n%s", err, stderr)

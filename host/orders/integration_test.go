@@ -1,15 +1,12 @@
 package orders
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,27 +16,21 @@ import (
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }
+
 // TestIntegrationOrdersReachAgent drives this repository's guest agent, in
 // loopback mode on a private ftrace instance, with start and stop orders:
 // nothing flows before start, pages flow after it, and stop makes the agent
 // send everything recorded, down to the page the kernel was still filling.
 func TestIntegrationOrdersReachAgent(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
 	inst := testutil.Instance(t, "vtrace-orders-agent")
 	cpuDirs, err := filepath.Glob(filepath.Join(inst, "per_cpu", "cpu*"))
 	if err != nil || len(cpuDirs) == 0 {
 		t.Fatalf("find per_cpu buffers in %s: %v", inst, err)
 	}
 	cpus := len(cpuDirs)
-	dir := t.TempDir()
-	for _, name := range channel.Names(cpus) {
-		in, out := fifo.Paths(dir, name)
-		for _, p := range []string{in, out} {
-			if err := sys.Mkfifo(p, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	dir := testutil.FIFODir(t, channel.Names(cpus)...)
 	// The host ends of the data FIFOs, held and read as a collector would.
 	var outs []int
 	for cpu := range cpus {
@@ -100,18 +91,7 @@ func TestIntegrationOrdersReachAgent(t *testing.T) {
 		}
 	}
 
-	agent := exec.Command(bin, "guest", "agent", "--tracefs", inst, "--ports-dir", dir)
-	var log bytes.Buffer
-	agent.Stdout, agent.Stderr = &log, &log
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		agent.Process.Signal(syscall.SIGTERM)
-		if err := agent.Wait(); err != nil {
-			t.Errorf("guest agent: %v\n%s", err, log.String())
-		}
-	})
+	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir})
 	write("events/sched/enable", "1")
 	waitFor("events in the ring buffer", func() bool { return entries() > 0 })
 	if n := drain(); n != 0 {

@@ -16,6 +16,9 @@ import (
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }
+
 // vtrace runs the built binary and returns its output and exit code.
 func vtrace(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()

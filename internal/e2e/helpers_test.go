@@ -23,6 +23,9 @@ import (
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }
+
 // collector is a `vtrace host collect` running in the background.
 type collector struct {
 	t      testing.TB

@@ -1,5 +1,8 @@
 // Package testutil holds the few helpers vtrace's tests share: finding the
-// real parts (tracefs, root, programs) and refusing to skip under CI.
+// real parts (tracefs, root, programs) and refusing to skip under CI,
+// building the binary (BuildVtrace, removed by Main) and running its agent
+// on this machine (StartAgent), FIFO directories (FIFODir) and the
+// descriptor-leak check (CheckFDs).
 package testutil
 
 import (
@@ -93,30 +96,4 @@ func Repo(t testing.TB) string {
 		}
 		d = p
 	}
-}
-
-// BuildVtrace builds the static vtrace binary into a temporary directory
-// once per test binary and returns its path.
-func BuildVtrace(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vtrace-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		bin := filepath.Join(dir, "vtrace")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/vtrace")
-		cmd.Dir = Repo(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = &buildError{err, string(out)}
-			return
-		}
-		builtBin = bin
-	})
-	if buildErr != nil {
-		t.Fatalf("build vtrace: %v", buildErr)
-	}
-	return builtBin
 }

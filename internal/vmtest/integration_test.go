@@ -4,7 +4,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vtrace/vtrace/internal/testutil"
 )
+
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // TestIntegrationGuestBoots boots the test guest with 2 vCPUs and checks what
 // the other VM tests rely on: its ports by name, per-CPU stats after a
