@@ -28,9 +28,7 @@ func tracing(t *testing.T, inst string, on bool) {
 // TestIntegrationStreamMatchesStats: what the host receives after a stop is,
 // per CPU, exactly what the kernel recorded, last partial pages included.
 func TestIntegrationStreamMatchesStats(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-stream", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-stream", 0)
 	h := newHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
@@ -51,9 +49,7 @@ func TestIntegrationStreamMatchesStats(t *testing.T) {
 // TestIntegrationControlInput: orders coalesced in one read, split across
 // reads, with \r\n, and garbage around them.
 func TestIntegrationControlInput(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-control", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-control", 0)
 	h := newHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
@@ -80,9 +76,7 @@ func TestIntegrationControlInput(t *testing.T) {
 // TestIntegrationCycles: start/stop cycles with events recorded while idle
 // too; nothing lost, nothing twice, time never backwards per CPU.
 func TestIntegrationCycles(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-cycles", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-cycles", 0)
 	h := newHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
@@ -104,9 +98,7 @@ func TestIntegrationCycles(t *testing.T) {
 // kills the agent nor stalls tracing; the ring buffer overwrites, the pages
 // say so, and everything not overwritten arrives.
 func TestIntegrationSlowReader(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-slow", 16) // 4 pages per CPU
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-slow", 16) // 4 pages per CPU
 	h := newHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, PipeSize: 64 << 10})
 
@@ -120,7 +112,7 @@ func TestIntegrationSlowReader(t *testing.T) {
 	h.caughtUp(inst)
 	overran := false
 	for _, cpu := range cpus {
-		ks := cpuStats(t, inst, cpu)
+		ks := testutil.CPUStats(t, inst, cpu)
 		t.Logf("cpu %d: overrun %d, read events %d", cpu, ks["overrun"], ks["read events"])
 		overran = overran || ks["overrun"] > 0
 	}

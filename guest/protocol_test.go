@@ -1,7 +1,6 @@
 package guest_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -174,9 +173,7 @@ func stop(t *testing.T, h *protoHost) *wire.StopReply {
 // TestIntegrationProtocolHello: bare orders get no answer (the first bytes
 // on .out are the HelloReply), and the reply describes the guest.
 func TestIntegrationProtocolHello(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-hello", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-hello", 0)
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
@@ -213,10 +210,8 @@ func TestIntegrationProtocolHello(t *testing.T) {
 // TestIntegrationProtocolMeta: every format file the tracefs has arrives,
 // whole, with the headers and the rest.
 func TestIntegrationProtocolMeta(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-meta", 0)
+	inst, cpus, dir := loopback(t, "vtrace-guest-meta", 0)
 	root := filepath.Dir(filepath.Dir(inst))
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 	hello(t, h)
@@ -350,12 +345,10 @@ func (h *protoHost) waitEvents(r *wire.StopReply) {
 // agent's own instance, which exists while recording and is gone after;
 // two captures in a row with different settings.
 func TestIntegrationProtocolInstance(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-inst-base", 0)
+	inst, cpus, dir := loopback(t, "vtrace-guest-inst-base", 0)
 	root := filepath.Dir(filepath.Dir(inst))
 	name := "vtrace-guest-inst"
-	own := filepath.Join(root, "instances", name)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	own := filepath.Join(filepath.Dir(inst), name) // beside inst
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, Instance: name})
 	hello(t, h)
@@ -364,7 +357,7 @@ func TestIntegrationProtocolInstance(t *testing.T) {
 	if e := start(t, h, wire.Settings{Events: []string{"sched:sched_switch"}, BufferKiB: 256}); e != "" {
 		t.Fatalf("start: %s", e)
 	}
-	if !isDir(own) {
+	if !testutil.IsDir(own) {
 		t.Fatalf("instance %s missing while recording", own)
 	}
 	if b, _ := os.ReadFile(filepath.Join(own, "buffer_percent")); strings.TrimSpace(string(b)) != "10" {
@@ -372,7 +365,7 @@ func TestIntegrationProtocolInstance(t *testing.T) {
 	}
 	workload(t, cpus, 500*time.Millisecond)
 	r := stop(t, h)
-	if isDir(own) {
+	if testutil.IsDir(own) {
 		t.Errorf("instance %s still there after the stop reply", own)
 	}
 	h.waitEvents(r)
@@ -408,7 +401,7 @@ func TestIntegrationProtocolInstance(t *testing.T) {
 	if names["sched:sched_process_exec"] == 0 || names["sched:sched_process_exit"] == 0 || len(names) != 2 {
 		t.Errorf("second capture: events %v, want sched_process_exec and _exit only", names)
 	}
-	if isDir(own) {
+	if testutil.IsDir(own) {
 		t.Errorf("instance %s still there after the second stop", own)
 	}
 }
@@ -426,19 +419,17 @@ func snapshot(t *testing.T, root, inst, name string) string {
 			fmt.Fprintf(&b, "%s/%s: %s\n", d, f, v)
 		}
 	}
-	fmt.Fprintf(&b, "instance %s exists: %t\n", name, isDir(filepath.Join(root, "instances", name)))
+	fmt.Fprintf(&b, "instance %s exists: %t\n", name, testutil.IsDir(filepath.Join(root, "instances", name)))
 	return b.String()
 }
 
 // TestIntegrationProtocolBadSettings: each bad setting gets an error naming
 // it, and tracefs stays as it was.
 func TestIntegrationProtocolBadSettings(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-bad-base", 0)
+	inst, cpus, dir := loopback(t, "vtrace-guest-bad-base", 0)
 	root := filepath.Dir(filepath.Dir(inst))
 	name := "vtrace-guest-bad"
 	other := testutil.Instance(t, "vtrace-guest-bad-other")
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, Instance: name})
 	hello(t, h)
@@ -453,7 +444,7 @@ func TestIntegrationProtocolBadSettings(t *testing.T) {
 		{wire.Settings{Events: []string{"nosuchsystem"}}, []string{"nosuchsystem"}},
 		{wire.Settings{Events: sw, Filters: []wire.Filter{{Event: "sched:sched_switch", Expr: "prev_pid >"}}}, []string{"sched:sched_switch", "prev_pid >", "Invalid"}},
 		{wire.Settings{Events: sw, Filters: []wire.Filter{{Event: "sched", Expr: "bogus == 1"}}}, []string{"sched", "bogus == 1", "field"}},
-		{wire.Settings{Events: sw, BufferKiB: memTotalKiB(t) * 4}, []string{"buffer size", "cannot allocate memory"}},
+		{wire.Settings{Events: sw, BufferKiB: testutil.MemTotalKiB(t) * 4}, []string{"buffer size", "cannot allocate memory"}},
 		{wire.Settings{Events: sw, Clock: "no-such-clock"}, []string{"no-such-clock"}},
 		{wire.Settings{Events: sw, Instance: filepath.Base(other)}, []string{filepath.Base(other), "not the agent's"}},
 		{wire.Settings{Events: sw, Instance: filepath.Base(inst)}, []string{filepath.Base(inst), "--tracefs"}},
@@ -478,40 +469,12 @@ func TestIntegrationProtocolBadSettings(t *testing.T) {
 	}
 }
 
-func memTotalKiB(t *testing.T) uint64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
-			n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatal("no MemTotal in /proc/meminfo")
-	return 0
-}
-
-func isDir(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
-}
-
 // TestIntegrationProtocolOverrun: a tiny buffer the host does not drain
 // for a while overruns; the stop reply's counters are the kernel's.
 func TestIntegrationProtocolOverrun(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-overrun-base", 0)
-	root := filepath.Dir(filepath.Dir(inst))
+	inst, cpus, dir := loopback(t, "vtrace-guest-overrun-base", 0)
 	name := "vtrace-guest-overrun"
-	own := filepath.Join(root, "instances", name)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	own := filepath.Join(filepath.Dir(inst), name) // beside inst
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, Instance: name, PipeSize: 64 << 10})
 	hello(t, h)
@@ -526,7 +489,7 @@ func TestIntegrationProtocolOverrun(t *testing.T) {
 	write(t, filepath.Join(own, "tracing_on"), "0")
 	want := map[uint32]map[string]int64{}
 	for _, cpu := range cpus {
-		want[uint32(cpu)] = cpuStats(t, own, cpu)
+		want[uint32(cpu)] = testutil.CPUStats(t, own, cpu)
 	}
 	r := stop(t, h)
 	h.waitEvents(r)
@@ -554,9 +517,7 @@ func TestIntegrationProtocolOverrun(t *testing.T) {
 // TestIntegrationProtocolGarbage: broken frames and bare orders mixed on
 // the control port: orders are obeyed, the agent answers afterwards.
 func TestIntegrationProtocolGarbage(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-garbage", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-garbage", 0)
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
@@ -598,9 +559,7 @@ func TestIntegrationProtocolGarbage(t *testing.T) {
 // TestIntegrationProtocolHostNotReading: a host that never reads .out
 // does not hold up the data streams.
 func TestIntegrationProtocolHostNotReading(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-noread", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-noread", 0)
 	h := newHost(t, dir, inst, cpus) // .out is never opened by the host
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, ReplyQueue: 16 << 10, StatsEvery: 5 * time.Millisecond})
 
@@ -625,9 +584,7 @@ func TestIntegrationProtocolHostNotReading(t *testing.T) {
 // and puts the default buffer's buffer_percent back.
 func TestIntegrationProtocolSIGTERM(t *testing.T) {
 	testutil.BuildVtrace(t) // before tracing: a build would fill the buffers
-	inst := traceInstance(t, "vtrace-guest-term-base", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-term-base", 0)
 	h := newProtoHost(t, dir, inst, cpus)
 	oldPercent, _ := os.ReadFile(filepath.Join(inst, "buffer_percent"))
 
@@ -637,11 +594,11 @@ func TestIntegrationProtocolSIGTERM(t *testing.T) {
 	if e := start(t, h, wire.Settings{Events: []string{"sched:sched_switch"}}); e != "" {
 		t.Fatalf("start: %s", e)
 	}
-	if !isDir(a.Own) {
+	if !testutil.IsDir(a.Own) {
 		t.Fatalf("instance %s missing while recording", a.Own)
 	}
 	a.Stop(t)
-	if isDir(a.Own) {
+	if testutil.IsDir(a.Own) {
 		t.Errorf("instance %s still there after the agent exited", a.Own)
 	}
 

@@ -101,9 +101,7 @@ func (c *ctlReader) hello(h *host) {
 // read kallsyms' addresses, is back before the host gets the first byte
 // of it, however slowly the host reads the rest.
 func TestIntegrationKallsymsRestoresBeforeSending(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-kptr", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-kptr", 0)
 	h := newHost(t, dir, inst, cpus)
 	c := openCtlReader(t, dir)
 	// Many frames: the agent cannot push the whole item while the host
@@ -140,9 +138,7 @@ func TestIntegrationKallsymsRestoresBeforeSending(t *testing.T) {
 // be given up) exits promptly when told to (Run's ctx ends, as on
 // SIGTERM), not once the whole transfer is through.
 func TestIntegrationStopDuringSlowMeta(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-slowmeta", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-slowmeta", 0)
 	h := newHost(t, dir, inst, cpus)
 	c := openCtlReader(t, dir)
 	// 48 MiB at 640 KiB/s: more than a minute to send, each frame within

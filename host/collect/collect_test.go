@@ -23,6 +23,16 @@ import (
 // as `vtrace host setup` would.
 func fifoDir(t *testing.T, cpus int) string { return testutil.FIFODir(t, channel.Names(cpus)...) }
 
+// loopback makes what a test with the agent (or a stand-in) on this
+// machine needs: a private ftrace instance, the number of its CPUs and
+// their FIFO directory.
+func loopback(t *testing.T, name string) (inst string, cpus int, dir string) {
+	t.Helper()
+	inst = testutil.Instance(t, name)
+	cpus = testutil.InstanceCPUs(t, inst)
+	return inst, cpus, fifoDir(t, cpus)
+}
+
 type result struct {
 	sum collect.Summary
 	err error

@@ -88,11 +88,9 @@ func lineAgent(t *testing.T, inst, dir string, cpus int) func() []string {
 // captures raw pages; settings are refused before anything is made.
 func TestIntegrationCollectLineProtocolFallback(t *testing.T) {
 	testutil.CheckFDs(t)
-	inst := testutil.Instance(t, "vtrace-collect-line")
-	cpus := instanceCPUs(t, inst)
+	inst, cpus, dir := loopback(t, "vtrace-collect-line")
 	writeTracefs(t, filepath.Join(inst, "events/sched/enable"), "1")
-	dir := fifoDir(t, cpus)
-	holdFIFOs(t, dir, cpus)
+	testutil.HoldStreams(t, dir, cpus)
 	orders := lineAgent(t, inst, dir, cpus)
 	out := filepath.Join(t.TempDir(), "capture")
 
@@ -130,16 +128,11 @@ func TestIntegrationCollectLineProtocolFallback(t *testing.T) {
 // TestIntegrationHostCommandsLineProtocolFallback: the binary's start, stop and
 // status against an agent that does not answer.
 func TestIntegrationHostCommandsLineProtocolFallback(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-cmds-line")
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
-	holdFIFOs(t, dir, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-cmds-line")
+	testutil.HoldStreams(t, dir, cpus)
 	orders := lineAgent(t, inst, dir, cpus)
 	run := func(args ...string) (string, error) {
-		args = append([]string{"host"}, append(args, "--dir", dir, "--handshake-timeout", "300ms")...)
-		b, err := exec.Command(bin, args...).CombinedOutput()
-		return string(b), err
+		return hostCommand(t, dir, append(args, "--handshake-timeout", "300ms")...)
 	}
 	out, err := run("start", "--events", "sched")
 	if err == nil || !strings.Contains(out, "cannot apply settings") || !strings.Contains(out, "drop --events") {

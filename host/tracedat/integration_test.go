@@ -102,7 +102,7 @@ func TestIntegrationTraceCmdReadsCapture(t *testing.T) {
 		}
 		ours[c.CPU] = st.Events
 		total += st.Events
-		if k := tracedattest.KernelStat(t, inst, c.CPU, "read events"); k != st.Events {
+		if k := testutil.CPUStat(t, inst, c.CPU, "read events"); k != st.Events {
 			t.Errorf("CPU %d: kernel read events %d, ringbuf counts %d", c.CPU, k, st.Events)
 		}
 	}

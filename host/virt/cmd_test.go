@@ -16,9 +16,6 @@ import (
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
-// TestMain removes, after the tests, the vtrace binary they build.
-func TestMain(m *testing.M) { testutil.Main(m) }
-
 // vtrace runs the built binary and returns its output and exit code.
 func vtrace(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()
@@ -145,3 +142,6 @@ func TestIntegrationQemuArgsAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }

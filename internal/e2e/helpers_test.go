@@ -23,9 +23,6 @@ import (
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
-// TestMain removes, after the tests, the vtrace binary they build.
-func TestMain(m *testing.M) { testutil.Main(m) }
-
 // collector is a `vtrace host collect` running in the background.
 type collector struct {
 	t      testing.TB
@@ -616,3 +613,6 @@ func run(t testing.TB, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // FIFODir makes, in a fresh directory, the FIFO pair of each channel
@@ -23,4 +26,22 @@ func FIFODir(t testing.TB, names ...string) string {
 		}
 	}
 	return dir
+}
+
+// HoldStreams opens DIR/trace-path-cpuN.out of CPUs 0 to cpus-1 for
+// reading, O_RDWR and non-blocking, as qemu holds its FIFOs: the writers
+// never block in open nor get EPIPE, and a read of an empty FIFO is
+// EAGAIN. The descriptors, in CPU order, are closed when the test ends.
+func HoldStreams(t testing.TB, dir string, cpus int) []int {
+	t.Helper()
+	var fds []int
+	for cpu := range cpus {
+		fd, err := sys.Open(filepath.Join(dir, channel.Data(cpu)+".out"), sys.FIFOReadNonblock, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sys.Close(fd) })
+		fds = append(fds, fd)
+	}
+	return fds
 }

@@ -8,9 +8,6 @@ import (
 	"github.com/vtrace/vtrace/internal/testutil"
 )
 
-// TestMain removes, after the tests, the vtrace binary they build.
-func TestMain(m *testing.M) { testutil.Main(m) }
-
 // TestIntegrationGuestBoots boots the test guest with 2 vCPUs and checks what
 // the other VM tests rely on: its ports by name, per-CPU stats after a
 // workload, the agent commands, the raw port path, and a clean power-off.
@@ -85,3 +82,6 @@ func TestIntegrationGuestBoots(t *testing.T) {
 		t.Errorf("processes left after shutdown (qemu was %d): %v", pid, left)
 	}
 }
+
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }
