@@ -19,9 +19,17 @@ import (
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
+// runningAgent is the agent running in-process.
+type runningAgent struct {
+	stop context.CancelFunc // ends Run, as SIGTERM does
+	done chan struct{}      // closed when Run returned
+	err  error              // Run's, once done is closed
+}
+
 // startAgent runs the agent in-process with cfg (Tracefs and PortsDir
-// set) until the test ends; then every fd it opened must be closed.
-func startAgent(t *testing.T, cfg guest.Config) {
+// set) until the test ends; then Run must have returned nil and every fd
+// the agent opened must be closed.
+func startAgent(t *testing.T, cfg guest.Config) *runningAgent {
 	t.Helper()
 	if cfg.StateDir == "" {
 		cfg.StateDir = t.TempDir()
@@ -35,18 +43,23 @@ func startAgent(t *testing.T, cfg guest.Config) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, cfg.DrainTimeout, nil) }()
+	r := &runningAgent{stop: cancel, done: make(chan struct{})}
+	go func() {
+		r.err = a.Run(ctx, cfg.DrainTimeout, nil)
+		close(r.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
+		<-r.done
+		if r.err != nil {
+			t.Errorf("agent: %v", r.err)
 		}
 		if err := a.Close(); err != nil {
 			t.Errorf("close the agent: %v", err)
 		}
 		testutil.SameFDs(t, fds)
 	})
+	return r
 }
 
 // protoHost is the host's side of the protocol: frames to .in, messages
