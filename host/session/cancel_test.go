@@ -41,9 +41,8 @@ func TestSessionWatchCancelWaitsForCallback(t *testing.T) {
 		p.hello()
 		<-status
 		p.send(&wire.Status{ID: 1, State: wire.StateRecording})
-		m, ok := p.expect().(*wire.Stop)
+		m, ok := expectA[*wire.Stop](p)
 		if !ok {
-			p.t.Errorf("peer: want a Stop")
 			return
 		}
 		p.send(&wire.StopReply{ID: m.ID, CPUs: []wire.CPUStats{{CPU: 0, ReadEvents: 7}}})

@@ -103,6 +103,15 @@ func (p *peer) expect() wire.Message {
 	}
 }
 
+// expectA reads the host's next message, which must be a T.
+func expectA[T wire.Message](p *peer) (T, bool) {
+	m, ok := p.expect().(T)
+	if !ok {
+		p.t.Errorf("peer: want a %T", m)
+	}
+	return m, ok
+}
+
 func (p *peer) send(m wire.Message) {
 	b, err := wire.AppendMessage(nil, m)
 	if err != nil {
@@ -120,9 +129,8 @@ func (p *peer) raw(b []byte) {
 
 // hello answers the host's Hello.
 func (p *peer) hello() {
-	m, ok := p.expect().(*wire.Hello)
+	m, ok := expectA[*wire.Hello](p)
 	if !ok {
-		p.t.Errorf("peer: want a Hello first")
 		return
 	}
 	p.send(&wire.HelloReply{ID: m.ID, Version: 1, AgentVersion: "scripted", CPUs: []uint32{0, 1},
@@ -257,9 +265,8 @@ func fixtureMeta(t *testing.T) *meta.Set {
 
 // serveMeta answers one MetaRequest with set's items in chunks of chunk bytes.
 func (p *peer) serveMeta(set *meta.Set, chunk int) {
-	req, ok := p.expect().(*wire.MetaRequest)
+	req, ok := expectA[*wire.MetaRequest](p)
 	if !ok {
-		p.t.Errorf("peer: want a MetaRequest")
 		return
 	}
 	var items uint64
@@ -347,9 +354,8 @@ func TestSessionScriptedPeerStartError(t *testing.T) {
 	var got wire.Settings
 	script(t, dir, func(p *peer) {
 		p.hello()
-		m, ok := p.expect().(*wire.Start)
+		m, ok := expectA[*wire.Start](p)
 		if !ok {
-			p.t.Errorf("peer: want a Start")
 			return
 		}
 		got = m.Settings
@@ -378,9 +384,8 @@ func TestSessionScriptedPeerStopWaitsForReply(t *testing.T) {
 	script(t, dir, func(p *peer) {
 		p.hello()
 		p.send(&wire.Stats{CPUs: []wire.CPUStats{{CPU: 0, Overrun: 1}}})
-		m, ok := p.expect().(*wire.Stop)
+		m, ok := expectA[*wire.Stop](p)
 		if !ok {
-			p.t.Errorf("peer: want a Stop")
 			return
 		}
 		for i := range 100 {
@@ -493,9 +498,8 @@ func TestSessionScriptedPeerHostile(t *testing.T) {
 			dir := fifoDir(t)
 			script(t, dir, func(p *peer) {
 				p.hello()
-				req, ok := p.expect().(*wire.MetaRequest)
+				req, ok := expectA[*wire.MetaRequest](p)
 				if !ok {
-					p.t.Errorf("peer: want a MetaRequest")
 					return
 				}
 				for _, b := range tc.meta(p, int(req.ID)) {
@@ -529,9 +533,8 @@ func TestSessionScriptedPeerFlood(t *testing.T) {
 		done := make(chan struct{})
 		script(t, dir, func(p *peer) {
 			p.hello()
-			req, ok := p.expect().(*wire.StatusRequest)
+			req, ok := expectA[*wire.StatusRequest](p)
 			if !ok {
-				p.t.Errorf("peer: want a StatusRequest")
 				return
 			}
 			stats := &wire.Stats{CPUs: []wire.CPUStats{{CPU: 0, Raw: strings.Repeat("x", 4000)}}}
