@@ -207,11 +207,11 @@ func TestWriteFileMatchesWriter(t *testing.T) {
 		t.Fatalf("copy_file_range and io.Writer outputs differ: %d vs %d bytes, %+v vs %+v", len(fromFile), buf.Len(), res, res2)
 	}
 	want := []CPUResult{
-		{CPU: 0, Offset: res.CPUs[0].Offset, Size: 3 * 4096, Dropped: 100},
+		{CPU: 0, Offset: res.CPUs[0].Offset, Size: 3 * 4096, Stored: 3 * 4096, Dropped: 100},
 		{CPU: 1, Offset: res.CPUs[0].Offset + 3*4096},
-		{CPU: 2, Offset: res.CPUs[0].Offset + 3*4096, Size: 2 * 4096},
+		{CPU: 2, Offset: res.CPUs[0].Offset + 3*4096, Size: 2 * 4096, Stored: 2 * 4096},
 	}
-	if !reflect.DeepEqual(res.CPUs, want) || res.Size != int64(len(fromFile)) {
+	if !reflect.DeepEqual(res.CPUs, want) || res.Size != int64(len(fromFile)) || res.Format != FormatV6 || res.Compression != CompressNone {
 		t.Errorf("result %+v (size %d), want %+v", res, len(fromFile), want)
 	}
 	if got := fromFile[res.CPUs[0].Offset:][:3*4096]; !bytes.Equal(got, cpu0[:3*4096]) {
