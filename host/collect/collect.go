@@ -39,6 +39,7 @@ import (
 	"github.com/vtrace/vtrace/host/control"
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/session"
+	"github.com/vtrace/vtrace/host/tracedat"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 	"github.com/vtrace/vtrace/proto/wire"
@@ -90,6 +91,9 @@ type Config struct {
 	// ending in \n when the capture ends.
 	Progress      io.Writer
 	ProgressEvery time.Duration
+	// TraceDatOptions choose the version and compression of OUT/trace.dat
+	// (the zero value: tracedat.DefaultFormat, uncompressed).
+	TraceDatOptions tracedat.Options
 }
 
 // CPU is what was saved for one CPU.
