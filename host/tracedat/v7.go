@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -336,44 +337,94 @@ func writeAt(wa io.WriterAt, b []byte, off int64) error {
 	return nil
 }
 
-// chunker compresses a CPU's pages a chunk at a time.
+// chunker compresses a CPU's pages a chunk at a time, on as many
+// goroutines as GOMAXPROCS, writing the chunks in order. At most 2 chunks
+// per worker are in flight: memory stays bounded whatever the size.
 type chunker struct {
-	enc   *zstd.Encoder
-	chunk int64
-	in    []byte
-	out   []byte
+	enc     *zstd.Encoder
+	chunk   int64
+	workers int
+	free    []*chunkJob
+}
+
+type chunkJob struct {
+	in, out []byte
+	done    chan struct{}
 }
 
 func newChunker(enc *zstd.Encoder, page int64) *chunker {
-	return &chunker{enc: enc, chunk: ChunkPages * page, in: make([]byte, ChunkPages*page)}
+	return &chunker{enc: enc, chunk: ChunkPages * page, workers: runtime.GOMAXPROCS(0)}
 }
 
 // write reads exactly n bytes (whole pages) from src and writes them as
 // u32 chunk count and chunks. It returns the bytes written.
-func (c *chunker) write(e *encoder, src io.Reader, n int64) (int64, error) {
+func (c *chunker) write(e *encoder, src io.Reader, n int64) (stored int64, err error) {
 	count := (n + c.chunk - 1) / c.chunk
 	if count > math.MaxUint32 {
 		return 0, fmt.Errorf("%d chunks: more than a CPU can hold", count)
 	}
 	e.u32(uint32(count))
-	stored := int64(4)
+	stored = 4
+
+	jobs := make(chan *chunkJob)
+	for range c.workers {
+		go func() {
+			for j := range jobs {
+				j.out = c.enc.EncodeAll(j.in, j.out[:0])
+				close(j.done)
+			}
+		}()
+	}
+	var queue []*chunkJob
+	defer func() {
+		close(jobs)
+		for _, j := range queue {
+			<-j.done
+			c.free = append(c.free, j)
+		}
+	}()
+	// emit writes the oldest chunk once compressed.
+	emit := func() error {
+		j := queue[0]
+		<-j.done
+		queue = queue[1:]
+		e.u32(uint32(len(j.out)))
+		e.u32(uint32(len(j.in)))
+		e.bytes(j.out)
+		stored += 8 + int64(len(j.out))
+		c.free = append(c.free, j)
+		return e.err
+	}
 	for left := n; left > 0; {
 		k := min(left, c.chunk)
-		if m, err := io.ReadFull(src, c.in[:k]); err != nil {
+		var j *chunkJob
+		if len(c.free) > 0 {
+			j, c.free = c.free[len(c.free)-1], c.free[:len(c.free)-1]
+		} else {
+			j = &chunkJob{in: make([]byte, c.chunk)}
+		}
+		j.in = j.in[:k]
+		if m, err := io.ReadFull(src, j.in); err != nil {
+			c.free = append(c.free, j)
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return 0, fmt.Errorf("input ended %d bytes early", left-int64(m))
 			}
 			return 0, err
 		}
-		c.out = c.enc.EncodeAll(c.in[:k], c.out[:0])
-		e.u32(uint32(len(c.out)))
-		e.u32(uint32(k))
-		e.bytes(c.out)
-		if e.err != nil {
-			return 0, e.err
-		}
-		stored += 8 + int64(len(c.out))
+		j.done = make(chan struct{})
+		jobs <- j
+		queue = append(queue, j)
 		left -= k
+		if len(queue) == 2*c.workers {
+			if err := emit(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	for len(queue) > 0 {
+		if err := emit(); err != nil {
+			return 0, err
+		}
 	}
 	return stored, nil
 }

@@ -215,9 +215,13 @@ func TestWriteV7Layout(t *testing.T) {
 	s := fixtureSet(t)
 	s.Kallsyms = []byte(strings.Repeat("ffffffff81000000 T _text\n", 100))
 	dir := t.TempDir()
-	// CPU 0: 23 pages, so three chunks of 10, 10 and 3 pages, and a
-	// partial page left out; CPU 1: none; CPU 2: 2 pages.
-	cpu0, cpu2 := pages(23, 100, 1), pages(2, 0, 2)
+	// CPU 0: 53 pages, so chunks of 10 pages and one of 3 (more than the
+	// compressing goroutines keep in flight), and a partial page left out;
+	// CPU 1: none; CPU 2: 2 pages.
+	cpu0, cpu2 := pages(53, 100, 1), pages(2, 0, 2)
+	for i := 0; i < 53; i++ { // pages that differ, so order counts
+		binary.LittleEndian.PutUint64(cpu0[i*4096:], uint64(i))
+	}
 	os.WriteFile(filepath.Join(dir, "cpu0.raw"), cpu0, 0o644)
 	os.WriteFile(filepath.Join(dir, "cpu2.raw"), cpu2, 0o644)
 	cpus, err := CaptureCPUs(dir)
@@ -332,10 +336,10 @@ func TestWriteV7Layout(t *testing.T) {
 					t.Errorf("CPU %d data at %d: not page-aligned", c.cpu, c.offset)
 				}
 			}
-			if !bytes.Equal(f.cpuData[0], cpu0[:23*4096]) || !bytes.Equal(f.cpuData[2], cpu2) {
+			if !bytes.Equal(f.cpuData[0], cpu0[:53*4096]) || !bytes.Equal(f.cpuData[2], cpu2) {
 				t.Errorf("CPU pages differ from the input (%d and %d bytes)", len(f.cpuData[0]), len(f.cpuData[2]))
 			}
-			if res.CPUs[0].Size != 23*4096 || res.CPUs[0].Dropped != 100 || res.CPUs[1].Size != 0 || res.CPUs[2].Size != 2*4096 {
+			if res.CPUs[0].Size != 53*4096 || res.CPUs[0].Dropped != 100 || res.CPUs[1].Size != 0 || res.CPUs[2].Size != 2*4096 {
 				t.Errorf("result CPUs %+v", res.CPUs)
 			}
 			if comp == CompressNone {
@@ -344,8 +348,8 @@ func TestWriteV7Layout(t *testing.T) {
 				}
 				return
 			}
-			if got := f.chunks[0]; !reflect.DeepEqual(got, []int{10 * 4096, 10 * 4096, 3 * 4096}) {
-				t.Errorf("CPU 0 chunks %v, want 10, 10 and 3 pages", got)
+			if got, want := f.chunks[0], []int{10 * 4096, 10 * 4096, 10 * 4096, 10 * 4096, 10 * 4096, 3 * 4096}; !reflect.DeepEqual(got, want) {
+				t.Errorf("CPU 0 chunks %v, want %v", got, want)
 			}
 			if res.CPUs[0].Stored >= res.CPUs[0].Size {
 				t.Errorf("compressed CPU 0 stores %d bytes for %d of patterned pages", res.CPUs[0].Stored, res.CPUs[0].Size)
