@@ -91,17 +91,20 @@ conv_s=$(for i in $(seq "$RUNS"); do run_convert; done | best)
 fixed_s=$(for i in $(seq "$RUNS"); do run_fixed; done | best)
 out_bytes=$(stat -c %s "$WORK/out.dat")
 
-# 3. The formats: each run prints "seconds max-RSS-KiB"; the best time is
-# kept with its run's RSS. The output of the last run stays as $WORK/NAME.dat.
+# 3. The formats: each run prints "seconds max-RSS-KiB CPU-seconds"; the
+# best time is kept with its run's RSS and CPU time (user + system). The
+# output of the last run stays as $WORK/NAME.dat.
 run_timed() { # NAME COMMAND...
 	local name=$1; shift
 	rm -f "$WORK/$name.dat"; sync
 	local t0; t0=$(now)
-	/usr/bin/time -f %M -o "$WORK/rss" "$@" >/dev/null 2>&1
-	sync; echo "$(echo "$(now) - $t0" | bc) $(cat "$WORK/rss")"
+	/usr/bin/time -f '%M %U %S' -o "$WORK/rss" "$@" >/dev/null 2>&1
+	local rss user sys; read -r rss user sys <"$WORK/rss"
+	sync; echo "$(echo "$(now) - $t0" | bc) $rss $(echo "$user + $sys" | bc)"
 }
 best_run() { sort -g | head -1; }
-declare -A fmt_s fmt_rss fmt_bytes
+declare -A fmt_s fmt_rss fmt_cpu fmt_bytes
+load=$(cut -d' ' -f1 /proc/loadavg)
 fmt_rows=(v6 v7 v7-zstd)
 for name in "${fmt_rows[@]}"; do
 	case $name in
@@ -110,7 +113,7 @@ for name in "${fmt_rows[@]}"; do
 	v7-zstd) args=(--format v7 --compress zstd) ;;
 	esac
 	r=$(for i in $(seq "$RUNS"); do run_timed "$name" "$VTRACE" host convert "$cap" -o "$WORK/$name.dat" --force "${args[@]}"; done | best_run)
-	fmt_s[$name]=${r% *}; fmt_rss[$name]=${r#* }; fmt_bytes[$name]=$(stat -c %s "$WORK/$name.dat")
+	read -r "fmt_s[$name]" "fmt_rss[$name]" "fmt_cpu[$name]" <<<"$r"; fmt_bytes[$name]=$(stat -c %s "$WORK/$name.dat")
 done
 tc_rows=()
 if command -v trace-cmd >/dev/null; then
@@ -119,7 +122,7 @@ if command -v trace-cmd >/dev/null; then
 	for name in tc-v7 tc-v7-zstd; do
 		comp=none; [ $name = tc-v7-zstd ] && comp=zstd
 		r=$(for i in $(seq "$RUNS"); do run_timed "$name" trace-cmd convert -i "$WORK/v6.dat" -o "$WORK/$name.dat" --file-version 7 --compression $comp; done | best_run)
-		fmt_s[$name]=${r% *}; fmt_rss[$name]=${r#* }; fmt_bytes[$name]=$(stat -c %s "$WORK/$name.dat")
+		read -r "fmt_s[$name]" "fmt_rss[$name]" "fmt_cpu[$name]" <<<"$r"; fmt_bytes[$name]=$(stat -c %s "$WORK/$name.dat")
 		tc_rows+=("$name")
 	done
 fi
@@ -133,7 +136,7 @@ fmt_row() { # NAME LABEL
 		fly=$(flyrecord "$WORK/$name.dat"); fly=$(echo "scale=1; $fly / 1048576" | bc)
 	fi
 	[ "$name" = v6 ] && fly=$(echo "scale=1; $bytes / 1048576" | bc)
-	echo "| $label | $(sec "${fmt_s[$name]}") | $rate | $mib | ${fly:-?} | $(echo "scale=1; $bytes / ${fmt_bytes[$name]}" | bc) | $((${fmt_rss[$name]} / 1024)) |"
+	echo "| $label | $(sec "${fmt_s[$name]}") | $(printf '%.2f' "${fmt_cpu[$name]}") | $rate | $mib | ${fly:-?} | $(printf '%.1f' "$(echo "scale=2; $bytes / ${fmt_bytes[$name]}" | bc)") | $((${fmt_rss[$name]} / 1024)) |"
 }
 mb=$(echo "scale=1; $bytes / 1048576" | bc)
 cp_rate=$(echo "scale=0; $bytes / 1048576 / $cp_s" | bc)
@@ -167,12 +170,14 @@ $(find "$cap/meta/events" -name format | wc -l) event formats. The machine is sh
 Formats, same capture, same run: \`vtrace host convert --format … --compress …\`
 next to \`trace-cmd convert --file-version 7 --compression …\` (trace-cmd ${tc_version:-not installed})
 reading the v6 file of the same capture. Seconds to the end of \`sync\`, best of
-$RUNS; MiB/s of ring-buffer pages (${mb} MiB); "pages stored" is the flyrecord data
-as \`trace-cmd dump --summary\` counts it; ratio is pages / file; RSS is the
-process's peak.
+$RUNS; CPU seconds are user + system of that run on all cores (vtrace compresses
+on GOMAXPROCS goroutines, trace-cmd on one thread); MiB/s of ring-buffer pages
+(${mb} MiB); "pages stored" is the flyrecord data as \`trace-cmd dump --summary\`
+counts it; ratio is pages / file; RSS is the process's peak. Load average when
+the formats were timed: ${load} on $(nproc) CPUs.
 
-| writer | seconds | MiB/s | file MiB | pages stored MiB | ratio | max RSS MiB |
-|---|---|---|---|---|---|---|
+| writer | seconds | CPU seconds | MiB/s | file MiB | pages stored MiB | ratio | max RSS MiB |
+|---|---|---|---|---|---|---|---|
 $(fmt_row v6 "vtrace v6")
 $(fmt_row v7 "vtrace v7")
 $(fmt_row v7-zstd "vtrace v7 + zstd")
