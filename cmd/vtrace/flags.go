@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vtrace/vtrace/guest"
-	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/proto/wire"
 )
