@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -41,13 +42,47 @@ func connectTo(t *testing.T, d *testutil.Libvirtd) (*Conn, *testutil.Libvirtd) {
 }
 
 // bootFiles returns the Debian kernel and initrd of /boot.
+//
+// The domains boot copies, made once per test binary in a directory qemu's
+// user may pass through and removed by TestMain: libvirt's DAC driver gives
+// a domain's kernel and initrd to qemu's user while it runs, which must not
+// happen to the machine's /boot.
 func bootFiles(t *testing.T) (kernel, initrd string) {
 	t.Helper()
 	ks, _ := filepath.Glob("/boot/vmlinuz-*")
 	is, _ := filepath.Glob("/boot/initrd.img-*")
 	testutil.Need(t, len(ks) > 0 && len(is) > 0, "a kernel and initrd in /boot",
 		"apt-get install -y --no-install-recommends linux-image-amd64")
-	return ks[len(ks)-1], is[len(is)-1]
+	bootOnce.Do(func() {
+		bootDir, bootErr = os.MkdirTemp("", "vtrace-virt-boot-")
+		if bootErr == nil {
+			bootErr = os.Chmod(bootDir, 0o711)
+		}
+		for _, f := range []string{ks[len(ks)-1], is[len(is)-1]} {
+			if bootErr == nil {
+				bootErr = copyFile(f, filepath.Join(bootDir, filepath.Base(f)))
+			}
+		}
+	})
+	if bootErr != nil {
+		t.Fatalf("copy the kernel and initrd: %v", bootErr)
+	}
+	return filepath.Join(bootDir, filepath.Base(ks[len(ks)-1])), filepath.Join(bootDir, filepath.Base(is[len(is)-1]))
+}
+
+var (
+	bootOnce sync.Once
+	bootDir  string
+	bootErr  error
+)
+
+// copyFile copies from to a new file to, mode 0644.
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
 }
 
 const qemuNS = "http://libvirt.org/schemas/domain/qemu/1.0"
