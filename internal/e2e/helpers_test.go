@@ -332,7 +332,7 @@ type processExec struct {
 }
 
 var (
-	reportLine   = regexp.MustCompile(`^\s*(.+)-(\d+)\s+\[(\d+)\]\s+(\S+):\s+([\w-]+):\s*(.*)$`)
+	reportLine   = regexp.MustCompile(`^\s*(.+)-(\d+)\s+\[(\d+)\]\s*(\S+):\s+([\w-]+):\s*(.*)$`) // a counter clock of 12 digits and more leaves no space after the CPU
 	reportDrop   = regexp.MustCompile(`^CPU:(\d+) \[(?:(\d+) )?EVENTS DROPPED\]$`)
 	reportSwitch = regexp.MustCompile(`^prev_comm=(.*) prev_pid=(\d+) prev_prio=-?\d+ prev_state=\S+ ==> next_comm=(.*) next_pid=(\d+) next_prio=-?\d+$`)
 	reportExec   = regexp.MustCompile(`^filename=(\S+) pid=(\d+) old_pid=\d+$`)
