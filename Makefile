@@ -22,8 +22,9 @@ bench: deps build
 	bash scripts/bench.sh
 
 # The README's first command: a real guest traced end to end (docs/demo.md).
+# KERNEL=6.12 boots Debian's bookworm-backports kernel instead of 6.1.
 demo: deps build
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(if $(KERNEL),-k $(KERNEL))
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

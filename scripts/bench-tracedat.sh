@@ -2,8 +2,10 @@
 # Benchmarks the trace.dat writer: `vtrace host convert` of a large capture
 # (real ring-buffer pages from a private ftrace instance, replicated to
 # SIZE_MB) against a plain `cp` of the same cpuN.raw bytes, same run, page
-# cache warm for both. Writes the "## trace.dat writer" section of
-# docs/PERFORMANCE.md (REPORT=0 to skip). Needs root and tracefs.
+# cache warm for both; then the size, speed and memory of each format (v6,
+# v7, v7 with zstd) next to `trace-cmd convert` of the same data into v7
+# (when trace-cmd is installed). Writes the "## trace.dat writer" section
+# of docs/PERFORMANCE.md (REPORT=0 to skip). Needs root and tracefs.
 # Usage: scripts/bench-tracedat.sh   (env: SIZE_MB=200 RUNS=3 WORK=dir VTRACE=bin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,6 +90,54 @@ cp_s=$(for i in $(seq "$RUNS"); do run_cp; done | best)
 conv_s=$(for i in $(seq "$RUNS"); do run_convert; done | best)
 fixed_s=$(for i in $(seq "$RUNS"); do run_fixed; done | best)
 out_bytes=$(stat -c %s "$WORK/out.dat")
+
+# 3. The formats: each run prints "seconds max-RSS-KiB CPU-seconds"; the
+# best time is kept with its run's RSS and CPU time (user + system). The
+# output of the last run stays as $WORK/NAME.dat.
+run_timed() { # NAME COMMAND...
+	local name=$1; shift
+	rm -f "$WORK/$name.dat"; sync
+	local t0; t0=$(now)
+	/usr/bin/time -f '%M %U %S' -o "$WORK/rss" "$@" >/dev/null 2>&1
+	local rss user sys; read -r rss user sys <"$WORK/rss"
+	sync; echo "$(echo "$(now) - $t0" | bc) $rss $(echo "$user + $sys" | bc)"
+}
+best_run() { sort -g | head -1; }
+declare -A fmt_s fmt_rss fmt_cpu fmt_bytes
+load=$(cut -d' ' -f1 /proc/loadavg)
+fmt_rows=(v6 v7 v7-zstd)
+for name in "${fmt_rows[@]}"; do
+	case $name in
+	v6) args=(--format v6) ;;
+	v7) args=(--format v7) ;;
+	v7-zstd) args=(--format v7 --compress zstd) ;;
+	esac
+	r=$(for i in $(seq "$RUNS"); do run_timed "$name" "$VTRACE" host convert "$cap" -o "$WORK/$name.dat" --force "${args[@]}"; done | best_run)
+	read -r "fmt_s[$name]" "fmt_rss[$name]" "fmt_cpu[$name]" <<<"$r"; fmt_bytes[$name]=$(stat -c %s "$WORK/$name.dat")
+done
+tc_rows=()
+if command -v trace-cmd >/dev/null; then
+	tc_version=$( (trace-cmd --version 2>&1 || true) | grep -m1 -o 'version [0-9.]*' || true)
+	# trace-cmd convert reads vtrace's v6 file of the same capture.
+	for name in tc-v7 tc-v7-zstd; do
+		comp=none; [ $name = tc-v7-zstd ] && comp=zstd
+		r=$(for i in $(seq "$RUNS"); do run_timed "$name" trace-cmd convert -i "$WORK/v6.dat" -o "$WORK/$name.dat" --file-version 7 --compression $comp; done | best_run)
+		read -r "fmt_s[$name]" "fmt_rss[$name]" "fmt_cpu[$name]" <<<"$r"; fmt_bytes[$name]=$(stat -c %s "$WORK/$name.dat")
+		tc_rows+=("$name")
+	done
+fi
+# The pages as stored: what trace-cmd's own summary counts as flyrecord data.
+flyrecord() { trace-cmd dump --summary -i "$1" 2>/dev/null | sed -n 's/.* \([0-9]*\) bytes flyrecord data.*/\1/p'; }
+fmt_row() { # NAME LABEL
+	local name=$1 label=$2 fly=
+	local mib; mib=$(echo "scale=1; ${fmt_bytes[$name]} / 1048576" | bc)
+	local rate; rate=$(echo "scale=0; $bytes / 1048576 / ${fmt_s[$name]}" | bc)
+	if command -v trace-cmd >/dev/null && [ "$name" != v6 ]; then
+		fly=$(flyrecord "$WORK/$name.dat"); fly=$(echo "scale=1; $fly / 1048576" | bc)
+	fi
+	[ "$name" = v6 ] && fly=$(echo "scale=1; $bytes / 1048576" | bc)
+	echo "| $label | $(sec "${fmt_s[$name]}") | $(printf '%.2f' "${fmt_cpu[$name]}") | $rate | $mib | ${fly:-?} | $(printf '%.1f' "$(echo "scale=2; $bytes / ${fmt_bytes[$name]}" | bc)") | $((${fmt_rss[$name]} / 1024)) |"
+}
 mb=$(echo "scale=1; $bytes / 1048576" | bc)
 cp_rate=$(echo "scale=0; $bytes / 1048576 / $cp_s" | bc)
 conv_rate=$(echo "scale=0; $bytes / 1048576 / $conv_s" | bc)
@@ -116,6 +166,28 @@ convert / cp speed, whole run: ${ratio}. The trace.dat is $((out_bytes / 1048576
 carries $(($(stat -c %s "$cap/meta/kallsyms" 2>/dev/null || echo 0) / 1024)) KiB of kallsyms and
 $(find "$cap/meta/events" -name format | wc -l) event formats. The machine is shared
 (2 cores, other jobs running): compare the rows of one run, not runs.
+
+Formats, same capture, same run: \`vtrace host convert --format … --compress …\`
+next to \`trace-cmd convert --file-version 7 --compression …\` (trace-cmd ${tc_version:-not installed})
+reading the v6 file of the same capture. Seconds to the end of \`sync\`, best of
+$RUNS; CPU seconds are user + system of that run on all cores (vtrace compresses
+on GOMAXPROCS goroutines, trace-cmd on one thread); MiB/s of ring-buffer pages
+(${mb} MiB); "pages stored" is the flyrecord data as \`trace-cmd dump --summary\`
+counts it; ratio is pages / file; RSS is the process's peak. Load average when
+the formats were timed: ${load} on $(nproc) CPUs.
+
+| writer | seconds | CPU seconds | MiB/s | file MiB | pages stored MiB | ratio | max RSS MiB |
+|---|---|---|---|---|---|---|---|
+$(fmt_row v6 "vtrace v6")
+$(fmt_row v7 "vtrace v7")
+$(fmt_row v7-zstd "vtrace v7 + zstd")
+$(for n in "${tc_rows[@]}"; do case $n in tc-v7) fmt_row $n "trace-cmd convert v6 → v7";; tc-v7-zstd) fmt_row $n "trace-cmd convert v6 → v7 + zstd";; esac; done)
+
+Both compress ten pages to a chunk; vtrace's zstd is
+github.com/klauspost/compress at its default level, trace-cmd's libzstd at its
+default (3). trace-cmd's time includes reading the v6 file (page cache warm);
+\`trace-cmd record\`'s own compression cannot be measured here (it cannot
+enable ftrace on this kernel).
 EOT
 )
 echo "$result"

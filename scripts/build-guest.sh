@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Builds vtrace's test guest: the Debian kernel from /boot and an initramfs
-# holding busybox-static, the virtio-serial modules, a static vtrace and
-# scripts/guest/init. Quick when nothing changed. See docs/guest.md.
+# Builds vtrace's test guest: a Debian kernel and an initramfs holding
+# busybox-static, the kernel's virtio-serial modules (none when they are
+# built in), a static vtrace and scripts/guest/init. Quick when nothing
+# changed. See docs/guest.md.
 #
-#   scripts/build-guest.sh [-o OUTDIR]        (default OUTDIR: build/guest)
+#   scripts/build-guest.sh [-k KERNEL] [-o OUTDIR]
+#
+#   -k  kernel series: 6.1 (default: Debian 12's own, linux-image-amd64) or
+#       6.12 (Debian's bookworm-backports, fetched by scripts/guest-kernel.sh
+#       into its cache when missing); also $KERNEL
+#   -o  output directory (default: build/guest for 6.1, build/guest-KERNEL
+#       for the others)
 #
 # Environment: VTRACE_BIN=path uses that vtrace instead of building one;
-# KVER=version picks the kernel (default: the newest /boot/vmlinuz-* that has
-# its modules installed; the host's running kernel is not used);
+# KVER=version picks that exact kernel (in /boot, or in scripts/guest-kernel.sh's
+# cache) instead of the series' newest; the host's running kernel is not used;
 # C_AGENT=path adds that static binary as /bin/trace-agent (the kernel's C
 # agent, from scripts/build-c-agent.sh; init starts it with vtrace.agent=c).
 # Give such a guest an OUTDIR of its own: the default one has no C agent.
@@ -15,17 +22,24 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-out=$repo/build/guest
+kernel=${KERNEL:-6.1}
+out=
 
-usage() { echo "usage: $0 [-o OUTDIR]" >&2; exit 2; }
-while getopts "o:h" opt; do
+usage() { sed -n '7,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while getopts "k:o:h" opt; do
 	case $opt in
+	k) kernel=$OPTARG ;;
 	o) out=$OPTARG ;;
 	*) usage ;;
 	esac
 done
 shift $((OPTIND - 1))
 [ $# -eq 0 ] || usage
+[[ $kernel =~ ^[0-9]+\.[0-9]+$ ]] || { echo "build-guest: -k wants a kernel series such as 6.1 or 6.12, not '$kernel'" >&2; exit 2; }
+if [ -z "$out" ]; then
+	out=$repo/build/guest
+	[ "$kernel" = 6.1 ] || out=$repo/build/guest-$kernel
+fi
 
 log() { echo "build-guest: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -34,8 +48,9 @@ die() { log "$*"; exit 1; }
 modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_console)
 
 install_missing() {
-	local missing=() p
-	for p in linux-image-amd64 busybox-static cpio kmod qemu-system-x86; do
+	local missing=() p want=(busybox-static cpio kmod qemu-system-x86)
+	[ "$kernel" = 6.1 ] && want+=(linux-image-amd64)
+	for p in "${want[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 	done
 	[ ${#missing[@]} -eq 0 ] && return
@@ -46,20 +61,21 @@ install_missing() {
 	apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 }
 
+# pick_kernel prints "ROOT VERSION": the kernel is ROOT/boot/vmlinuz-VERSION,
+# its modules ROOT/lib/modules/VERSION.
 pick_kernel() {
 	if [ -n "${KVER:-}" ]; then
-		[ -e "/boot/vmlinuz-$KVER" ] || die "no /boot/vmlinuz-$KVER"
-		echo "$KVER"
+		local cache=${VTRACE_KERNEL_CACHE:-/var/cache/vtrace/kernels}
+		if [ -e "/boot/vmlinuz-$KVER" ]; then
+			echo "/ $KVER"
+		elif [ -e "$cache/$KVER/boot/vmlinuz-$KVER" ]; then
+			echo "$cache/$KVER $KVER"
+		else
+			die "no /boot/vmlinuz-$KVER nor $cache/$KVER/boot/vmlinuz-$KVER"
+		fi
 		return
 	fi
-	local v
-	for v in $(ls /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort -rV); do
-		if [ -d "/lib/modules/$v/kernel/drivers/virtio" ]; then
-			echo "$v"
-			return
-		fi
-	done
-	die "no /boot/vmlinuz-VERSION with /lib/modules/VERSION: apt-get install -y linux-image-amd64"
+	bash "$here/guest-kernel.sh" "$kernel" || die "no $kernel kernel for the guest"
 }
 
 # find_module NAME prints the module file (.ko, .ko.xz or .ko.zst) of NAME.
@@ -88,8 +104,11 @@ unpack_module() {
 }
 
 install_missing
-kver=$(pick_kernel)
-moddir=/lib/modules/$kver
+read -r kroot kver < <(pick_kernel) || true
+[ -n "${kver:-}" ] || exit 1
+kroot=${kroot%/}
+vmlinuz=$kroot/boot/vmlinuz-$kver
+moddir=$kroot/lib/modules/$kver
 # dynamic FILE: true when FILE needs a dynamic loader (the guest has none).
 dynamic() { command -v file >/dev/null && file -L "$1" | grep -q dynamically; }
 busybox=/bin/busybox # busybox-static's; a dynamic busybox elsewhere would not run
@@ -131,7 +150,7 @@ done
 # Everything that goes into the outputs; unchanged key, nothing to do.
 key=$({
 	echo "kernel $kver"
-	sha256sum "/boot/vmlinuz-$kver" "$busybox" "$vtrace" "$here/guest/init" "$0" "${mod_files[@]}"
+	sha256sum "$vmlinuz" "$busybox" "$vtrace" "$here/guest/init" "$0" "${mod_files[@]}"
 	[ ${#extra[@]} -eq 0 ] || { echo "c-agent"; sha256sum "${extra[@]}"; }
 } | sha256sum | cut -d' ' -f1)
 if [ -f "$out/vmlinuz" ] && [ -f "$out/initramfs.gz" ] && [ "$(cat "$out/.key" 2>/dev/null)" = "$key" ]; then
@@ -170,7 +189,7 @@ echo "$kver" >"$root/etc/vtrace-kernel"
 mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true
 
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -6 >"$out/initramfs.gz.tmp"
-cp "/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
+cp "$vmlinuz" "$out/vmlinuz.tmp"
 mv "$out/initramfs.gz.tmp" "$out/initramfs.gz"
 mv "$out/vmlinuz.tmp" "$out/vmlinuz"
 echo "$key" >"$out/.key"

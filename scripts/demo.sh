@@ -5,8 +5,10 @@
 # fetches the guest's tracing metadata, powers the guest off and prints what
 # the capture holds. See docs/demo.md.
 #
-#   scripts/demo.sh [-o OUT] [-d SECONDS] [-c CPUS] [-w WORKLOAD]
+#   scripts/demo.sh [-k KERNEL] [-o OUT] [-d SECONDS] [-c CPUS] [-w WORKLOAD]
 #
+#   -k  guest kernel: 6.1 (default: Debian 12's own) or 6.12 (Debian's
+#       bookworm-backports); also $KERNEL (make demo KERNEL=6.12)
 #   -o  capture directory (out/demo; an earlier demo capture there is replaced,
 #       any other directory must not hold a capture yet)
 #   -d  seconds of collection (5)        -c  guest vCPUs (2)
@@ -18,10 +20,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 cd "$repo"
-out=out/demo seconds=5 cpus=2 workload=spawn
-usage() { sed -n '8,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-while getopts "o:d:c:w:h" opt; do
+out=out/demo seconds=5 cpus=2 workload=spawn kernel=${KERNEL:-6.1}
+usage() { sed -n '8,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while getopts "k:o:d:c:w:h" opt; do
 	case $opt in
+	k) kernel=$OPTARG ;;
 	o) out=$OPTARG ;;
 	d) seconds=$OPTARG ;;
 	c) cpus=$OPTARG ;;
@@ -33,6 +36,11 @@ shift $((OPTIND - 1))
 [ $# -eq 0 ] || usage
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || { echo "demo: -d wants whole seconds, not '$seconds'" >&2; exit 2; }
 [[ $cpus =~ ^[1-9][0-9]*$ ]] || { echo "demo: -c wants a number of vCPUs, not '$cpus'" >&2; exit 2; }
+case $kernel in
+6.1) guestdir=build/guest ;;
+6.12) guestdir=build/guest-6.12 ;;
+*) echo "demo: -k wants a guest kernel, 6.1 or 6.12, not '$kernel'" >&2; exit 2 ;;
+esac
 
 begin=$EPOCHREALTIME
 elapsed() { awk -v a="$begin" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
@@ -47,10 +55,10 @@ bash "$here/deps.sh" >/dev/null
 export CGO_ENABLED=0
 go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 
-step "building vtrace and the guest"
+step "building vtrace and the guest (kernel $kernel)"
 "$go" build -trimpath -ldflags "-s -w" -o bin/vtrace ./cmd/vtrace
 vtrace=$repo/bin/vtrace
-VTRACE_BIN=$vtrace bash "$here/build-guest.sh" -o build/guest
+VTRACE_BIN=$vtrace bash "$here/build-guest.sh" -k "$kernel" -o "$guestdir"
 
 # --- the capture directory -------------------------------------------------
 force=()
@@ -94,7 +102,7 @@ step "making the FIFOs with vtrace host qemu-args --create in $fifos"
 # qemu's pid) and waits (60 s) for VTRACE-READY.
 boot() {
 	: >"$console"
-	bash "$here/run-guest.sh" -n -c "$cpus" -d "$fifos" -g build/guest \
+	bash "$here/run-guest.sh" -n -k "$kernel" -c "$cpus" -d "$fifos" -g "$guestdir" \
 		-C "file:$console" -a "vtrace.boot=$1" </dev/null >"$work/qemu.log" 2>&1 &
 	qemu_pid=$!
 	local i
@@ -113,6 +121,7 @@ if ! boot 1; then
 	kill -KILL $qemu_pid 2>/dev/null && wait $qemu_pid 2>/dev/null || true
 	boot 2 || die "the guest did not get ready on the second boot either"
 fi
+release=$(sed -n 's/^VTRACE-BOOT kernel=\([^ ]*\).*/\1/p' "$console" | head -n 1)
 step "guest ready: $(grep -m1 '^VTRACE-BOOT' "$console" | sed 's/^VTRACE-BOOT //')"
 
 # The guest's test port: one command per line, each answered with its
@@ -141,6 +150,14 @@ step "vtrace host collect --start --dir $fifos -o $out --duration ${seconds}s (w
 "$vtrace" host collect --start --dir "$fifos" -o "$out" --duration "${seconds}s" --quiet "${force[@]}" \
 	>"$work/summary" 2>"$work/collect.err" &
 collect_pid=$!
+# The workload starts once the agent records: before that (the handshake
+# and the guest's metadata, megabytes of kallsyms) nobody reads the ring
+# buffer, and a busy workload would overwrite its oldest pages.
+for ((i = 0; i < 600; i++)); do
+	grep -q 'level=DEBUG msg=start ' "$console" 2>/dev/null && break
+	kill -0 $collect_pid 2>/dev/null || break
+	sleep 0.1
+done
 guest workload "$workload" "$((seconds - 1))" >/dev/null
 wait $collect_pid || { cat "$work/collect.err" >&2; die "vtrace host collect failed"; }
 collect_pid=
@@ -206,6 +223,7 @@ read -r total missed_pages missed_events < <(awk '$1 == "all" { print $4, $5, $6
 echo
 echo "==================================================================="
 echo " vtrace demo: ${seconds} s of a $cpus-vCPU qemu TCG guest (workload: $workload)"
+echo " guest kernel: ${release:-$kernel}"
 echo "==================================================================="
 echo " capture:   $(cd "$out" && pwd)"
 for f in "$out"/cpu*.raw "$out/trace.dat"; do

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Installs what vtrace's build, tests and demo need on a Debian machine, and
-# mounts tracefs. Idempotent and quick when everything is already there.
+# Installs what vtrace's build, tests and demo need on a Debian machine,
+# fetches the second guest kernel (6.12, from Debian's bookworm-backports,
+# into scripts/guest-kernel.sh's cache: not installed, the machine's apt
+# configuration untouched) and mounts tracefs. Idempotent and quick when
+# everything is already there.
 set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
 
 pkgs=(qemu-system-x86 linux-image-amd64 busybox-static trace-cmd
       libvirt-daemon-system libvirt-clients cpio kmod
@@ -17,6 +22,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -q
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# The guest kernels the tests boot: 6.1 is linux-image-amd64 above.
+bash "$here/guest-kernel.sh" 6.12 >/dev/null
 
 if [ "$(id -u)" = 0 ] && [ ! -e /sys/kernel/tracing/trace_pipe ]; then
 	mount -t tracefs nodev /sys/kernel/tracing

@@ -3,12 +3,14 @@
 # ports of the kernel's C agent's README wired to FIFOs in DIR, plus the "vtrace-test" port
 # the guest's init takes commands from. See docs/guest.md.
 #
-#   scripts/run-guest.sh [-c CPUS] [-m MB] [-d DIR] [-g GUESTDIR] [-a APPEND]
-#                        [-C mux|stdio|file:PATH] [-p PIDFILE] [-n] [-T]
+#   scripts/run-guest.sh [-k KERNEL] [-c CPUS] [-m MB] [-d DIR] [-g GUESTDIR]
+#                        [-a APPEND] [-C mux|stdio|file:PATH] [-p PIDFILE] [-n] [-T]
 #
+#   -k  kernel series: 6.1 (default) or 6.12 (see build-guest.sh); also $KERNEL
 #   -c  vCPUs (2)                  -m  memory in MiB (512)
 #   -d  FIFO directory (/tmp/virtio-trace); missing FIFOs are created
-#   -g  guest directory holding vmlinuz and initramfs.gz (build/guest)
+#   -g  guest directory holding vmlinuz and initramfs.gz (build/guest for
+#       6.1, build/guest-KERNEL for the others)
 #   -a  extra kernel command line, e.g. "vtrace.workload=spawn vtrace.seconds=5"
 #   -C  console: mux (default: console and qemu monitor on this terminal,
 #       Ctrl-a x quits), stdio (console only, for programs), file:PATH
@@ -22,12 +24,13 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-cpus=2 mem=512 dir=/tmp/virtio-trace guest=$repo/build/guest append="" console=mux
+cpus=2 mem=512 dir=/tmp/virtio-trace guest="" append="" console=mux kernel=${KERNEL:-6.1}
 pidfile="" build=1 testport=1
 
-usage() { sed -n '5,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-while getopts "c:m:d:g:a:C:p:nTh" opt; do
+usage() { sed -n '5,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while getopts "k:c:m:d:g:a:C:p:nTh" opt; do
 	case $opt in
+	k) kernel=$OPTARG ;;
 	c) cpus=$OPTARG ;;
 	m) mem=$OPTARG ;;
 	d) dir=$OPTARG ;;
@@ -43,8 +46,13 @@ done
 shift $((OPTIND - 1))
 [ $# -eq 0 ] || usage
 [[ $cpus =~ ^[1-9][0-9]*$ ]] || { echo "run-guest: -c wants a number of vCPUs, not '$cpus'" >&2; exit 2; }
+[[ $kernel =~ ^[0-9]+\.[0-9]+$ ]] || { echo "run-guest: -k wants a kernel series such as 6.1 or 6.12, not '$kernel'" >&2; exit 2; }
+if [ -z "$guest" ]; then
+	guest=$repo/build/guest
+	[ "$kernel" = 6.1 ] || guest=$repo/build/guest-$kernel
+fi
 
-[ $build = 1 ] && "$here/build-guest.sh" -o "$guest"
+[ $build = 1 ] && "$here/build-guest.sh" -k "$kernel" -o "$guest"
 for f in vmlinuz initramfs.gz; do
 	[ -f "$guest/$f" ] || { echo "run-guest: no $guest/$f: run scripts/build-guest.sh -o $guest" >&2; exit 1; }
 done

@@ -13,6 +13,7 @@ import (
 	"github.com/vtrace/vtrace/host/collect"
 	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/host/session"
+	"github.com/vtrace/vtrace/host/tracedat"
 	"github.com/vtrace/vtrace/internal/sys"
 )
 
@@ -22,6 +23,8 @@ type hostCollectOptions struct {
 	settings settingsFlags
 	pageSet  bool // --page-size given: it wins over the agent's
 	quiet    bool
+	format   string // --format of OUT/trace.dat
+	compress string // --compress of OUT/trace.dat
 	out      io.Writer
 }
 
@@ -37,9 +40,10 @@ FIFOs, fsync, and print a per-CPU summary from the page reader.
 With --start, collect talks to the agent: a vtrace agent sends the guest's
 metadata (OUT/meta), applies --events and the other settings, reports its
 per-CPU counters (live, and at the end: lost events are warned about), and
-collect writes OUT/trace.dat for trace-cmd and KernelShark. An agent that
-does not answer the handshake (the kernel's C agent) gets the line
-protocol's bare orders: raw pages only.`,
+collect writes OUT/trace.dat for trace-cmd and KernelShark (--format v6, the
+default, or v7; --compress zstd compresses a v7 file). An agent that does not
+answer the handshake (the kernel's C agent) gets the line protocol's bare
+orders: raw pages only.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.fill(args)
@@ -62,6 +66,8 @@ protocol's bare orders: raw pages only.`,
 	f.DurationVar(&opts.cfg.Settle, "settle", collect.DefaultSettle, "with --start, how long the streams must stay quiet after the stop order")
 	f.DurationVar(&opts.cfg.DrainTimeout, "drain-timeout", collect.DefaultDrainTimeout, "bound on the drain at the end")
 	f.BoolVarP(&opts.quiet, "quiet", "q", false, "no progress line")
+	f.StringVar(&opts.format, "format", "", "OUT/trace.dat version: v6 (default) or v7")
+	f.StringVar(&opts.compress, "compress", "", "compression of a v7 OUT/trace.dat: none (default) or zstd")
 	return cmd
 }
 
@@ -82,6 +88,9 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 	}
 	if cfg.Settings, err = opts.settings.settings(); err != nil {
 		return err
+	}
+	if cfg.TraceDatOptions.Format, cfg.TraceDatOptions.Compression, err = tracedat.ParseFormat(opts.format, opts.compress); err != nil {
+		return usageError{err}
 	}
 	if !cfg.Start && !cfg.Settings.IsZero() {
 		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --clock and --instance need --start")}

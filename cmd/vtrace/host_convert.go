@@ -15,24 +15,30 @@ import (
 )
 
 type hostConvertOptions struct {
-	dir    string // capture directory
-	meta   string // metadata directory, "" for DIR/meta
-	output string // trace.dat path, "" for DIR/trace.dat
-	force  bool
-	stdout io.Writer
-	stderr io.Writer
+	dir      string // capture directory
+	meta     string // metadata directory, "" for DIR/meta
+	output   string // trace.dat path, "" for DIR/trace.dat
+	format   string // --format: v6, v7 or "" (the default)
+	compress string // --compress: none, zstd or ""
+	force    bool
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 func newHostConvertCmd() *cobra.Command {
 	opts := &hostConvertOptions{}
 	cmd := &cobra.Command{
 		Use:   "convert DIR",
-		Short: "Build DIR/trace.dat (trace-cmd v6) from a capture's raw pages and metadata",
-		Long: `Convert writes a trace.dat (version 6) that trace-cmd report and KernelShark
-open, from the cpuN.raw files of capture directory DIR and its metadata
-(DIR/meta). A capture without metadata needs --meta DIR: a copy of the
-guest's /sys/kernel/tracing, a metadata directory, or another capture; it is
-then saved as DIR/meta for next time. Only whole pages are written.`,
+		Short: "Build DIR/trace.dat (trace-cmd v6 or v7) from a capture's raw pages and metadata",
+		Long: `Convert writes a trace.dat that trace-cmd report and KernelShark open, from
+the cpuN.raw files of capture directory DIR and its metadata (DIR/meta). A
+capture without metadata needs --meta DIR: a copy of the guest's
+/sys/kernel/tracing, a metadata directory, or another capture; it is then
+saved as DIR/meta for next time. Only whole pages are written.
+
+--format v6 (the default) is read by every trace-cmd and KernelShark;
+--format v7 is trace-cmd 3.x's sectioned file, and --compress zstd (v7 only;
+alone it selects v7) compresses it as trace-cmd record does.`,
 		Args: oneArg("capture directory"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.dir = args[0]
@@ -43,10 +49,16 @@ then saved as DIR/meta for next time. Only whole pages are written.`,
 	cmd.Flags().StringVar(&opts.meta, "meta", "", "metadata directory (a copy of the guest's tracefs); default DIR/meta")
 	cmd.Flags().StringVarP(&opts.output, "output", "o", "", "trace.dat to write (default DIR/trace.dat)")
 	cmd.Flags().BoolVar(&opts.force, "force", false, "replace an existing output file")
+	cmd.Flags().StringVar(&opts.format, "format", "", "trace.dat version: v6 (default) or v7")
+	cmd.Flags().StringVar(&opts.compress, "compress", "", "compression of a v7 file: none (default) or zstd")
 	return cmd
 }
 
 func runHostConvert(ctx context.Context, opts *hostConvertOptions) error {
+	format, compress, err := tracedat.ParseFormat(opts.format, opts.compress)
+	if err != nil {
+		return usageError{err}
+	}
 	s, from, err := meta.ForCapture(opts.dir, opts.meta)
 	if err != nil {
 		return err
@@ -71,18 +83,23 @@ func runHostConvert(ctx context.Context, opts *hostConvertOptions) error {
 	if out == "" {
 		out = filepath.Join(opts.dir, "trace.dat")
 	}
-	res, err := tracedat.WriteFile(out, s, cpus, tracedat.Options{}, opts.force)
+	res, err := tracedat.WriteFile(out, s, cpus, tracedat.Options{Format: format, Compression: compress}, opts.force)
 	if err != nil {
 		return err
 	}
-	var pages int64
+	var pages, stored int64
 	for _, c := range res.CPUs {
 		if c.Dropped > 0 {
 			fmt.Fprintf(opts.stderr, "cpu%d.raw: left out %d trailing bytes (not a whole page)\n", c.CPU, c.Dropped)
 		}
 		pages += c.Size
+		stored += c.Stored
 	}
-	fmt.Fprintf(opts.stdout, "wrote %s: %d CPUs, %.1f MiB of pages, %.1f MiB in all\nread it with: trace-cmd report -i %s\n",
-		out, len(res.CPUs), float64(pages)/(1<<20), float64(res.Size)/(1<<20), out)
+	kind := res.Format.String()
+	if res.Compression != tracedat.CompressNone {
+		kind += ", " + string(res.Compression) + fmt.Sprintf(": pages stored in %.1f MiB", float64(stored)/(1<<20))
+	}
+	fmt.Fprintf(opts.stdout, "wrote %s (%s): %d CPUs, %.1f MiB of pages, %.1f MiB in all\nread it with: trace-cmd report -i %s\n",
+		out, kind, len(res.CPUs), float64(pages)/(1<<20), float64(res.Size)/(1<<20), out)
 	return nil
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"github.com/vtrace/vtrace/host/meta"
 	"github.com/vtrace/vtrace/host/tracedat/tracedattest"
 	"github.com/vtrace/vtrace/internal/testutil"
@@ -67,11 +69,51 @@ func TestIntegrationHostConvertAndStats(t *testing.T) {
 		t.Errorf("convert --force: %v", err)
 	}
 
+	// --compress zstd alone: a compressed v7 file trace-cmd reads alike.
+	o := opts("", false)
+	o.compress, o.output = "zstd", filepath.Join(dir, "trace-zstd.dat")
+	if err := runHostConvert(ctx, o); err != nil || !strings.Contains(stdout.String(), "(v7, zstd") {
+		t.Errorf("convert --compress zstd: %v, %q", err, stdout.String())
+	}
+	rep7, err := exec.Command(tc, "report", "-i", o.output).CombinedOutput()
+	rep6, err6 := exec.Command(tc, "report", "-i", dat).CombinedOutput()
+	if err != nil || err6 != nil || !bytes.Equal(rep7, rep6) {
+		t.Errorf("trace-cmd report of the zstd file (%v) differs from the v6 one's (%v):\n%.2000s", err, err6, rep7)
+	}
+
 	table.Reset()
 	if err := runHostStats(ctx, &hostStatsOptions{dir: dir, stdout: &table}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(table.String(), "sched:sched_switch") {
 		t.Errorf("stats with DIR/meta lacks event names:\n%s", table.String())
+	}
+}
+
+// A format or compression that does not exist, or zstd with v6, is a
+// usage error of both commands that write a trace.dat, before any work.
+func TestHostTraceDatFormatUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"--format", "v6", "--compress", "zstd"},
+		{"--format", "v9"},
+		{"--compress", "gzip"},
+	} {
+		for name, cmd := range map[string]*cobra.Command{"convert": newHostConvertCmd(), "collect": newHostCollectCmd()} {
+			a := append([]string{dir}, args...)
+			if name == "collect" {
+				a = append([]string{"--dir", dir, "-o", filepath.Join(dir, "out")}, args...)
+			}
+			cmd.SetArgs(a)
+			cmd.SetOut(io.Discard)
+			cmd.SetErr(io.Discard)
+			var u usageError
+			if err := cmd.Execute(); !errors.As(err, &u) || !strings.Contains(err.Error(), "trace.dat") {
+				t.Errorf("%s %q: %v, want a usage error about the trace.dat format", name, a, err)
+			}
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("a refused command left %d entries in %s", len(ents), dir)
 	}
 }

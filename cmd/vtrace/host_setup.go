@@ -44,7 +44,8 @@ func newHostSetupCmd() *cobra.Command {
 	f.StringVarP(&o.uri, "connect", "c", "", "libvirt URI (default $LIBVIRT_DEFAULT_URI, else "+virt.DefaultURI+")")
 	f.StringVar(&o.dir, "dir", "", "FIFO directory (default "+fifo.DefaultBase+"/<domain>)")
 	f.IntVar(&o.cpus, "cpus", 0, "number of trace ports (default: the domain's vCPU count)")
-	f.StringVar(&o.group, "group", "", "group (name or id) of the directory and FIFOs, for a qemu running as another user")
+	f.StringVar(&o.group, "group", "", "group (name or id) whose members may collect without root: the group of the directory and FIFOs,\n"+
+		"and an ACL entry on the FIFOs that lasts while libvirt hands them to qemu's user")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the XML diff and the FIFOs to make; change nothing")
 	f.BoolVar(&o.local, "local-fifos", false, localFIFOsUsage)
 	return cmd

@@ -161,7 +161,7 @@ func (a *agent) finish(ctx context.Context, sum *Summary) error {
 		return err
 	}
 	path := filepath.Join(a.cfg.Out, TraceDat)
-	if _, err := tracedat.WriteFile(path, a.set, cpus, tracedat.Options{}, true); err != nil {
+	if _, err := tracedat.WriteFile(path, a.set, cpus, a.cfg.TraceDatOptions, true); err != nil {
 		return err
 	}
 	sum.TraceDat = path

@@ -35,6 +35,7 @@ import (
 
 	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/host/session"
+	"github.com/vtrace/vtrace/host/tracedat"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 	"github.com/vtrace/vtrace/proto/tracefs"
 	"github.com/vtrace/vtrace/proto/wire"
@@ -87,6 +88,9 @@ type Config struct {
 	// ending in \n when the capture ends.
 	Progress      io.Writer
 	ProgressEvery time.Duration
+	// TraceDatOptions choose the version and compression of OUT/trace.dat
+	// (the zero value: tracedat.DefaultFormat, uncompressed).
+	TraceDatOptions tracedat.Options
 }
 
 // CPU is what was saved for one CPU.

@@ -39,3 +39,49 @@ func TraceCPUs(dir string) ([]int, error) {
 	slices.Sort(cpus)
 	return cpus, nil
 }
+
+// Names lists the channels that have a FIFO (NAME.in or NAME.out) in dir,
+// control port first, then by CPU. A missing dir has none.
+func Names(dir string) ([]string, error) {
+	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return nil, nil // Create and Remove say why they refuse it
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	ctl, cpus := false, []int{}
+	for _, e := range ents {
+		if e.Type()&fs.ModeNamedPipe == 0 {
+			continue
+		}
+		n, ok := strings.CutSuffix(e.Name(), ".in")
+		if !ok {
+			n, ok = strings.CutSuffix(e.Name(), ".out")
+		}
+		if !ok {
+			continue
+		}
+		if n == channel.Ctl {
+			ctl = true
+		} else if cpu, ok := channel.ParseData(n); ok && !slices.Contains(cpus, cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	slices.Sort(cpus)
+	var names []string
+	if ctl {
+		names = append(names, channel.Ctl)
+	}
+	for _, c := range cpus {
+		names = append(names, channel.Data(c))
+	}
+	return names, nil
+}

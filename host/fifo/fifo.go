@@ -1,6 +1,7 @@
 package fifo
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,23 +10,34 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
-// Permissions of what Create makes. The group may be set (Options.Group) so
-// that a qemu running as another user can open the FIFOs.
+// Permissions of what Create makes, chosen for a qemu that runs as its own
+// user (libvirt's default: Debian's libvirt-qemu), with libvirt's DAC driver
+// giving it the FIFOs while the domain runs:
+//
+//   - DirPerm: the owner (root) changes the directory; its group (Options.Group)
+//     lists it and opens what is in it; everyone else, qemu's user among them,
+//     may only pass through it (search, no listing), as libvirt's own
+//     /var/lib/libvirt/images (mode 0711) lets qemu reach disk images.
+//   - FIFOPerm: owner and group read and write, nobody else. While the domain
+//     runs the owner and group are qemu's (libvirt chowns them, and puts the
+//     old ones back when it stops); with Options.Group the FIFOs also carry a
+//     POSIX ACL entry for that group, so its members keep their access then.
 const (
-	DirPerm  = 0o750
+	DirPerm  = 0o751
 	FIFOPerm = 0o660
 )
 
 // Options tunes Create and Remove.
 type Options struct {
 	// Group, when >= 0, is the group given to the directory and the FIFOs
-	// (existing ones included). -1 leaves the group alone.
+	// (existing ones included), and named in an ACL entry of every FIFO so
+	// that the group keeps read and write access while libvirt has handed
+	// the FIFO to qemu's user. -1 leaves groups and ACLs alone.
 	Group int
 	// DryRun reports what would be done and changes nothing.
 	DryRun bool
@@ -36,11 +48,14 @@ type Options struct {
 // Report says what Create or Remove did (or, with DryRun, would do), as
 // absolute paths.
 type Report struct {
-	Created   []string // made by this call (the directory and FIFOs)
-	Kept      []string // already there and of the right kind
-	Regrouped []string // existing entries whose group was changed
-	Removed   []string // FIFOs (and the directory) removed by Remove
-	Left      []string // Remove: the directory, left because it holds other files
+	Created  []string // made by this call (the directory and FIFOs)
+	Kept     []string // already there and of the right kind
+	Adjusted []string // existing entries whose mode, group or ACL was changed
+	Removed  []string // FIFOs (and the directory) removed by Remove
+	Left     []string // Remove: the directory, left because it holds other files
+	// Notes are things a person should know that did not stop Create: a
+	// file system without POSIX ACLs, for one.
+	Notes []string
 }
 
 // LookupGroup resolves a group name or numeric id to a gid.
@@ -60,10 +75,14 @@ func LookupGroup(group string) (int, error) {
 }
 
 // Create makes dir (mode DirPerm, and its missing parents 0755) and the two
-// FIFOs NAME.in and NAME.out (mode FIFOPerm) for every channel name. An
-// existing directory or FIFO is kept. A symlink where the directory or a FIFO
-// should be, a regular file or anything else that is not a FIFO is an error
-// naming the path, and nothing is changed in it or through it.
+// FIFOs NAME.in and NAME.out (mode FIFOPerm) for every channel name, with
+// opts.Group as their group and, on the FIFOs, that group's ACL entry. An
+// existing directory or FIFO is kept, and its mode, group and ACL are set as
+// a new one's would be (reported as Adjusted). A symlink where the
+// directory or a FIFO should be, a regular file or anything else that is
+// not a FIFO is an error naming the path, and nothing is changed in it or
+// through it. A file system without POSIX ACLs is not an error: Create
+// leaves the FIFOs without the entry and says so in Report.Notes.
 func Create(dir string, names []string, opts Options) (Report, error) {
 	var r Report
 	dir = filepath.Clean(dir)
@@ -90,7 +109,7 @@ func Create(dir string, names []string, opts Options) (Report, error) {
 		}
 	}
 
-	return createIn(dir, names, opts, r, opts.DryRun)
+	return createIn(dir, names, opts, r)
 }
 
 // statDir says whether dir exists as a real directory; a symlink or any
@@ -123,15 +142,33 @@ func makeDir(dir string, gid int) error {
 		return err
 	}
 	defer sys.Close(fd)
-	if err := sys.FchmodFd(fd, DirPerm); err != nil {
-		return fmt.Errorf("set mode of %s: %w", dir, err)
+	_, err = fixDir(fd, dir, gid, false)
+	return err
+}
+
+// fixDir gives the directory open at fd the mode DirPerm and, when gid >= 0,
+// the group gid. It reports whether anything was (or, with dry, would be)
+// changed.
+func fixDir(fd int, dir string, gid int, dry bool) (bool, error) {
+	st, err := sys.FstatFd(fd)
+	if err != nil {
+		return false, fmt.Errorf("inspect %s: %w", dir, err)
 	}
-	if gid >= 0 {
+	chmod := st.Mode.Perm() != DirPerm
+	chgrp := gid >= 0 && st.Gid != gid
+	if dry || (!chmod && !chgrp) {
+		return chmod || chgrp, nil
+	}
+	if chgrp {
 		if err := sys.FchownFd(fd, -1, gid); err != nil {
-			return fmt.Errorf("set group of %s: %w", dir, err)
+			return false, fmt.Errorf("set group of %s: %w", dir, err)
 		}
 	}
-	return nil
+	// After chown, which may clear set-id bits.
+	if err := sys.FchmodFd(fd, DirPerm); err != nil {
+		return false, fmt.Errorf("set mode of %s: %w", dir, err)
+	}
+	return true, nil
 }
 
 func openDir(dir string) (int, error) {
@@ -145,22 +182,20 @@ func openDir(dir string) (int, error) {
 	return fd, nil
 }
 
-func createIn(dir string, names []string, opts Options, r Report, dry bool) (Report, error) {
+func createIn(dir string, names []string, opts Options, r Report) (Report, error) {
+	dry := opts.DryRun
 	fd, err := openDir(dir)
 	if err != nil {
 		return r, err
 	}
 	defer sys.Close(fd)
-	if !dry && opts.Group >= 0 && !slices.Contains(r.Created, dir) {
-		st, err := sys.FstatFd(fd)
+	if !slices.Contains(r.Created, dir) {
+		changed, err := fixDir(fd, dir, opts.Group, dry)
 		if err != nil {
-			return r, fmt.Errorf("inspect %s: %w", dir, err)
+			return r, err
 		}
-		if st.Gid != opts.Group {
-			if err := sys.FchownFd(fd, -1, opts.Group); err != nil {
-				return r, fmt.Errorf("set group of %s: %w", dir, err)
-			}
-			r.Regrouped = append(r.Regrouped, dir)
+		if changed {
+			r.Adjusted = append(r.Adjusted, dir)
 		}
 	}
 
@@ -185,21 +220,17 @@ func createIn(dir string, names []string, opts Options, r Report, dry bool) (Rep
 			}
 		}
 	}
+	noACL := false
 	for _, f := range existing {
 		p := filepath.Join(dir, f)
 		r.Kept = append(r.Kept, p)
-		if dry || opts.Group < 0 {
-			continue
-		}
-		st, err := sys.Fstatat(fd, f)
+		changed, acl, err := fixFIFO(fd, dir, f, opts.Group, dry)
 		if err != nil {
-			return r, fmt.Errorf("inspect %s: %w", p, err)
+			return r, err
 		}
-		if st.Gid != opts.Group {
-			if err := sys.Fchownat(fd, f, -1, opts.Group); err != nil {
-				return r, fmt.Errorf("set group of %s: %w", p, err)
-			}
-			r.Regrouped = append(r.Regrouped, p)
+		noACL = noACL || !acl
+		if changed {
+			r.Adjusted = append(r.Adjusted, p)
 		}
 	}
 	for _, f := range missing {
@@ -212,17 +243,70 @@ func createIn(dir string, names []string, opts Options, r Report, dry bool) (Rep
 			return r, fmt.Errorf("create FIFO %s: %w", p, err)
 		}
 		r.Created = append(r.Created, p)
-		// mkfifo's mode passed through the umask; set it exactly.
-		if err := sys.FchmodatNoFollow(fd, f, FIFOPerm); err != nil {
-			return r, fmt.Errorf("set mode of %s: %w", p, err)
+		// mkfifo's mode passed through the umask: fixFIFO sets it exactly.
+		_, acl, err := fixFIFO(fd, dir, f, opts.Group, false)
+		if err != nil {
+			return r, err
 		}
-		if opts.Group >= 0 {
-			if err := sys.Fchownat(fd, f, -1, opts.Group); err != nil {
-				return r, fmt.Errorf("set group of %s: %w", p, err)
-			}
-		}
+		noACL = noACL || !acl
+	}
+	if noACL {
+		r.Notes = append(r.Notes, fmt.Sprintf("the file system of %s has no POSIX ACLs: members of group %d can open the FIFOs"+
+			" only while the domain is off (while it runs, libvirt gives them to qemu's user and group)", dir, opts.Group))
 	}
 	return r, nil
+}
+
+// fixFIFO gives the FIFO name of directory fd the mode FIFOPerm and, when
+// gid >= 0, the group gid and gid's ACL entry (groupACL). It reports whether
+// anything was (or, with dry, would be) changed, and false for acl when the
+// file system refuses ACLs.
+func fixFIFO(fd int, dir, name string, gid int, dry bool) (changed, acl bool, err error) {
+	p := filepath.Join(dir, name)
+	st, err := sys.Fstatat(fd, name)
+	if err != nil {
+		return false, true, fmt.Errorf("inspect %s: %w", p, err)
+	}
+	chmod := st.Mode.Perm() != FIFOPerm
+	chgrp := gid >= 0 && st.Gid != gid
+	setACL := false
+	acl = true
+	var want []byte
+	if gid >= 0 {
+		want = groupACL(gid)
+		have, err := sys.GetxattrNoFollow(fd, name, aclAttr)
+		switch {
+		case sys.IsNotSupported(err):
+			acl = false
+		case err != nil && !sys.IsNoXattr(err):
+			return false, true, fmt.Errorf("read the ACL of %s: %w", p, err)
+		default:
+			setACL = !bytes.Equal(have, want)
+		}
+	}
+	changed = chmod || chgrp || setACL
+	if dry || !changed {
+		return changed, acl, nil
+	}
+	if chgrp {
+		if err := sys.Fchownat(fd, name, -1, gid); err != nil {
+			return false, acl, fmt.Errorf("set group of %s: %w", p, err)
+		}
+	}
+	if err := sys.FchmodatNoFollow(fd, name, FIFOPerm); err != nil {
+		return false, acl, fmt.Errorf("set mode of %s: %w", p, err)
+	}
+	if setACL {
+		// The ACL's owner, group and other entries restate FIFOPerm.
+		err := sys.SetxattrNoFollow(fd, name, aclAttr, want)
+		switch {
+		case sys.IsNotSupported(err):
+			acl = false
+		case err != nil:
+			return false, acl, fmt.Errorf("set the ACL of %s: %w", p, err)
+		}
+	}
+	return true, acl, nil
 }
 
 // Remove deletes the FIFOs NAME.in and NAME.out of every channel name from
@@ -343,50 +427,4 @@ func kind(m fs.FileMode) string {
 		return "FIFO"
 	}
 	return "special file"
-}
-
-// Names lists the channels that have a FIFO (NAME.in or NAME.out) in dir,
-// control port first, then by CPU. A missing dir has none.
-func Names(dir string) ([]string, error) {
-	st, err := os.Lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("inspect %s: %w", dir, err)
-	}
-	if !st.IsDir() {
-		return nil, nil // Create and Remove say why they refuse it
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
-	}
-	ctl, cpus := false, []int{}
-	for _, e := range ents {
-		if e.Type()&fs.ModeNamedPipe == 0 {
-			continue
-		}
-		n, ok := strings.CutSuffix(e.Name(), ".in")
-		if !ok {
-			n, ok = strings.CutSuffix(e.Name(), ".out")
-		}
-		if !ok {
-			continue
-		}
-		if n == channel.Ctl {
-			ctl = true
-		} else if cpu, ok := channel.ParseData(n); ok && !slices.Contains(cpus, cpu) {
-			cpus = append(cpus, cpu)
-		}
-	}
-	slices.Sort(cpus)
-	var names []string
-	if ctl {
-		names = append(names, channel.Ctl)
-	}
-	for _, c := range cpus {
-		names = append(names, channel.Data(c))
-	}
-	return names, nil
 }

@@ -1,15 +1,19 @@
 package fifo
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/vtrace/vtrace/internal/testutil"
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
@@ -113,7 +117,7 @@ func TestCreateRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Regrouped) != 1+2*len(names) || gid(t, dir) != 1 || gid(t, filepath.Join(dir, "agent-ctl-path.in")) != 1 {
+	if len(r.Adjusted) != 1+2*len(names) || gid(t, dir) != 1 || gid(t, filepath.Join(dir, "agent-ctl-path.in")) != 1 {
 		t.Errorf("regroup report %+v", r)
 	}
 
@@ -218,5 +222,142 @@ func TestLookupGroup(t *testing.T) {
 	}
 	if _, err := LookupGroup("no-such-group-vtrace"); err == nil {
 		t.Error("LookupGroup of a missing group succeeded")
+	}
+}
+
+// reachableTempDir returns a new directory that any user may pass through
+// (mode 0711, in the system's temporary directory), removed at the end of the
+// test: t.TempDir's parent is 0700, which no other user can pass.
+func reachableTempDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "vtrace-fifo-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// openAs opens every path read-write (as a reader that never blocks) in a
+// shell running as uid with the supplementary groups, and returns the
+// shell's error.
+func openAs(t *testing.T, uid uint32, groups []uint32, paths ...string) error {
+	t.Helper()
+	script := `for p; do exec 3<>"$p" || exit 1; exec 3>&-; done`
+	cmd := exec.Command("sh", append([]string{"-c", script, "sh"}, paths...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: groups}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
+}
+
+// TestCreateGroupAccess checks, with the kernel's own permission checks,
+// who can open what Create makes while libvirt's DAC driver has given the
+// FIFOs to qemu's user (as it does for the time a domain runs): qemu's user
+// through the directory it cannot list, members of Options.Group through
+// the ACL entry, and nobody else.
+func TestCreateGroupAccess(t *testing.T) {
+	testutil.NeedRoot(t)
+	const group, qemu, member, stranger = 54321, 64100, 12345, 12346
+	dir := filepath.Join(reachableTempDir(t), "vm1")
+	names := channel.Names(1)
+	r, err := Create(dir, names, Options{Group: group})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Notes) != 0 {
+		t.Fatalf("notes on a file system with ACLs: %q", r.Notes)
+	}
+	if m, g := mode(t, dir), gid(t, dir); m != fs.ModeDir|DirPerm || g != group {
+		t.Errorf("dir mode %v group %d, want %v group %d", m, g, fs.ModeDir|DirPerm, group)
+	}
+	var fifos []string
+	for _, n := range names {
+		in, out := Paths(dir, n)
+		fifos = append(fifos, in, out)
+	}
+	for _, p := range fifos {
+		if m, g := mode(t, p), gid(t, p); m != fs.ModeNamedPipe|FIFOPerm || g != group {
+			t.Errorf("%s: mode %v group %d, want %v group %d", p, m, g, fs.ModeNamedPipe|FIFOPerm, group)
+		}
+		buf := make([]byte, 256)
+		n, err := syscall.Getxattr(p, aclAttr, buf)
+		if err != nil || !bytes.Equal(buf[:n], groupACL(group)) {
+			t.Errorf("%s: ACL %x (%v), want %x", p, buf[:max(n, 0)], err, groupACL(group))
+		}
+	}
+
+	// libvirt hands the FIFOs to qemu's user and group.
+	for _, p := range fifos {
+		if err := os.Chown(p, qemu, qemu); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := openAs(t, qemu, nil, fifos...); err != nil {
+		t.Errorf("qemu's user cannot open its FIFOs: %v", err)
+	}
+	if err := openAs(t, member, []uint32{group}, fifos...); err != nil {
+		t.Errorf("a member of group %d cannot open the FIFOs while qemu owns them: %v", group, err)
+	}
+	if err := openAs(t, stranger, nil, fifos[0]); err == nil {
+		t.Errorf("a user outside group %d opened %s", group, fifos[0])
+	}
+	if err := openAs(t, qemu, nil, dir); err == nil {
+		t.Errorf("qemu's user can list %s", dir)
+	}
+
+	// A second Create while the domain runs leaves the owner to qemu.
+	r, err = Create(dir, names, Options{Group: group})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Adjusted) != len(fifos) {
+		t.Errorf("Create while qemu owns the FIFOs adjusted %q, want the group of every FIFO", r.Adjusted)
+	}
+	for _, p := range fifos {
+		st, _ := os.Lstat(p)
+		if s := st.Sys().(*syscall.Stat_t); s.Uid != qemu || s.Gid != group {
+			t.Errorf("%s: owner %d:%d, want %d:%d", p, s.Uid, s.Gid, qemu, group)
+		}
+	}
+	// libvirt puts the owners back (here: root, as with remember_owner = 0);
+	// the group keeps its access through the ACL.
+	for _, p := range fifos {
+		os.Chown(p, 0, 0)
+	}
+	if err := openAs(t, member, []uint32{group}, fifos...); err != nil {
+		t.Errorf("a member of group %d cannot open the FIFOs after libvirt reset their owners: %v", group, err)
+	}
+}
+
+func TestCreateFixesModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "vm1")
+	if _, err := Create(dir, channel.Names(1), Options{Group: -1}); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := Paths(dir, channel.Ctl)
+	// As an earlier vtrace left them: a directory qemu's user cannot pass.
+	os.Chmod(dir, 0o750)
+	os.Chmod(in, 0o600)
+	for _, dry := range []bool{true, false} {
+		r, err := Create(dir, channel.Names(1), Options{Group: -1, DryRun: dry})
+		if err != nil || !slices.Equal(r.Adjusted, []string{dir, in}) {
+			t.Errorf("Create (dry %v) over modes 0750/0600: %+v, %v; want %s and %s adjusted", dry, r, err, dir, in)
+		}
+	}
+	if m := mode(t, dir); m != fs.ModeDir|DirPerm {
+		t.Errorf("dir mode %v, want %v", m, fs.ModeDir|DirPerm)
+	}
+	if m := mode(t, in); m != fs.ModeNamedPipe|FIFOPerm {
+		t.Errorf("%s mode %v, want %v", in, m, fs.ModeNamedPipe|FIFOPerm)
+	}
+	// Without a group no ACL is made.
+	if _, err := syscall.Getxattr(in, aclAttr, make([]byte, 256)); !errors.Is(err, syscall.ENODATA) {
+		t.Errorf("%s has an ACL without --group: %v", in, err)
 	}
 }

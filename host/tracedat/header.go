@@ -1,12 +1,20 @@
-// Package tracedat writes trace.dat files of version 6, the format
-// trace-cmd (3.x reads it) and KernelShark open, from a metadata Set and
-// each CPU's raw ring-buffer pages.
+// Package tracedat writes trace.dat files, the format trace-cmd and
+// KernelShark open, from a metadata Set and each CPU's raw ring-buffer
+// pages: version 6 (the flat layout every trace-cmd 2.x/3.x reads, the
+// default) or version 7 (trace-cmd 3.x's sectioned layout, optionally
+// zstd-compressed).
 //
-// The header (magic, page and event headers, formats, kallsyms, printk
-// formats, cmdlines, options, the per-CPU offsets) is built by WriteHeader,
-// a pure function of its inputs. Write adds the pages: whole pages only,
-// streamed from each CPU's file with copy_file_range (or a plain copy where
-// the kernel cannot), so a capture is never held in memory.
+// Version 6: the header (magic, page and event headers, formats, kallsyms,
+// printk formats, cmdlines, options, the per-CPU offsets) is built by
+// WriteHeader, a pure function of its inputs. Write adds the pages: whole
+// pages only, streamed from each CPU's file with copy_file_range (or a
+// plain copy where the kernel cannot), so a capture is never held in
+// memory.
+//
+// Version 7 (v7.go): options, then one section per kind of metadata, then
+// one flyrecord section with every CPU's pages, copied as they are or
+// compressed a chunk at a time; the few fields known only after the pages
+// are compressed are filled in at the end (the output must then be a file).
 //
 // Byte order: the file says little-endian and its numbers are little-endian;
 // the pages are copied as they are, so the guest must be little-endian too.
@@ -24,33 +32,52 @@ import (
 	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
-// Option ids of trace.dat version 6.
+// Option ids (trace-cmd's trace-cmd.dat.v6 and .v7 documents). In version
+// 7, the ids from 15 up are also the ids of the sections they point to,
+// and BUFFER the id of the flyrecord section.
 const (
-	OptionDone       = 0
-	OptionDate       = 1
-	OptionCPUStat    = 2
-	OptionTraceClock = 4
-	OptionUname      = 5
-	OptionCPUCount   = 8
+	OptionDone         = 0
+	OptionDate         = 1
+	OptionCPUStat      = 2
+	OptionBuffer       = 3
+	OptionTraceClock   = 4
+	OptionUname        = 5
+	OptionCPUCount     = 8
+	OptionStrings      = 15
+	OptionHeaderInfo   = 16
+	OptionFtraceEvents = 17
+	OptionEventFormats = 18
+	OptionKallsyms     = 19
+	OptionPrintk       = 20
+	OptionCmdlines     = 21
 )
 
-// Options tune the header.
+// Options tune the file.
 type Options struct {
 	// DateOffsetMicros, when not nil, is written as the DATE option: the
 	// microseconds trace-cmd adds to every timestamp to show wall-clock
 	// time. Leave it nil unless the offset between the guest's trace clock
 	// and its real-time clock is known.
 	DateOffsetMicros *int64
+	// Format is the file version (0: DefaultFormat, or FormatV7 when
+	// Compression asks for compression).
+	Format Format
+	// Compression applies to version 7 only ("": CompressNone).
+	Compression Compression
 }
 
 var magic = []byte{0x17, 0x08, 0x44, 't', 'r', 'a', 'c', 'i', 'n', 'g', '6', 0}
 
-// WriteHeader writes everything of a trace.dat before the first page:
+// WriteHeader writes everything of a version 6 trace.dat before the first
+// page (opts must not ask for another version):
 // sizes[i] is the number of bytes of CPU i's pages (a multiple of the page
 // size; 0 for a CPU without data). It returns the file offset of each CPU's
 // pages (page-aligned, contiguous) and the header's length, which is
 // offsets[0].
 func WriteHeader(w io.Writer, s *meta.Set, sizes []int64, opts Options) (offsets []int64, err error) {
+	if f, _, err := opts.resolve(); err != nil || f != FormatV6 {
+		return nil, fmt.Errorf("write trace.dat header: %w: the flat header is version 6's, not %v", ErrFormat, f)
+	}
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("write trace.dat header: %w", err)
 	}
@@ -74,37 +101,12 @@ func WriteHeader(w io.Writer, s *meta.Set, sizes []int64, opts Options) (offsets
 	e.u8(0) // little-endian
 	e.u8(uint8(l.CommitSize))
 	e.u32(uint32(l.PageSize))
-	e.bytes([]byte("header_page\x00"))
-	e.sized64(s.HeaderPage)
-	e.bytes([]byte("header_event\x00"))
-	e.sized64(s.HeaderEvent)
-
-	systems := s.Systems()
-	ftrace := s.Formats["ftrace"]
-	e.u32(uint32(len(ftrace)))
-	for _, ev := range s.EventNames("ftrace") {
-		e.sized64(ftrace[ev])
-	}
-	others := 0
-	for _, sys := range systems {
-		if sys != "ftrace" && len(s.Formats[sys]) > 0 {
-			others++
+	b := metaBodies(s)
+	for _, body := range []*body{&b.headers, &b.ftrace, &b.events, &b.kallsyms, &b.printk, &b.cmdlines} {
+		for _, p := range body.parts {
+			e.bytes(p)
 		}
 	}
-	e.u32(uint32(others))
-	for _, sys := range systems {
-		if sys == "ftrace" || len(s.Formats[sys]) == 0 {
-			continue
-		}
-		e.bytes([]byte(sys + "\x00"))
-		e.u32(uint32(len(s.Formats[sys])))
-		for _, ev := range s.EventNames(sys) {
-			e.sized64(s.Formats[sys][ev])
-		}
-	}
-	e.sized32(s.Kallsyms)
-	e.sized32(s.PrintkFormats)
-	e.sized64(s.Cmdlines)
 	e.u32(uint32(len(sizes)))
 
 	e.bytes([]byte("options  \x00"))

@@ -208,12 +208,12 @@ func TestWriteFileMatchesWriter(t *testing.T) {
 		t.Fatalf("copy_file_range and io.Writer outputs differ: %d vs %d bytes; results (-file +writer):\n%s", len(fromFile), buf.Len(), diff)
 	}
 	want := []CPUResult{
-		{CPU: 0, Offset: res.CPUs[0].Offset, Size: 3 * 4096, Dropped: 100},
+		{CPU: 0, Offset: res.CPUs[0].Offset, Size: 3 * 4096, Stored: 3 * 4096, Dropped: 100},
 		{CPU: 1, Offset: res.CPUs[0].Offset + 3*4096},
-		{CPU: 2, Offset: res.CPUs[0].Offset + 3*4096, Size: 2 * 4096},
+		{CPU: 2, Offset: res.CPUs[0].Offset + 3*4096, Size: 2 * 4096, Stored: 2 * 4096},
 	}
-	if diff := cmp.Diff(want, res.CPUs); diff != "" || res.Size != int64(len(fromFile)) {
-		t.Errorf("result size %d, file %d bytes; CPUs (-want +got):\n%s", res.Size, len(fromFile), diff)
+	if diff := cmp.Diff(want, res.CPUs); diff != "" || res.Size != int64(len(fromFile)) || res.Format != FormatV6 || res.Compression != CompressNone {
+		t.Errorf("result size %d, file %d bytes, format %v, compression %v; CPUs (-want +got):\n%s", res.Size, len(fromFile), res.Format, res.Compression, diff)
 	}
 	if got := fromFile[res.CPUs[0].Offset:][:3*4096]; !bytes.Equal(got, cpu0[:3*4096]) {
 		t.Errorf("CPU 0 pages not copied as they are")

@@ -26,15 +26,18 @@ type CPUData struct {
 // CPUResult says where a CPU's pages went.
 type CPUResult struct {
 	CPU     int
-	Offset  int64 // file offset of its first page
-	Size    int64 // bytes of pages written
+	Offset  int64 // file offset of its data (page-aligned): its first page, or its chunk count when compressed
+	Size    int64 // bytes of pages written, uncompressed
+	Stored  int64 // bytes its data takes in the file: Size, or the compressed chunks
 	Dropped int64 // trailing bytes short of a page, not written
 }
 
 // Result describes a written trace.dat.
 type Result struct {
-	CPUs []CPUResult // one per CPU slot, 0 to the highest CPU
-	Size int64       // file size
+	Format      Format
+	Compression Compression
+	CPUs        []CPUResult // one per CPU slot, 0 to the highest CPU
+	Size        int64       // file size
 }
 
 // copyChunk bounds one copy_file_range call so a huge file is copied in
@@ -42,44 +45,86 @@ type Result struct {
 const copyChunk = 1 << 30
 
 // Write writes a trace.dat to w, which must be at offset 0 of its file:
-// the header, then each CPU's whole pages. When w is an *os.File and a CPU
-// comes from Path, the pages move with copy_file_range.
+// the header, then each CPU's whole pages, in the version and compression
+// opts choose. When w is an *os.File and a CPU comes from Path, the pages
+// of an uncompressed file move with copy_file_range. A compressed version
+// 7 file needs w to be an io.WriterAt as well (an *os.File): the sizes of
+// the compressed data are filled in once written.
 func Write(w io.Writer, s *meta.Set, cpus []CPUData, opts Options) (Result, error) {
-	if len(cpus) == 0 {
-		return Result{}, fmt.Errorf("write trace.dat: %w", errNoCPU)
-	}
-	l, err := s.Layout()
+	format, comp, err := opts.resolve()
 	if err != nil {
 		return Result{}, fmt.Errorf("write trace.dat: %w", err)
 	}
-	page := int64(l.PageSize)
+	in, err := openInputs(s, cpus)
+	if err != nil {
+		return Result{}, fmt.Errorf("write trace.dat: %w", err)
+	}
+	defer in.close()
+	if format == FormatV7 {
+		return writeV7(w, s, in, opts, comp)
+	}
 
+	res := in.result()
+	res.Format, res.Compression = FormatV6, CompressNone
+	offsets, err := WriteHeader(w, s, in.sizes, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Size = offsets[0]
+	for cpu, n := range in.sizes {
+		res.CPUs[cpu].Offset = offsets[cpu]
+		res.CPUs[cpu].Stored = n
+		if n == 0 {
+			continue
+		}
+		if err := copyPages(w, in.src[cpu], n); err != nil {
+			return Result{}, fmt.Errorf("write trace.dat: copy CPU %d pages: %w", cpu, err)
+		}
+		res.Size += n
+	}
+	return res, nil
+}
+
+// inputs are the CPUs' page sources, slot by slot from CPU 0 to the
+// highest: sizes[cpu] whole pages from src[cpu] (nil and 0 for a CPU not
+// given), dropped[cpu] trailing bytes short of a page.
+type inputs struct {
+	page    int64
+	sizes   []int64
+	dropped []int64
+	src     []io.Reader
+	files   []*os.File
+}
+
+// openInputs checks the CPUs and opens their files.
+func openInputs(s *meta.Set, cpus []CPUData) (*inputs, error) {
+	if len(cpus) == 0 {
+		return nil, errNoCPU
+	}
+	l, err := s.Layout()
+	if err != nil {
+		return nil, err
+	}
 	maxCPU := -1
 	byCPU := map[int]CPUData{}
 	for _, c := range cpus {
 		if c.CPU < 0 || c.CPU > tracefs.MaxCPU {
-			return Result{}, fmt.Errorf("write trace.dat: CPU %d out of range [0, %d]", c.CPU, tracefs.MaxCPU)
+			return nil, fmt.Errorf("CPU %d out of range [0, %d]", c.CPU, tracefs.MaxCPU)
 		}
 		if _, dup := byCPU[c.CPU]; dup {
-			return Result{}, fmt.Errorf("write trace.dat: CPU %d given twice", c.CPU)
+			return nil, fmt.Errorf("CPU %d given twice", c.CPU)
 		}
 		byCPU[c.CPU] = c
 		maxCPU = max(maxCPU, c.CPU)
 	}
-
-	// Sizes first: the header holds every CPU's offset and size.
-	res := Result{CPUs: make([]CPUResult, maxCPU+1)}
-	sizes := make([]int64, maxCPU+1)
-	files := make([]*os.File, maxCPU+1)
-	defer func() {
-		for _, f := range files {
-			if f != nil {
-				f.Close()
-			}
-		}
-	}()
-	for cpu := range sizes {
-		res.CPUs[cpu].CPU = cpu
+	in := &inputs{
+		page:    int64(l.PageSize),
+		sizes:   make([]int64, maxCPU+1),
+		dropped: make([]int64, maxCPU+1),
+		src:     make([]io.Reader, maxCPU+1),
+		files:   make([]*os.File, maxCPU+1),
+	}
+	for cpu := range in.sizes {
 		c, ok := byCPU[cpu]
 		if !ok {
 			continue
@@ -88,45 +133,47 @@ func Write(w io.Writer, s *meta.Set, cpus []CPUData, opts Options) (Result, erro
 		if c.Path != "" {
 			f, err := os.Open(c.Path)
 			if err != nil {
-				return Result{}, fmt.Errorf("write trace.dat: %w", err)
+				in.close()
+				return nil, err
 			}
-			files[cpu] = f
+			in.files[cpu], in.src[cpu] = f, f
 			fi, err := f.Stat()
 			if err != nil {
-				return Result{}, fmt.Errorf("write trace.dat: %w", err)
+				in.close()
+				return nil, err
 			}
 			if !fi.Mode().IsRegular() {
-				return Result{}, fmt.Errorf("write trace.dat: %s is not a regular file", c.Path)
+				in.close()
+				return nil, fmt.Errorf("%s is not a regular file", c.Path)
 			}
 			n = fi.Size()
 		} else if c.R == nil {
-			return Result{}, fmt.Errorf("write trace.dat: CPU %d has neither a path nor a reader", cpu)
+			in.close()
+			return nil, fmt.Errorf("CPU %d has neither a path nor a reader", cpu)
+		} else {
+			in.src[cpu] = c.R
 		}
-		sizes[cpu] = n / page * page
-		res.CPUs[cpu].Size = sizes[cpu]
-		res.CPUs[cpu].Dropped = n - sizes[cpu]
+		in.sizes[cpu] = n / in.page * in.page
+		in.dropped[cpu] = n - in.sizes[cpu]
 	}
+	return in, nil
+}
 
-	offsets, err := WriteHeader(w, s, sizes, opts)
-	if err != nil {
-		return Result{}, err
+func (in *inputs) close() {
+	for _, f := range in.files {
+		if f != nil {
+			f.Close()
+		}
 	}
-	res.Size = offsets[0]
-	for cpu, n := range sizes {
-		res.CPUs[cpu].Offset = offsets[cpu]
-		if n == 0 {
-			continue
-		}
-		var src io.Reader = byCPU[cpu].R
-		if files[cpu] != nil {
-			src = files[cpu]
-		}
-		if err := copyPages(w, src, n); err != nil {
-			return Result{}, fmt.Errorf("write trace.dat: copy CPU %d pages: %w", cpu, err)
-		}
-		res.Size += n
+}
+
+// result is a Result with each CPU's Size and Dropped filled in.
+func (in *inputs) result() Result {
+	res := Result{CPUs: make([]CPUResult, len(in.sizes))}
+	for cpu := range res.CPUs {
+		res.CPUs[cpu] = CPUResult{CPU: cpu, Size: in.sizes[cpu], Dropped: in.dropped[cpu]}
 	}
-	return res, nil
+	return res
 }
 
 // copyPages copies exactly n bytes from src to w, in the kernel when both

@@ -16,11 +16,28 @@ import (
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
-// vtrace runs the built binary and returns its output and exit code.
+// noDaemon is the default URI of every vtrace the tests run: a socket that
+// does not exist, so that a command without -c (or env) never reaches the
+// machine's own libvirtd.
+const noDaemon = "LIBVIRT_DEFAULT_URI=qemu:///system?socket=/nonexistent/vtrace-test/libvirt-sock"
+
+// vtrace runs the built binary with env added to the environment and
+// returns its output and exit code.
 func vtrace(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(testutil.BuildVtrace(t), args...)
-	cmd.Env = append(os.Environ(), env...)
+	return run(t, exec.Command(testutil.BuildVtrace(t), args...), env)
+}
+
+// vtraceIn runs the built binary in the network namespace of the private
+// libvirtd d, as its TCP and ssh clients must.
+func vtraceIn(t *testing.T, d *testutil.Libvirtd, env []string, args ...string) (string, int) {
+	t.Helper()
+	return run(t, d.Command(testutil.BuildVtrace(t), args...), env)
+}
+
+func run(t *testing.T, cmd *exec.Cmd, env []string) (string, int) {
+	t.Helper()
+	cmd.Env = append(append(os.Environ(), noDaemon), env...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -33,12 +50,13 @@ func vtrace(t *testing.T, env []string, args ...string) (string, int) {
 }
 
 func TestIntegrationBinarySetupTeardown(t *testing.T) {
-	c := connect(t)
+	c, d := connect(t)
 	name := define(t, c, 2, guestAgent)
 	dir := filepath.Join(t.TempDir(), name)
 	orig := inactive(t, c, name)
+	env := []string{"LIBVIRT_DEFAULT_URI=" + d.URI}
 
-	out, code := vtrace(t, nil, "host", "setup", "--dry-run", "--dir", dir, name)
+	out, code := vtrace(t, env, "host", "setup", "--dry-run", "--dir", dir, name)
 	if code != 0 || !strings.Contains(out, "would create") || !strings.Contains(out, "+      <target type='virtio' name='trace-path-cpu1'/>") {
 		t.Errorf("setup --dry-run: exit %d\n%s", code, out)
 	}
@@ -47,18 +65,18 @@ func TestIntegrationBinarySetupTeardown(t *testing.T) {
 	}
 
 	// The URI comes from $LIBVIRT_DEFAULT_URI when -c is not given.
-	out, code = vtrace(t, []string{"LIBVIRT_DEFAULT_URI=qemu:///system"}, "host", "setup", "--dir", dir, "--group", "root", name)
+	out, code = vtrace(t, env, "host", "setup", "--dir", dir, "--group", "root", name)
 	if code != 0 || !strings.Contains(out, "redefined") || !strings.Contains(out, "channels: agent-ctl-path trace-path-cpu0 trace-path-cpu1") {
 		t.Errorf("setup: exit %d\n%s", code, out)
 	}
 	checkFIFOs(t, dir, []string{"agent-ctl-path", "trace-path-cpu0", "trace-path-cpu1"})
 
-	out, code = vtrace(t, nil, "host", "setup", "-c", "qemu:///system", "--dir", dir, name)
+	out, code = vtrace(t, nil, "host", "setup", "-c", d.URI, "--dir", dir, name)
 	if code != 0 || !strings.Contains(out, "nothing to change") {
 		t.Errorf("second setup: exit %d\n%s", code, out)
 	}
 
-	out, code = vtrace(t, nil, "host", "teardown", "--dir", dir, name)
+	out, code = vtrace(t, env, "host", "teardown", "--dir", dir, name)
 	if code != 0 || !strings.Contains(out, "removed") {
 		t.Errorf("teardown: exit %d\n%s", code, out)
 	}
@@ -68,7 +86,7 @@ func TestIntegrationBinarySetupTeardown(t *testing.T) {
 	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("FIFO directory left: %v", err)
 	}
-	out, code = vtrace(t, nil, "host", "teardown", "--dir", dir, name)
+	out, code = vtrace(t, env, "host", "teardown", "--dir", dir, name)
 	if code != 0 || !strings.Contains(out, "nothing to change") {
 		t.Errorf("second teardown: exit %d\n%s", code, out)
 	}
@@ -142,6 +160,3 @@ func TestIntegrationQemuArgsAccepted(t *testing.T) {
 		}
 	}
 }
-
-// TestMain removes, after the tests, the vtrace binary they build.
-func TestMain(m *testing.M) { testutil.Main(m) }

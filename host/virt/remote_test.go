@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,85 +18,45 @@ import (
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
-// The remote transports are tested against this machine's own libvirtd,
-// reached over TCP (libvirtd --listen) and over a private sshd, while the
-// results are checked through the local socket.
+// The remote transports are tested against private libvirtds reached from
+// inside their own network namespaces (a TCP listener without
+// authentication there, a private sshd there), while the results are
+// checked through their sockets. Nothing listens on the machine's loopback.
 
-// freePort returns a TCP port of 127.0.0.1 that nothing listens on now.
-func freePort(t *testing.T) int {
+// sshd starts a private sshd on port 2222 of the network namespace of the
+// private libvirtd d, and in its mount namespace (so that go-libvirt's
+// default socket path reaches d), with scripts/sshd-test.sh, and stops it at
+// the end of the test. It returns the port and the directory holding the
+// client key id_ed25519 and known_hosts.
+func sshd(t *testing.T, d *testutil.Libvirtd) (port int, dir string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-const libvirtdConf = "/etc/libvirt/libvirtd.conf"
-
-// tcpBlock matches what scripts/libvirtd.sh --tcp adds to libvirtd.conf.
-var tcpBlock = regexp.MustCompile(`(?ms)^# vtrace scripts/libvirtd.sh --tcp: begin$.*?^# vtrace scripts/libvirtd.sh --tcp: end\n`)
-
-// listenTCP makes libvirtd listen on a free port of 127.0.0.1 (scripts/libvirtd.sh
-// --tcp, which restarts it) and returns its qemu+tcp URI. At the end of the
-// test it restores libvirtd.conf and restarts libvirtd without --listen
-// (--no-tcp), and checks both. Call it before connect: the restart ends
-// every connection already open.
-func listenTCP(t *testing.T) string {
-	t.Helper()
-	testutil.NeedRoot(t)
-	testutil.NeedProgram(t, "libvirtd", "libvirt-daemon-system")
-	testutil.NeedProgram(t, "virsh", "libvirt-clients")
-	script := filepath.Join(testutil.Repo(t), "scripts/libvirtd.sh")
-	before, err := os.ReadFile(libvirtdConf)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	uri := fmt.Sprintf("qemu+tcp://127.0.0.1:%d/system", port)
-	t.Cleanup(func() {
-		if out, err := exec.Command("bash", script, "--no-tcp").CombinedOutput(); err != nil {
-			t.Errorf("libvirtd.sh --no-tcp: %v\n%s", err, out)
-		}
-		after, err := os.ReadFile(libvirtdConf)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			t.Error(err)
-		}
-		// A block left by a killed run is gone too.
-		if want := tcpBlock.ReplaceAll(before, nil); !bytes.Equal(after, want) {
-			t.Errorf("libvirtd.conf not restored:\n%s", domxml.Diff("before", "after", want, after))
-		}
-		if c, err := Connect(uri); err == nil {
-			c.Close()
-			t.Errorf("libvirtd still listens on %s after --no-tcp", uri)
-		}
-	})
-	if out, err := exec.Command("bash", script, "--tcp", strconv.Itoa(port)).CombinedOutput(); err != nil {
-		t.Fatalf("libvirtd.sh --tcp %d: %v\n%s", port, err, out)
-	}
-	return uri
-}
-
-// sshd starts a private sshd on a free port of 127.0.0.1 (scripts/sshd-test.sh)
-// and stops it at the end of the test. It returns the port and the
-// directory holding the client key id_ed25519 and known_hosts.
-func sshd(t *testing.T) (port int, dir string) {
-	t.Helper()
-	testutil.NeedRoot(t)
 	testutil.NeedProgram(t, "sshd", "openssh-server")
 	testutil.NeedProgram(t, "ssh-keygen", "openssh-client")
 	script := filepath.Join(testutil.Repo(t), "scripts/sshd-test.sh")
-	dir, port = t.TempDir(), freePort(t)
+	dir, port = t.TempDir(), 2222
 	t.Cleanup(func() {
 		if out, err := exec.Command("bash", script, "stop", dir).CombinedOutput(); err != nil {
 			t.Errorf("sshd-test.sh stop: %v\n%s", err, out)
 		}
 	})
-	if out, err := exec.Command("bash", script, "start", dir, strconv.Itoa(port)).CombinedOutput(); err != nil {
+	if out, err := exec.Command("bash", script, "start", dir, strconv.Itoa(port), strconv.Itoa(d.PID)).CombinedOutput(); err != nil {
 		t.Fatalf("sshd-test.sh start: %v\n%s", err, out)
 	}
 	return port, dir
+}
+
+// unreachable fails the test when uri, dialled from the test's own network
+// namespace (the machine's), reaches a daemon that knows domain name.
+func unreachable(t *testing.T, uri, name string) {
+	t.Helper()
+	c, err := Connect(uri)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	if _, err := c.InactiveXML(name); !errors.Is(err, ErrNoDomain) {
+		t.Errorf("%s reaches the private libvirtd from outside its network namespace (%v)", uri, err)
+	}
 }
 
 // wantOut fails the test unless a vtrace run exited with code and printed
@@ -122,26 +80,32 @@ func noDir(t *testing.T, dir string) {
 }
 
 func TestIntegrationRemoteTCP(t *testing.T) {
-	uri := listenTCP(t)
-	c := connect(t)
+	c, d := connectTo(t, testutil.PrivateLibvirtd(t, true))
 	name := define(t, c, 2, guestAgent)
 	dir := filepath.Join(t.TempDir(), name)
 	orig := inactive(t, c, name)
+	uri := testutil.TCPURI
 
-	rc, err := Connect(uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x, err := rc.InactiveXML(name)
-	rc.Close()
+	var x []byte
+	var rc *Conn
+	err := d.InNetNS(func() error {
+		var err error
+		if rc, err = Connect(uri); err != nil {
+			return err
+		}
+		x, err = rc.InactiveXML(name)
+		rc.Close()
+		return err
+	})
 	if err != nil || !bytes.Equal(x, orig) {
-		t.Errorf("XML over %s differs from the local socket's (%v)", uri, err)
+		t.Errorf("XML over %s differs from the socket's (%v)", uri, err)
 	}
-	if rc.Remote() != "127.0.0.1" || c.Remote() != "" {
+	if err == nil && (rc.Remote() != "127.0.0.1" || c.Remote() != "") {
 		t.Errorf("Remote() = %q over TCP, %q locally", rc.Remote(), c.Remote())
 	}
+	unreachable(t, uri, name)
 
-	out, code := vtrace(t, nil, "host", "setup", "-c", uri, "--dry-run", "--dir", dir, name)
+	out, code := vtraceIn(t, d, nil, "host", "setup", "-c", uri, "--dry-run", "--dir", dir, name)
 	wantOut(t, "setup --dry-run", out, code, 0, "would be redefined", "the domain runs on 127.0.0.1",
 		filepath.Join(dir, "trace-path-cpu1.out"))
 	if !bytes.Equal(inactive(t, c, name), orig) {
@@ -149,7 +113,7 @@ func TestIntegrationRemoteTCP(t *testing.T) {
 	}
 
 	// A remote setup changes the XML only, and says which FIFOs the host needs.
-	out, code = vtrace(t, nil, "host", "setup", "-c", uri, "--dir", dir, name)
+	out, code = vtraceIn(t, d, nil, "host", "setup", "-c", uri, "--dir", dir, name)
 	wantOut(t, "remote setup", out, code, 0, "redefined ("+uri+")",
 		"FIFOs: none made on this machine: the domain runs on 127.0.0.1",
 		"On 127.0.0.1, run: vtrace host setup --dir "+dir+" "+name,
@@ -164,14 +128,14 @@ func TestIntegrationRemoteTCP(t *testing.T) {
 	noDir(t, dir)
 
 	// --local-fifos: the remote daemon is this machine's.
-	out, code = vtrace(t, nil, "host", "setup", "-c", uri, "--local-fifos", "--dir", dir, name)
+	out, code = vtraceIn(t, d, nil, "host", "setup", "-c", uri, "--local-fifos", "--dir", dir, name)
 	wantOut(t, "setup --local-fifos", out, code, 0, "XML already as wanted", "created:")
 	checkFIFOs(t, dir, channel.Names(2))
 	if !bytes.Equal(inactive(t, c, name), set) {
 		t.Error("second setup changed the XML")
 	}
 
-	out, code = vtrace(t, nil, "host", "teardown", "-c", uri, "--dir", dir, name)
+	out, code = vtraceIn(t, d, nil, "host", "teardown", "-c", uri, "--dir", dir, name)
 	wantOut(t, "remote teardown", out, code, 0, "redefined", "FIFOs: none removed on this machine",
 		"On 127.0.0.1, run: vtrace host teardown --dir "+dir+" "+name)
 	if after := inactive(t, c, name); !bytes.Equal(after, orig) {
@@ -179,14 +143,14 @@ func TestIntegrationRemoteTCP(t *testing.T) {
 	}
 	checkFIFOs(t, dir, channel.Names(2))
 
-	out, code = vtrace(t, nil, "host", "teardown", "-c", uri, "--local-fifos", "--dir", dir, name)
+	out, code = vtraceIn(t, d, nil, "host", "teardown", "-c", uri, "--local-fifos", "--dir", dir, name)
 	wantOut(t, "teardown --local-fifos", out, code, 0, "XML already as wanted", "removed:")
 	noDir(t, dir)
 }
 
 func TestIntegrationRemoteSSH(t *testing.T) {
-	port, keys := sshd(t)
-	c := connect(t)
+	c, d := connect(t)
+	port, keys := sshd(t, d)
 	name := define(t, c, 1, "")
 	dir := filepath.Join(t.TempDir(), name)
 	orig := inactive(t, c, name)
@@ -198,7 +162,8 @@ func TestIntegrationRemoteSSH(t *testing.T) {
 
 	// qemu+libssh checks the host key against ?known_hosts=.
 	libssh := fmt.Sprintf("qemu+libssh://%s/system?keyfile=%s&known_hosts=%s", host, key, known)
-	out, code := vtrace(t, env, "host", "setup", "-c", libssh, "--local-fifos", "--dir", dir, name)
+	unreachable(t, libssh, name)
+	out, code := vtraceIn(t, d, env, "host", "setup", "-c", libssh, "--local-fifos", "--dir", dir, name)
 	wantOut(t, "setup over qemu+libssh", out, code, 0, "redefined", "created:",
 		"channels: agent-ctl-path trace-path-cpu0\n")
 	checkFIFOs(t, dir, channel.Names(1))
@@ -209,14 +174,14 @@ func TestIntegrationRemoteSSH(t *testing.T) {
 	// qemu+ssh reads only ~/.ssh/known_hosts (as libvirt's ssh transport
 	// does): ?no_verify=1 here, and ?known_hosts= is refused.
 	ssh := fmt.Sprintf("qemu+ssh://%s/system?keyfile=%s&no_verify=1", host, key)
-	out, code = vtrace(t, env, "host", "teardown", "-c", ssh, "--local-fifos", "--dir", dir, name)
+	out, code = vtraceIn(t, d, env, "host", "teardown", "-c", ssh, "--local-fifos", "--dir", dir, name)
 	wantOut(t, "teardown over qemu+ssh", out, code, 0, "redefined", "removed:")
 	if after := inactive(t, c, name); !bytes.Equal(after, orig) {
 		t.Errorf("teardown over ssh did not restore the definition:\n%s", domxml.Diff("original", "after", orig, after))
 	}
 	noDir(t, dir)
 	bad := fmt.Sprintf("qemu+ssh://%s/system?keyfile=%s&known_hosts=%s", host, key, known)
-	out, code = vtrace(t, env, "host", "setup", "-c", bad, "--dry-run", name)
+	out, code = vtraceIn(t, d, env, "host", "setup", "-c", bad, "--dry-run", name)
 	wantOut(t, "qemu+ssh with known_hosts", out, code, 1, "known_hosts option invalid with ssh transport")
 
 	// A host key other than the one known is refused before any change.
@@ -230,7 +195,7 @@ func TestIntegrationRemoteSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	spoofed := fmt.Sprintf("qemu+libssh://%s/system?keyfile=%s&known_hosts=%s", host, key, wrong)
-	out, code = vtrace(t, env, "host", "setup", "-c", spoofed, "--local-fifos", "--dir", dir, name)
+	out, code = vtraceIn(t, d, env, "host", "setup", "-c", spoofed, "--local-fifos", "--dir", dir, name)
 	wantOut(t, "setup with a wrong host key", out, code, 1, "connect to libvirt", "key mismatch")
 	if !bytes.Equal(inactive(t, c, name), orig) {
 		t.Error("setup with a wrong host key changed the XML")

@@ -17,7 +17,7 @@ type Options struct {
 	Domain string
 	Dir    string // FIFO directory; "" means fifo.DefaultBase/<domain>
 	CPUs   int    // trace ports; 0 means the domain's vCPU count
-	Group  int    // group of the directory and FIFOs; -1 leaves it alone
+	Group  int    // group of the directory and FIFOs and of the FIFOs' ACL entry (fifo.Options); -1: none
 	DryRun bool   // report, change nothing
 	// LocalFIFOs makes (or removes) the FIFOs on this machine even when the
 	// connection is remote (Conn.Remote), for a remote URI that reaches
@@ -42,6 +42,11 @@ type Result struct {
 	// (Setup).
 	FIFOHost    string
 	RemoteFIFOs []string
+	// Warnings are what stands between the FIFOs and qemu or the group's
+	// users (a directory qemu cannot pass, an AppArmor refusal, a file
+	// system without ACLs): setup did its job, but the domain may not start
+	// or the group may not collect.
+	Warnings []string
 }
 
 // fifosElsewhere reports whether the FIFOs of c's domains live on another
@@ -106,8 +111,16 @@ func Setup(c *Conn, opts Options) (Result, error) {
 			in, out := fifo.Paths(dir, n)
 			r.RemoteFIFOs = append(r.RemoteFIFOs, in, out)
 		}
-	} else if err := setupFIFOs(&r, before, opts); err != nil {
-		return r, err
+	} else {
+		if err := setupFIFOs(&r, before, opts); err != nil {
+			return r, err
+		}
+		r.Warnings = append(r.Warnings, r.FIFOs.Notes...)
+		if a, err := c.access(patched); err != nil {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("cannot check that qemu can open the FIFOs: %v", err))
+		} else {
+			r.Warnings = append(r.Warnings, accessWarnings(dir, opts.Group, a)...)
+		}
 	}
 	err = redefine(c, &r, opts, patched) // before r is read for the return
 	return r, err
@@ -250,7 +263,7 @@ func (r Result) write(w io.Writer, what string) {
 		}
 	}
 	list(would("created", "would create"), r.FIFOs.Created)
-	list(would("regrouped", "would regroup"), r.FIFOs.Regrouped)
+	list(would("adjusted (mode, group or ACL)", "would adjust (mode, group or ACL)"), r.FIFOs.Adjusted)
 	list(would("removed", "would remove"), r.FIFOs.Removed)
 	if len(r.FIFOs.Kept) > 0 {
 		fmt.Fprintf(w, "kept %d existing entries in %s\n", len(r.FIFOs.Kept), r.Dir)
@@ -258,11 +271,14 @@ func (r Result) write(w io.Writer, what string) {
 	list("left in place (holds other files)", r.FIFOs.Left)
 	if r.FIFOHost != "" {
 		r.writeRemote(w, what)
-	} else if !r.Changed && len(r.FIFOs.Created)+len(r.FIFOs.Regrouped)+len(r.FIFOs.Removed) == 0 {
+	} else if !r.Changed && len(r.FIFOs.Created)+len(r.FIFOs.Adjusted)+len(r.FIFOs.Removed) == 0 {
 		fmt.Fprintf(w, "nothing to change\n")
 	}
 	if what == "setup" {
 		fmt.Fprintf(w, "channels: %s\n", strings.Join(r.Channels, " "))
+	}
+	for _, s := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
 	}
 	if r.Running && r.Changed {
 		fmt.Fprintf(w, "domain %s is running: libvirt cannot hot-plug pipe channels, so the change takes effect at its next boot.\n"+
@@ -279,7 +295,7 @@ func (r Result) writeRemote(w io.Writer, what string) {
 		map[string]string{"setup": "made", "teardown": "removed"}[what], r.FIFOHost)
 	fmt.Fprintf(w, "On %s, run: vtrace host %s --dir %s %s\n", r.FIFOHost, what, r.Dir, r.Domain)
 	if what == "setup" {
-		fmt.Fprintf(w, "It finds the XML done and makes these FIFOs (directory mode 0750, FIFOs 0660):\n")
+		fmt.Fprintf(w, "It finds the XML done and makes these FIFOs (directory mode %04o, FIFOs %04o):\n", fifo.DirPerm, fifo.FIFOPerm)
 		for _, p := range r.RemoteFIFOs {
 			fmt.Fprintf(w, "  %s\n", p)
 		}

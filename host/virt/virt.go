@@ -83,7 +83,7 @@ func Connect(uri string) (*Conn, error) {
 func connectHint(u *url.URL) string {
 	switch {
 	case isLocal(u):
-		return " (is libvirtd running? scripts/libvirtd.sh starts it)"
+		return " (is libvirtd running? start it as the system does: systemctl start libvirtd, or virtlogd -d; libvirtd -d)"
 	case strings.HasSuffix(u.Scheme, "+tcp"):
 		return " (does libvirtd listen on TCP? it needs listen_tcp = 1 in libvirtd.conf and --listen)"
 	case strings.HasSuffix(u.Scheme, "+ssh"):

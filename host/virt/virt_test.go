@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/vtrace/vtrace/host/domxml"
@@ -20,43 +21,69 @@ import (
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
-var (
-	daemonOnce sync.Once
-	daemonErr  error
-	domainSeq  atomic.Int32
-)
+var domainSeq atomic.Int32
 
-// connect starts libvirtd with scripts/libvirtd.sh (once per test binary)
-// and connects to qemu:///system.
-func connect(t *testing.T) *Conn {
+// connect connects to this test binary's private libvirtd (started on first
+// use, stopped by TestMain) through its socket.
+func connect(t *testing.T) (*Conn, *testutil.Libvirtd) {
 	t.Helper()
-	testutil.NeedRoot(t)
-	testutil.NeedProgram(t, "libvirtd", "libvirt-daemon-system")
-	testutil.NeedProgram(t, "virsh", "libvirt-clients")
+	return connectTo(t, testutil.PrivateLibvirtd(t, false))
+}
+
+// connectTo connects to the private libvirtd d through its socket.
+func connectTo(t *testing.T, d *testutil.Libvirtd) (*Conn, *testutil.Libvirtd) {
+	t.Helper()
 	testutil.NeedProgram(t, "qemu-system-x86_64", "qemu-system-x86")
-	daemonOnce.Do(func() {
-		out, err := exec.Command("bash", filepath.Join(testutil.Repo(t), "scripts/libvirtd.sh")).CombinedOutput()
-		if err != nil {
-			daemonErr = fmt.Errorf("%v: %s", err, out)
-		}
-	})
-	testutil.Need(t, daemonErr == nil, "a running libvirtd", fmt.Sprintf("bash scripts/libvirtd.sh (%v)", daemonErr))
-	c, err := Connect(DefaultURI)
+	c, err := Connect(d.URI)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return c
+	return c, d
 }
 
 // bootFiles returns the Debian kernel and initrd of /boot.
+//
+// The domains boot copies, made once per test binary in a directory qemu's
+// user may pass through and removed by TestMain: libvirt's DAC driver gives
+// a domain's kernel and initrd to qemu's user while it runs, which must not
+// happen to the machine's /boot.
 func bootFiles(t *testing.T) (kernel, initrd string) {
 	t.Helper()
 	ks, _ := filepath.Glob("/boot/vmlinuz-*")
 	is, _ := filepath.Glob("/boot/initrd.img-*")
 	testutil.Need(t, len(ks) > 0 && len(is) > 0, "a kernel and initrd in /boot",
 		"apt-get install -y --no-install-recommends linux-image-amd64")
-	return ks[len(ks)-1], is[len(is)-1]
+	bootOnce.Do(func() {
+		bootDir, bootErr = os.MkdirTemp("", "vtrace-virt-boot-")
+		if bootErr == nil {
+			bootErr = os.Chmod(bootDir, 0o711)
+		}
+		for _, f := range []string{ks[len(ks)-1], is[len(is)-1]} {
+			if bootErr == nil {
+				bootErr = copyFile(f, filepath.Join(bootDir, filepath.Base(f)))
+			}
+		}
+	})
+	if bootErr != nil {
+		t.Fatalf("copy the kernel and initrd: %v", bootErr)
+	}
+	return filepath.Join(bootDir, filepath.Base(ks[len(ks)-1])), filepath.Join(bootDir, filepath.Base(is[len(is)-1]))
+}
+
+var (
+	bootOnce sync.Once
+	bootDir  string
+	bootErr  error
+)
+
+// copyFile copies from to a new file to, mode 0644.
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
 }
 
 const qemuNS = "http://libvirt.org/schemas/domain/qemu/1.0"
@@ -154,7 +181,7 @@ func checkFIFOs(t *testing.T, dir string, names []string) {
 }
 
 func TestIntegrationSetupTeardown(t *testing.T) {
-	c := connect(t)
+	c, _ := connect(t)
 	name := define(t, c, 2, guestAgent)
 	dir := filepath.Join(t.TempDir(), name)
 	orig := inactive(t, c, name)
@@ -265,7 +292,7 @@ func setVCPUs(t *testing.T, c *Conn, name string, n int) {
 }
 
 func TestIntegrationSetupAddsController(t *testing.T) {
-	c := connect(t)
+	c, _ := connect(t)
 	name := define(t, c, 1, "")
 	dir := filepath.Join(t.TempDir(), "fifos")
 	orig := inactive(t, c, name)
@@ -289,7 +316,7 @@ func TestIntegrationSetupAddsController(t *testing.T) {
 }
 
 func TestIntegrationDryRun(t *testing.T) {
-	c := connect(t)
+	c, _ := connect(t)
 	name := define(t, c, 2, guestAgent)
 	dir := filepath.Join(t.TempDir(), name)
 	orig := inactive(t, c, name)
@@ -328,7 +355,7 @@ func TestIntegrationDryRun(t *testing.T) {
 }
 
 func TestIntegrationHostileNames(t *testing.T) {
-	c := connect(t)
+	c, _ := connect(t)
 	base := t.TempDir()
 	for _, name := range []string{"../x", "a/b", ".", "..", "", "-x", "a\x00b", "a\nb", "/etc"} {
 		for _, f := range []func(*Conn, Options) (Result, error){Setup, Teardown} {
@@ -352,7 +379,7 @@ func TestIntegrationHostileNames(t *testing.T) {
 }
 
 func TestIntegrationRefusals(t *testing.T) {
-	c := connect(t)
+	c, _ := connect(t)
 	name := define(t, c, 1, guestAgent)
 	orig := inactive(t, c, name)
 	tmp := t.TempDir()
@@ -411,30 +438,70 @@ func TestIntegrationRefusals(t *testing.T) {
 	}
 }
 
-// TestIntegrationRunningDomain sets up a running domain, checks the next-boot
-// advice, then restarts it and checks that qemu got the channels.
-func TestIntegrationRunningDomain(t *testing.T) {
-	c := connect(t)
-	name := define(t, c, 2, "")
-	dir := filepath.Join(t.TempDir(), name)
-	l := c.Libvirt()
-	d, err := l.DomainLookupByName(name)
+// reachableDir returns a new directory that qemu's user may pass through
+// (mode 0711, in the system's temporary directory), removed at the end of the
+// test: t.TempDir's parent is 0700, which only root passes.
+func reachableDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "vtrace-virt-test-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.DomainCreate(d); err != nil {
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// owners returns "UID:GID" of every FIFO of names in dir.
+func owners(t *testing.T, dir string, names []string) []string {
+	t.Helper()
+	var o []string
+	for _, n := range names {
+		in, out := fifo.Paths(dir, n)
+		for _, p := range []string{in, out} {
+			st, err := os.Lstat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := st.Sys().(*syscall.Stat_t)
+			o = append(o, fmt.Sprintf("%d:%d", s.Uid, s.Gid))
+		}
+	}
+	return o
+}
+
+// TestIntegrationRunningDomain sets up a running domain, checks the next-boot
+// advice, then restarts it and checks that qemu, running as libvirt's
+// default unprivileged user, got the channels: libvirt gave it the FIFOs
+// while it ran and gave them back when it stopped.
+func TestIntegrationRunningDomain(t *testing.T) {
+	c, d := connect(t)
+	name := define(t, c, 2, "")
+	dir := filepath.Join(reachableDir(t), name)
+	l := c.Libvirt()
+	dom, err := l.DomainLookupByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DomainCreate(dom); err != nil {
 		t.Fatalf("start the test domain: %v", err)
 	}
-	r, err := Setup(c, Options{Domain: name, Dir: dir, Group: -1})
+	const group = 54321
+	r, err := Setup(c, Options{Domain: name, Dir: dir, Group: group})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
 	r.WriteSetup(&out)
-	if !r.Running || !strings.Contains(out.String(), "next boot") || !strings.Contains(out.String(), "virsh -c qemu:///system shutdown "+name) {
+	if !r.Running || !strings.Contains(out.String(), "next boot") || !strings.Contains(out.String(), "virsh -c "+d.URI+" shutdown "+name) {
 		t.Errorf("running domain: %+v\n%s", r, out.String())
 	}
-	live, err := l.DomainGetXMLDesc(d, 0)
+	if len(r.Warnings) != 0 {
+		t.Errorf("setup in a directory qemu can reach warns: %q", r.Warnings)
+	}
+	live, err := l.DomainGetXMLDesc(dom, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,19 +509,41 @@ func TestIntegrationRunningDomain(t *testing.T) {
 		t.Error("the running domain got the channels without a restart")
 	}
 
-	if err := l.DomainDestroy(d); err != nil {
-		t.Fatal(err)
+	names := channel.Names(2)
+	set := owners(t, dir, names)
+	for _, o := range set {
+		if o != fmt.Sprintf("0:%d", group) {
+			t.Fatalf("FIFO owners after setup %q, want 0:%d", set, group)
+		}
 	}
-	if err := l.DomainCreate(d); err != nil {
-		t.Fatalf("restart the set-up domain (qemu refused the channels?): %v", err)
+	a, err := c.access(inactive(t, c, name))
+	if err != nil || !a.dac || a.uid == 0 || !a.relabel {
+		t.Fatalf("the private libvirtd does not run qemu as an unprivileged user with DAC relabelling: %+v, %v", a, err)
 	}
-	live, err = l.DomainGetXMLDesc(d, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range channel.Names(2) {
-		if !strings.Contains(live, "name='"+n+"'") {
-			t.Errorf("the restarted domain lacks channel %s", n)
+	for round := 1; round <= 2; round++ {
+		if err := l.DomainDestroy(dom); err != nil {
+			t.Fatal(err)
+		}
+		if got := owners(t, dir, names); !slices.Equal(got, set) {
+			t.Errorf("round %d: FIFO owners after the domain stopped %q, want them restored to %q", round, got, set)
+		}
+		if err := l.DomainCreate(dom); err != nil {
+			t.Fatalf("round %d: start the set-up domain (qemu refused the channels?): %v", round, err)
+		}
+		live, err = l.DomainGetXMLDesc(dom, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if !strings.Contains(live, "name='"+n+"'") {
+				t.Errorf("round %d: the restarted domain lacks channel %s", round, n)
+			}
+		}
+		want := fmt.Sprintf("%d:%d", a.uid, a.groups[0])
+		for _, o := range owners(t, dir, names) {
+			if o != want {
+				t.Errorf("round %d: FIFO owner %s while the domain runs, want qemu's %s", round, o, want)
+			}
 		}
 	}
 	// Teardown while it runs: the definition loses the channels.
@@ -465,5 +554,41 @@ func TestIntegrationRunningDomain(t *testing.T) {
 	if len(inspect(t, inactive(t, c, name)).Channels) != 0 {
 		t.Error("channels left in the definition")
 	}
-	l.DomainDestroy(d)
+	l.DomainDestroy(dom)
+}
+
+// TestIntegrationSetupWarnsUnreachable: a --dir under a directory that
+// qemu's user cannot pass is set up, with a warning naming that directory,
+// and the domain indeed fails to start on it.
+func TestIntegrationSetupWarnsUnreachable(t *testing.T) {
+	c, _ := connect(t)
+	name := define(t, c, 1, "")
+	closed := t.TempDir()
+	if err := os.Chmod(closed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(closed, name)
+	r, err := Setup(c, Options{Domain: name, Dir: dir, Group: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r.WriteSetup(&out)
+	if !strings.Contains(out.String(), "warning: qemu runs as uid") || !strings.Contains(out.String(), "cannot pass through "+closed+" (mode 0700") {
+		t.Errorf("setup under a 0700 directory:\n%s", out.String())
+	}
+	l := c.Libvirt()
+	dom, err := l.DomainLookupByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.DomainCreate(dom)
+	if err == nil {
+		t.Error("the domain started though qemu cannot reach its FIFOs")
+	} else if !strings.Contains(err.Error(), "Permission denied") {
+		t.Errorf("start: %v, want qemu's Permission denied", err)
+	}
+	if _, err := Teardown(c, Options{Domain: name, Group: -1}); err != nil {
+		t.Fatal(err)
+	}
 }

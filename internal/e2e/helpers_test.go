@@ -286,6 +286,15 @@ func drained(t testing.TB, g *vmtest.Guest, bound time.Duration) []vmtest.CPUSta
 	}
 }
 
+// onKernels runs test once per guest kernel (vmtest.Kernels, oldest
+// first), each as a subtest named after the kernel series ("6.1", "6.12"),
+// one after the other: the guests share the machine's cores.
+func onKernels(t *testing.T, test func(t *testing.T, kernel string)) {
+	for _, k := range vmtest.Kernels {
+		t.Run(k, func(t *testing.T) { test(t, k) })
+	}
+}
+
 // logDuration logs how long the test took: the VM tests share CI's time,
 // and each bounds its own waits instead of asserting on time.
 func logDuration(t *testing.T) {
@@ -323,7 +332,7 @@ type processExec struct {
 }
 
 var (
-	reportLine   = regexp.MustCompile(`^\s*(.+)-(\d+)\s+\[(\d+)\]\s+(\S+):\s+([\w-]+):\s*(.*)$`)
+	reportLine   = regexp.MustCompile(`^\s*(.+)-(\d+)\s+\[(\d+)\]\s*(\S+):\s+([\w-]+):\s*(.*)$`) // a counter clock of 12 digits and more leaves no space after the CPU
 	reportDrop   = regexp.MustCompile(`^CPU:(\d+) \[(?:(\d+) )?EVENTS DROPPED\]$`)
 	reportSwitch = regexp.MustCompile(`^prev_comm=(.*) prev_pid=(\d+) prev_prio=-?\d+ prev_state=\S+ ==> next_comm=(.*) next_pid=(\d+) next_prio=-?\d+$`)
 	reportExec   = regexp.MustCompile(`^filename=(\S+) pid=(\d+) old_pid=\d+$`)
@@ -613,6 +622,3 @@ func run(t testing.TB, name string, args ...string) string {
 	}
 	return string(out)
 }
-
-// TestMain removes, after the tests, the vtrace binary they build.
-func TestMain(m *testing.M) { testutil.Main(m) }

@@ -15,10 +15,12 @@ import (
 // TestIntegrationLossless: with tracing on in the guest, `vtrace host collect
 // --start`, a workload on both CPUs and the stop, the events parsed on the
 // host equal, per CPU, the events the guest kernel handed to its reader, and
-// nothing was left, overwritten or flagged as missed.
-func TestIntegrationLossless(t *testing.T) {
+// nothing was left, overwritten or flagged as missed. On each guest kernel.
+func TestIntegrationLossless(t *testing.T) { onKernels(t, lossless) }
+
+func lossless(t *testing.T, kernel string) {
 	logDuration(t)
-	g := vmtest.Boot(t, vmtest.Options{CPUs: 2})
+	g := vmtest.Boot(t, vmtest.Options{Kernel: kernel, CPUs: 2})
 	out := filepath.Join(t.TempDir(), "capture")
 
 	before := stats(t, g)
@@ -35,10 +37,12 @@ func TestIntegrationLossless(t *testing.T) {
 // TestIntegrationREADMEWorkflow drives our agent exactly as the kernel's
 // virtio-trace README drives the kernel's C agent: `cat trace-path-cpuN.out > FILE` in the
 // background, `echo 1 > agent-ctl-path.in`, then `echo 0 > ...`. The files
-// hold whole pages and every event the guest recorded.
-func TestIntegrationREADMEWorkflow(t *testing.T) {
+// hold whole pages and every event the guest recorded. On each guest kernel.
+func TestIntegrationREADMEWorkflow(t *testing.T) { onKernels(t, readmeWorkflow) }
+
+func readmeWorkflow(t *testing.T, kernel string) {
 	logDuration(t)
-	g := vmtest.Boot(t, vmtest.Options{CPUs: 2})
+	g := vmtest.Boot(t, vmtest.Options{Kernel: kernel, CPUs: 2})
 	work := t.TempDir()
 	ctl := g.Path("agent-ctl-path") + ".in"
 

@@ -33,10 +33,14 @@ import (
 //     names the clock; afterwards the instance is gone, the guest's own
 //     tracing is as it was and its top-level buffer was not consumed.
 //   - The agent stopped by SIGTERM while it records removes its instance.
-func TestIntegrationHostSettings(t *testing.T) {
+//
+// On each guest kernel.
+func TestIntegrationHostSettings(t *testing.T) { onKernels(t, hostSettings) }
+
+func hostSettings(t *testing.T, kernel string) {
 	logDuration(t)
 	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
-	g := vmtest.Boot(t, vmtest.Options{CPUs: 2})
+	g := vmtest.Boot(t, vmtest.Options{Kernel: kernel, CPUs: 2})
 	work := t.TempDir()
 	clean := tracefsState(t, g)
 	t.Logf("the guest's tracefs before any recording:\n%s", clean)

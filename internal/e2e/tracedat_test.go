@@ -37,12 +37,16 @@ const knownScript = `sh printf '%s\n' '#!/bin/sh' 'echo $$ >>/tmp/vtknown.pids' 
 // StopReply says, what collect's summary and WARNING lines print, and at
 // least what the flagged pages count (exactly, when each had room for its
 // count); trace-cmd shows a drop marker for every flagged page, with its count.
-func TestIntegrationTraceDat(t *testing.T) {
+//
+// On each guest kernel.
+func TestIntegrationTraceDat(t *testing.T) { onKernels(t, traceDat) }
+
+func traceDat(t *testing.T, kernel string) {
 	logDuration(t)
 	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	// A small agent pipe, so that a stopped collector holds up the agent
 	// (and the ring buffer overflows) sooner.
-	g := vmtest.Boot(t, vmtest.Options{CPUs: 2, AgentArgs: "--pipe-size 64K"})
+	g := vmtest.Boot(t, vmtest.Options{Kernel: kernel, CPUs: 2, AgentArgs: "--pipe-size 64K"})
 	work := t.TempDir()
 
 	t.Run("lossless", func(t *testing.T) {

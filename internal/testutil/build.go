@@ -31,13 +31,20 @@ var mainRuns bool
 const binPrefix = "vtrace-bin-"
 
 // Main runs the tests of a package whose tests build the binary
-// (BuildVtrace, StartAgent, internal/vmtest), then removes what was built,
+// (BuildVtrace, StartAgent, internal/vmtest), then the package's own
+// cleanups, after (an error fails the run), then removes what was built,
 // so that the tests leave the machine as they found it. It does not return:
 //
 //	func TestMain(m *testing.M) { testutil.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M, after ...func() error) {
 	mainRuns = true
 	code := m.Run()
+	for _, f := range after {
+		if err := f(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = max(code, 1)
+		}
+	}
 	if built.dir != "" {
 		if err := os.RemoveAll(built.dir); err != nil {
 			fmt.Fprintf(os.Stderr, "remove the built vtrace: %v\n", err)

@@ -8,12 +8,22 @@ import (
 	"github.com/vtrace/vtrace/internal/testutil"
 )
 
-// TestIntegrationGuestBoots boots the test guest with 2 vCPUs and checks what
-// the other VM tests rely on: its ports by name, per-CPU stats after a
-// workload, the agent commands, the raw port path, and a clean power-off.
+// TestIntegrationGuestBoots boots the test guest of each kernel with 2
+// vCPUs and checks what the other VM tests rely on: the kernel asked for,
+// its ports by name, per-CPU stats after a workload, the agent commands,
+// the raw port path, and a clean power-off.
 func TestIntegrationGuestBoots(t *testing.T) {
-	g := Boot(t, Options{CPUs: 2, Heartbeat: 1})
-	t.Logf("guest ready after %d boot(s); ports %v", g.Boots, g.Ports)
+	for _, k := range Kernels {
+		t.Run(k, func(t *testing.T) { guestBoots(t, k) })
+	}
+}
+
+func guestBoots(t *testing.T, kernel string) {
+	g := Boot(t, Options{Kernel: kernel, CPUs: 2, Heartbeat: 1})
+	t.Logf("guest of kernel %s ready after %d boot(s); ports %v", g.Release, g.Boots, g.Ports)
+	if uname := strings.TrimSpace(mustCommand(t, g, "sh", "uname -r")); uname != g.Release || !strings.HasPrefix(uname, kernel+".") {
+		t.Errorf("the guest's uname -r is %q; VTRACE-BOOT said %q, asked for %s", uname, g.Release, kernel)
+	}
 
 	for _, name := range []string{"agent-ctl-path", "trace-path-cpu0", "trace-path-cpu1", TestPort} {
 		if !strings.HasPrefix(g.Ports[name], "/dev/vport") {
@@ -81,6 +91,15 @@ func TestIntegrationGuestBoots(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("processes left after shutdown (qemu was %d): %v", pid, left)
 	}
+}
+
+func mustCommand(t *testing.T, g *Guest, args ...string) string {
+	t.Helper()
+	out, err := g.Command(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestMain removes, after the tests, the vtrace binary they build.

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,14 +33,30 @@ import (
 // TestPort is the name of the port the guest's init takes commands from.
 const TestPort = "vtrace-test"
 
+// The guest kernels the tests boot (Options.Kernel): Debian 12's own 6.1
+// (linux-image-amd64) and 6.12 from Debian's bookworm-backports suite,
+// which scripts/guest-kernel.sh fetches into its cache (scripts/deps.sh
+// does that). DefaultKernel is the one of the zero Options.
+const (
+	Kernel61      = "6.1"
+	Kernel612     = "6.12"
+	DefaultKernel = Kernel61
+)
+
+// Kernels lists every guest kernel series, oldest first: the tests that
+// prove the agent's behaviour run once on each.
+var Kernels = []string{Kernel61, Kernel612}
+
 // AgentC is Options.Agent for the kernel's own virtio-trace agent
 // (tools/virtio/virtio-trace), built from Debian's linux-source by
 // scripts/build-c-agent.sh into a guest of its own.
 const AgentC = "c"
 
-// Options says how to boot the guest. The zero value boots 2 vCPUs with the
-// agent running, sched and irq events enabled and no workload.
+// Options says how to boot the guest. The zero value boots Debian 12's 6.1
+// kernel with 2 vCPUs, the agent running, sched and irq events enabled and
+// no workload.
 type Options struct {
+	Kernel          string        // kernel series, one of Kernels ("": DefaultKernel)
 	CPUs            int           // vCPUs (2)
 	MemoryMB        int           // guest memory (512)
 	Dir             string        // FIFO directory (a new t.TempDir())
@@ -58,10 +75,12 @@ type Options struct {
 
 // Guest is a running test guest.
 type Guest struct {
-	Dir   string            // FIFO directory: Dir/NAME.in and Dir/NAME.out per port
-	CPUs  int               // vCPUs
-	Ports map[string]string // port name to guest device (/dev/vportXpY), from VTRACE-PORT
-	Boots int               // boots it took (2 when the first showed no sign of life)
+	Kernel  string            // the kernel series it was asked to boot (Options.Kernel)
+	Release string            // the kernel's release as the guest's uname -r says (from VTRACE-BOOT)
+	Dir     string            // FIFO directory: Dir/NAME.in and Dir/NAME.out per port
+	CPUs    int               // vCPUs
+	Ports   map[string]string // port name to guest device (/dev/vportXpY), from VTRACE-PORT
+	Boots   int               // boots it took (2 when the first showed no sign of life)
 
 	t       testing.TB
 	opts    Options
@@ -83,14 +102,6 @@ type Guest struct {
 }
 
 var (
-	buildOnce sync.Once
-	guestDir  string
-	buildErr  error
-
-	cBuildOnce sync.Once
-	cGuestDir  string
-	cBuildErr  error
-
 	// What Boot runs; the harness's own tests put stand-ins here.
 	buildGuest  = build
 	buildCGuest = buildWithCAgent
@@ -117,6 +128,12 @@ func Boot(t testing.TB, opts Options) *Guest {
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
+	if opts.Kernel == "" {
+		opts.Kernel = DefaultKernel
+	}
+	if !slices.Contains(Kernels, opts.Kernel) {
+		t.Fatalf("boot guest: unknown Options.Kernel %q (want one of %v)", opts.Kernel, Kernels)
+	}
 	build := buildGuest
 	switch opts.Agent {
 	case "":
@@ -129,9 +146,9 @@ func Boot(t testing.TB, opts Options) *Guest {
 		t.Fatalf("boot guest: unknown Options.Agent %q (want \"\" or %q)", opts.Agent, AgentC)
 	}
 	begin := time.Now()
-	dir, bin := build(t)
-	t.Logf("guest built in %.1fs", time.Since(begin).Seconds())
-	g := &Guest{Dir: opts.Dir, CPUs: opts.CPUs, t: t, opts: opts, con: newText(), replies: newText(),
+	dir, bin := build(t, opts.Kernel)
+	t.Logf("guest of kernel %s built in %.1fs", opts.Kernel, time.Since(begin).Seconds())
+	g := &Guest{Kernel: opts.Kernel, Dir: opts.Dir, CPUs: opts.CPUs, t: t, opts: opts, con: newText(), replies: newText(),
 		conFile: filepath.Join(t.TempDir(), "console.log")}
 	if err := g.makeFIFOs(); err != nil {
 		t.Fatal(err)
@@ -154,84 +171,10 @@ func Boot(t testing.TB, opts Options) *Guest {
 	if m := regexp.MustCompile(`(?m)^VTRACE-FATAL .*$`).FindString(g.Console()); m != "" {
 		t.Fatalf("guest init failed: %s\n%s", m, g.consoleTail(60))
 	}
+	if !strings.HasPrefix(g.Release, opts.Kernel+".") {
+		t.Fatalf("boot guest: asked for kernel %s, the guest runs %q\n%s", opts.Kernel, g.Release, g.consoleTail(30))
+	}
 	return g
-}
-
-// build runs scripts/build-guest.sh once per test binary, into
-// $VTRACE_GUEST_DIR or build/guest, with the vtrace testutil builds, and
-// returns the guest directory and that vtrace.
-func build(t testing.TB) (dir, vtrace string) {
-	t.Helper()
-	needGuestParts(t)
-	repo := testutil.Repo(t)
-	bin := testutil.BuildVtrace(t)
-	buildOnce.Do(func() {
-		guestDir = os.Getenv("VTRACE_GUEST_DIR")
-		if guestDir == "" {
-			guestDir = filepath.Join(repo, "build", "guest")
-		}
-		buildErr = buildGuestInto(repo, guestDir, "VTRACE_BIN="+bin)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return guestDir, bin
-}
-
-// buildWithCAgent builds, once per test binary, the kernel's C agent
-// (scripts/build-c-agent.sh into build/c-agent) and a guest holding it as
-// /bin/trace-agent, in $VTRACE_GUEST_DIR-c or build/guest-c: the default
-// guest stays without it.
-func buildWithCAgent(t testing.TB) (dir, vtrace string) {
-	t.Helper()
-	needGuestParts(t)
-	_, err := exec.LookPath("gcc")
-	sources, _ := filepath.Glob("/usr/src/linux-source-*.tar.xz")
-	testutil.Need(t, err == nil && len(sources) > 0, "gcc and Debian's Linux source (for the kernel's C agent)",
-		"scripts/deps.sh, or apt-get install -y --no-install-recommends linux-source-6.1 gcc libc6-dev")
-	repo := testutil.Repo(t)
-	bin := testutil.BuildVtrace(t)
-	cBuildOnce.Do(func() {
-		agentDir := filepath.Join(repo, "build", "c-agent")
-		cmd := exec.Command("bash", filepath.Join(repo, "scripts", "build-c-agent.sh"), "-o", agentDir)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			cBuildErr = fmt.Errorf("build the kernel's C agent: %w\n%s", err, out)
-			return
-		}
-		cGuestDir = filepath.Join(repo, "build", "guest-c")
-		if d := os.Getenv("VTRACE_GUEST_DIR"); d != "" {
-			cGuestDir = d + "-c"
-		}
-		cBuildErr = buildGuestInto(repo, cGuestDir, "VTRACE_BIN="+bin, "C_AGENT="+filepath.Join(agentDir, "trace-agent"))
-	})
-	if cBuildErr != nil {
-		t.Fatal(cBuildErr)
-	}
-	return cGuestDir, bin
-}
-
-// buildGuestInto runs scripts/build-guest.sh -o dir with env added.
-func buildGuestInto(repo, dir string, env ...string) error {
-	cmd := exec.Command("bash", filepath.Join(repo, "scripts", "build-guest.sh"), "-o", dir)
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build guest: %w\n%s", err, out)
-	}
-	return nil
-}
-
-// needGuestParts skips (fails under CI) a test on a machine without what
-// the guest is made of.
-func needGuestParts(t testing.TB) {
-	t.Helper()
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	testutil.Need(t, err == nil && qemu != "", "qemu-system-x86_64",
-		"apt-get install -y --no-install-recommends qemu-system-x86")
-	kernels, _ := filepath.Glob("/boot/vmlinuz-*")
-	testutil.Need(t, len(kernels) > 0, "a Debian kernel in /boot",
-		"apt-get install -y --no-install-recommends linux-image-amd64")
-	_, err = os.Stat("/bin/busybox")
-	testutil.Need(t, err == nil, "busybox-static", "apt-get install -y --no-install-recommends busybox-static")
 }
 
 // portNames are the ports run-guest.sh wires, each a FIFO pair.
@@ -275,7 +218,7 @@ func (g *Guest) boot(guestDir, vtrace string) error {
 	g.ncmd = 0
 	g.con.write([]byte(fmt.Sprintf("vmtest: boot %d at %s\n", g.Boots, time.Now().Format(time.TimeOnly))))
 
-	args := []string{runScript(g.t), "-n", "-C", "stdio",
+	args := []string{runScript(g.t), "-n", "-C", "stdio", "-k", g.Kernel,
 		"-c", strconv.Itoa(g.CPUs), "-m", strconv.Itoa(g.opts.MemoryMB),
 		"-d", g.Dir, "-g", guestDir, "-a", g.cmdline() + fmt.Sprintf(" vtrace.boot=%d", g.Boots)}
 	g.cmd = exec.Command("bash", args...)
@@ -301,6 +244,9 @@ func (g *Guest) boot(guestDir, vtrace string) error {
 
 	if _, err := g.WaitFor(`^VTRACE-READY cpus=\d+`, g.opts.ReadyTimeout); err != nil {
 		return err
+	}
+	if m := regexp.MustCompile(`(?m)^VTRACE-BOOT kernel=(\S+) `).FindStringSubmatch(g.Console()[g.bootStart:]); m != nil {
+		g.Release = m[1]
 	}
 	g.Ports = map[string]string{}
 	for _, m := range regexp.MustCompile(`(?m)^VTRACE-PORT name=(\S+) dev=(\S+)$`).FindAllStringSubmatch(g.Console()[g.bootStart:], -1) {

@@ -82,14 +82,14 @@ func TestTextWait(t *testing.T) {
 // second gets ready; each "qemu" runs until killed, named after the FIFO
 // directory so Processes finds it.
 const fakeRunGuest = `#!/bin/bash
-while getopts "nC:c:m:d:g:a:" o; do
+while getopts "nk:C:c:m:d:g:a:" o; do
 	case $o in d) dir=$OPTARG ;; a) append=$OPTARG ;; esac
 done
 n=$(( $(cat "$dir/boots" 2>/dev/null || echo 0) + 1 ))
 echo $n >"$dir/boots"
 echo "fake boot $n: $append"
 if [ $n = 2 ]; then
-	echo "VTRACE-BOOT kernel=fake uptime=0.1"
+	echo "VTRACE-BOOT kernel=6.1.0-fake uptime=0.1"
 	echo "VTRACE-PORT name=vtrace-test dev=/dev/vport0p1"
 	echo "VTRACE-READY cpus=2"
 fi
@@ -103,7 +103,7 @@ func TestBootRebootsOnce(t *testing.T) {
 	}
 	oldBuild, oldRun := buildGuest, runScript
 	t.Cleanup(func() { buildGuest, runScript = oldBuild, oldRun })
-	buildGuest = func(testing.TB) (string, string) { return "/nonexistent", "/nonexistent" }
+	buildGuest = func(testing.TB, string) (string, string) { return "/nonexistent", "/nonexistent" }
 	runScript = func(testing.TB) string { return script }
 
 	dir := t.TempDir()
