@@ -225,22 +225,6 @@ func TestLookupGroup(t *testing.T) {
 	}
 }
 
-// reachableTempDir returns a new directory that any user may pass through
-// (mode 0711, in the system's temporary directory), removed at the end of the
-// test: t.TempDir's parent is 0700, which no other user can pass.
-func reachableTempDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "vtrace-fifo-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // openAs opens every path read-write (as a reader that never blocks) in a
 // shell running as uid with the supplementary groups, and returns the
 // shell's error.
@@ -264,7 +248,7 @@ func openAs(t *testing.T, uid uint32, groups []uint32, paths ...string) error {
 func TestCreateGroupAccess(t *testing.T) {
 	testutil.NeedRoot(t)
 	const group, qemu, member, stranger = 54321, 64100, 12345, 12346
-	dir := filepath.Join(reachableTempDir(t), "vm1")
+	dir := filepath.Join(testutil.ReachableDir(t), "vm1")
 	names := channel.Names(1)
 	r, err := Create(dir, names, Options{Group: group})
 	if err != nil {

@@ -438,22 +438,6 @@ func TestIntegrationRefusals(t *testing.T) {
 	}
 }
 
-// reachableDir returns a new directory that qemu's user may pass through
-// (mode 0711, in the system's temporary directory), removed at the end of the
-// test: t.TempDir's parent is 0700, which only root passes.
-func reachableDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "vtrace-virt-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // owners returns "UID:GID" of every FIFO of names in dir.
 func owners(t *testing.T, dir string, names []string) []string {
 	t.Helper()
@@ -479,7 +463,7 @@ func owners(t *testing.T, dir string, names []string) []string {
 func TestIntegrationRunningDomain(t *testing.T) {
 	c, d := connect(t)
 	name := define(t, c, 2, "")
-	dir := filepath.Join(reachableDir(t), name)
+	dir := filepath.Join(testutil.ReachableDir(t), name)
 	l := c.Libvirt()
 	dom, err := l.DomainLookupByName(name)
 	if err != nil {

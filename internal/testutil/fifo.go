@@ -28,6 +28,23 @@ func FIFODir(t testing.TB, names ...string) string {
 	return dir
 }
 
+// ReachableDir returns a new directory that any user (qemu's, a
+// collector's without root) may pass through: mode 0711, in the system's
+// temporary directory, removed when the test ends. t.TempDir's parent is
+// 0700, which only its owner passes.
+func ReachableDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "vtrace-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // HoldStreams opens DIR/trace-path-cpuN.out of CPUs 0 to cpus-1 for
 // reading, O_RDWR and non-blocking, as qemu holds its FIFOs: the writers
 // never block in open nor get EPIPE, and a read of an empty FIFO is
