@@ -34,7 +34,7 @@ func FIFODir(t testing.TB, names ...string) string {
 // 0700, which only its owner passes.
 func ReachableDir(t testing.TB) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", "vtrace-test-")
+	d, err := os.MkdirTemp("", "vtrace-reachable-")
 	if err != nil {
 		t.Fatal(err)
 	}
