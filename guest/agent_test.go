@@ -7,14 +7,8 @@ import (
 	"time"
 
 	"github.com/vtrace/vtrace/guest"
+	"github.com/vtrace/vtrace/internal/testutil"
 )
-
-// runAgent runs the agent in-process against inst and the FIFO directory
-// until the test ends, and fails the test if it returns an error.
-func runAgent(t *testing.T, inst, dir string, pipeSize int) {
-	t.Helper()
-	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, PipeSize: pipeSize})
-}
 
 type testWriter struct{ t *testing.T }
 
@@ -34,11 +28,9 @@ func tracing(t *testing.T, inst string, on bool) {
 // TestIntegrationStreamMatchesStats: what the host receives after a stop is,
 // per CPU, exactly what the kernel recorded, last partial pages included.
 func TestIntegrationStreamMatchesStats(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-stream", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-stream", 0)
 	h := newHost(t, dir, inst, cpus)
-	runAgent(t, inst, dir, 0)
+	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
 	h.send("1\n")
 	workload(t, cpus, time.Second)
@@ -57,11 +49,9 @@ func TestIntegrationStreamMatchesStats(t *testing.T) {
 // TestIntegrationControlInput: orders coalesced in one read, split across
 // reads, with \r\n, and garbage around them.
 func TestIntegrationControlInput(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-control", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-control", 0)
 	h := newHost(t, dir, inst, cpus)
-	runAgent(t, inst, dir, 0)
+	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
 	// Recorded while idle, then "1\n0\n" in one write: start and stop,
 	// which sends all of it.
@@ -86,11 +76,9 @@ func TestIntegrationControlInput(t *testing.T) {
 // TestIntegrationCycles: start/stop cycles with events recorded while idle
 // too; nothing lost, nothing twice, time never backwards per CPU.
 func TestIntegrationCycles(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-cycles", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-cycles", 0)
 	h := newHost(t, dir, inst, cpus)
-	runAgent(t, inst, dir, 0)
+	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
 	for i := 0; i < 3; i++ {
 		tracing(t, inst, true)
@@ -110,11 +98,9 @@ func TestIntegrationCycles(t *testing.T) {
 // kills the agent nor stalls tracing; the ring buffer overwrites, the pages
 // say so, and everything not overwritten arrives.
 func TestIntegrationSlowReader(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-slow", 16) // 4 pages per CPU
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-slow", 16) // 4 pages per CPU
 	h := newHost(t, dir, inst, cpus)
-	runAgent(t, inst, dir, 64<<10)
+	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, PipeSize: 64 << 10})
 
 	h.send("1\n")
 	h.pause()
@@ -126,7 +112,7 @@ func TestIntegrationSlowReader(t *testing.T) {
 	h.caughtUp(inst)
 	overran := false
 	for _, cpu := range cpus {
-		ks := cpuStats(t, inst, cpu)
+		ks := testutil.CPUStats(t, inst, cpu)
 		t.Logf("cpu %d: overrun %d, read events %d", cpu, ks["overrun"], ks["read events"])
 		overran = overran || ks["overrun"] > 0
 	}
@@ -140,7 +126,7 @@ func TestIntegrationSlowReader(t *testing.T) {
 func TestIntegrationErrors(t *testing.T) {
 	inst := traceInstance(t, "vtrace-guest-errors", 0)
 	dir := fifoDir(t, []int{0})
-	fds := openFDs(t)
+	fds := testutil.OpenFDs(t)
 	_, err := guest.New(guest.Config{Tracefs: inst, PortsDir: t.TempDir()}, nil)
 	if err == nil || !strings.Contains(err.Error(), "agent-ctl-path") {
 		t.Errorf("New without ports: %v, want an error naming agent-ctl-path", err)
@@ -153,5 +139,5 @@ func TestIntegrationErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cpu4000/trace_pipe_raw") || strings.Count(err.Error(), "open") != 1 {
 		t.Errorf("New for cpu 4000: %v, want an error naming its trace_pipe_raw and the operation once", err)
 	}
-	checkFDs(t, fds)
+	testutil.SameFDs(t, fds)
 }

@@ -18,25 +18,15 @@ import (
 // TestIntegrationSIGTERM: the built binary, streaming, gets SIGTERM: it
 // sends everything (last partial pages included) and exits 0.
 func TestIntegrationSIGTERM(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
-	inst := traceInstance(t, "vtrace-guest-sigterm", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	testutil.BuildVtrace(t) // before tracing: a build would fill the buffers
+	inst, cpus, dir := loopback(t, "vtrace-guest-sigterm", 0)
 	h := newHost(t, dir, inst, cpus)
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Args: []string{"--verbose"}})
 
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "guest", "agent", "--tracefs", inst, "--ports-dir", dir, "--verbose")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	h.send("1\n")
 	workload(t, cpus, time.Second)
 	tracing(t, inst, false)
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("agent after SIGTERM: %v\n%s", err, stderr.Bytes())
-	}
+	a.Stop(t)
 	h.caughtUp(inst)
 }
 
@@ -96,7 +86,7 @@ func TestIntegrationStdout(t *testing.T) {
 	}
 	for _, cpu := range cpus {
 		st, err := scan(l, streams[uint32(cpu)].Bytes())
-		ks := cpuStats(t, inst, cpu)
+		ks := testutil.CPUStats(t, inst, cpu)
 		if err != nil || ks["entries"] != 0 || st.Events != ks["read events"] || st.MissedPages != 0 {
 			t.Errorf("cpu %d: received %d events (%v, %d pages flag missed events); kernel: entries %d, read events %d, overrun %d",
 				cpu, st.Events, err, st.MissedPages, ks["entries"], ks["read events"], ks["overrun"])
@@ -114,3 +104,6 @@ func TestIntegrationStdout(t *testing.T) {
 		os.WriteFile(testutil.Repo(t)+"/proto/cpustream/testdata/agent-o.bin", b, 0o644)
 	}
 }
+
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }

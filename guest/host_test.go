@@ -15,8 +15,8 @@ import (
 
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/ringbuf"
-	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 // traceInstance makes a private ftrace instance recording sched and irq
@@ -37,23 +37,6 @@ func write(t *testing.T, path, s string) {
 	if err := os.WriteFile(path, []byte(s), 0); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// cpuStats reads per_cpu/cpuN/stats into a map of its counters.
-func cpuStats(t *testing.T, inst string, cpu int) map[string]int64 {
-	t.Helper()
-	b, err := os.ReadFile(tracefs.PerCPU(inst, cpu, "stats"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[string]int64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); ok && err == nil {
-			m[k] = n
-		}
-	}
-	return m
 }
 
 func onlineCPUs(t *testing.T) []int {
@@ -88,23 +71,25 @@ func workload(t *testing.T, cpus []int, d time.Duration) {
 	wg.Wait()
 }
 
+// loopback makes what a test of the agent on this machine needs: a private
+// ftrace instance recording sched and irq events (traceInstance), the CPUs
+// to stream (every one the test may run on) and their FIFO directory.
+func loopback(t *testing.T, name string, bufferKB int) (inst string, cpus []int, dir string) {
+	t.Helper()
+	inst = traceInstance(t, name, bufferKB)
+	cpus = onlineCPUs(t)
+	return inst, cpus, fifoDir(t, cpus)
+}
+
 // fifoDir makes the host's FIFO directory for cpus, as qemu's pipe
 // chardevs want it: NAME.in (host to guest) and NAME.out (guest to host).
 func fifoDir(t *testing.T, cpus []int) string {
 	t.Helper()
-	dir := t.TempDir()
-	names := []string{"agent-ctl-path"}
+	names := []string{channel.Ctl}
 	for _, c := range cpus {
-		names = append(names, fmt.Sprintf("trace-path-cpu%d", c))
+		names = append(names, channel.Data(c))
 	}
-	for _, n := range names {
-		for _, ext := range []string{".in", ".out"} {
-			if err := sys.Mkfifo(filepath.Join(dir, n+ext), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return dir
+	return testutil.FIFODir(t, names...)
 }
 
 // host is the test's side of the FIFOs: it writes orders and collects
@@ -236,7 +221,7 @@ func (h *host) caughtUp(inst string) map[int]ringbuf.Stats {
 		var diffs []string
 		for _, cpu := range h.cpus {
 			st, err := h.received(cpu)
-			ks := cpuStats(h.t, inst, cpu)
+			ks := testutil.CPUStats(h.t, inst, cpu)
 			if err != nil || ks["entries"] != 0 || st.Events != ks["read events"] {
 				diffs = append(diffs, fmt.Sprintf("cpu %d: received %d events in %d pages (%v); kernel: entries %d, read events %d, overrun %d",
 					cpu, st.Events, st.Pages, err, ks["entries"], ks["read events"], ks["overrun"]))
@@ -245,7 +230,7 @@ func (h *host) caughtUp(inst string) map[int]ringbuf.Stats {
 		}
 		if len(diffs) == 0 {
 			for _, cpu := range h.cpus {
-				st, ks := out[cpu], cpuStats(h.t, inst, cpu)
+				st, ks := out[cpu], testutil.CPUStats(h.t, inst, cpu)
 				if ks["overrun"] > 0 && st.MissedPages == 0 {
 					h.t.Errorf("cpu %d: kernel overran %d events but no page says so", cpu, ks["overrun"])
 				}

@@ -1,17 +1,14 @@
 package guest_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,9 +19,17 @@ import (
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
+// runningAgent is the agent running in-process.
+type runningAgent struct {
+	stop context.CancelFunc // ends Run, as SIGTERM does
+	done chan struct{}      // closed when Run returned
+	err  error              // Run's, once done is closed
+}
+
 // startAgent runs the agent in-process with cfg (Tracefs and PortsDir
-// set) until the test ends; then every fd it opened must be closed.
-func startAgent(t *testing.T, cfg guest.Config) {
+// set) until the test ends; then Run must have returned nil and every fd
+// the agent opened must be closed.
+func startAgent(t *testing.T, cfg guest.Config) *runningAgent {
 	t.Helper()
 	if cfg.StateDir == "" {
 		cfg.StateDir = t.TempDir()
@@ -32,24 +37,29 @@ func startAgent(t *testing.T, cfg guest.Config) {
 	cfg.DrainTimeout = 20 * time.Second
 	cfg.Version = "test"
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	fds := openFDs(t)
+	fds := testutil.OpenFDs(t)
 	a, err := guest.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, cfg.DrainTimeout, nil) }()
+	r := &runningAgent{stop: cancel, done: make(chan struct{})}
+	go func() {
+		r.err = a.Run(ctx, cfg.DrainTimeout, nil)
+		close(r.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
+		<-r.done
+		if r.err != nil {
+			t.Errorf("agent: %v", r.err)
 		}
 		if err := a.Close(); err != nil {
 			t.Errorf("close the agent: %v", err)
 		}
-		checkFDs(t, fds)
+		testutil.SameFDs(t, fds)
 	})
+	return r
 }
 
 // protoHost is the host's side of the protocol: frames to .in, messages
@@ -176,9 +186,7 @@ func stop(t *testing.T, h *protoHost) *wire.StopReply {
 // TestIntegrationProtocolHello: bare orders get no answer (the first bytes
 // on .out are the HelloReply), and the reply describes the guest.
 func TestIntegrationProtocolHello(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-hello", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-hello", 0)
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
@@ -215,10 +223,8 @@ func TestIntegrationProtocolHello(t *testing.T) {
 // TestIntegrationProtocolMeta: every format file the tracefs has arrives,
 // whole, with the headers and the rest.
 func TestIntegrationProtocolMeta(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-meta", 0)
+	inst, cpus, dir := loopback(t, "vtrace-guest-meta", 0)
 	root := filepath.Dir(filepath.Dir(inst))
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 	hello(t, h)
@@ -352,12 +358,10 @@ func (h *protoHost) waitEvents(r *wire.StopReply) {
 // agent's own instance, which exists while recording and is gone after;
 // two captures in a row with different settings.
 func TestIntegrationProtocolInstance(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-inst-base", 0)
+	inst, cpus, dir := loopback(t, "vtrace-guest-inst-base", 0)
 	root := filepath.Dir(filepath.Dir(inst))
 	name := "vtrace-guest-inst"
-	own := filepath.Join(root, "instances", name)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	own := filepath.Join(filepath.Dir(inst), name) // beside inst
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, Instance: name})
 	hello(t, h)
@@ -366,7 +370,7 @@ func TestIntegrationProtocolInstance(t *testing.T) {
 	if e := start(t, h, wire.Settings{Events: []string{"sched:sched_switch"}, BufferKiB: 256}); e != "" {
 		t.Fatalf("start: %s", e)
 	}
-	if !isDir(own) {
+	if !testutil.IsDir(own) {
 		t.Fatalf("instance %s missing while recording", own)
 	}
 	if b, _ := os.ReadFile(filepath.Join(own, "buffer_percent")); strings.TrimSpace(string(b)) != "10" {
@@ -374,7 +378,7 @@ func TestIntegrationProtocolInstance(t *testing.T) {
 	}
 	workload(t, cpus, 500*time.Millisecond)
 	r := stop(t, h)
-	if isDir(own) {
+	if testutil.IsDir(own) {
 		t.Errorf("instance %s still there after the stop reply", own)
 	}
 	h.waitEvents(r)
@@ -410,7 +414,7 @@ func TestIntegrationProtocolInstance(t *testing.T) {
 	if names["sched:sched_process_exec"] == 0 || names["sched:sched_process_exit"] == 0 || len(names) != 2 {
 		t.Errorf("second capture: events %v, want sched_process_exec and _exit only", names)
 	}
-	if isDir(own) {
+	if testutil.IsDir(own) {
 		t.Errorf("instance %s still there after the second stop", own)
 	}
 }
@@ -428,19 +432,17 @@ func snapshot(t *testing.T, root, inst, name string) string {
 			fmt.Fprintf(&b, "%s/%s: %s\n", d, f, v)
 		}
 	}
-	fmt.Fprintf(&b, "instance %s exists: %t\n", name, isDir(filepath.Join(root, "instances", name)))
+	fmt.Fprintf(&b, "instance %s exists: %t\n", name, testutil.IsDir(filepath.Join(root, "instances", name)))
 	return b.String()
 }
 
 // TestIntegrationProtocolBadSettings: each bad setting gets an error naming
 // it, and tracefs stays as it was.
 func TestIntegrationProtocolBadSettings(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-bad-base", 0)
+	inst, cpus, dir := loopback(t, "vtrace-guest-bad-base", 0)
 	root := filepath.Dir(filepath.Dir(inst))
 	name := "vtrace-guest-bad"
 	other := testutil.Instance(t, "vtrace-guest-bad-other")
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, Instance: name})
 	hello(t, h)
@@ -455,7 +457,7 @@ func TestIntegrationProtocolBadSettings(t *testing.T) {
 		{wire.Settings{Events: []string{"nosuchsystem"}}, []string{"nosuchsystem"}},
 		{wire.Settings{Events: sw, Filters: []wire.Filter{{Event: "sched:sched_switch", Expr: "prev_pid >"}}}, []string{"sched:sched_switch", "prev_pid >", "Invalid"}},
 		{wire.Settings{Events: sw, Filters: []wire.Filter{{Event: "sched", Expr: "bogus == 1"}}}, []string{"sched", "bogus == 1", "field"}},
-		{wire.Settings{Events: sw, BufferKiB: memTotalKiB(t) * 4}, []string{"buffer size", "cannot allocate memory"}},
+		{wire.Settings{Events: sw, BufferKiB: testutil.MemTotalKiB(t) * 4}, []string{"buffer size", "cannot allocate memory"}},
 		{wire.Settings{Events: sw, Clock: "no-such-clock"}, []string{"no-such-clock"}},
 		{wire.Settings{Events: sw, Instance: filepath.Base(other)}, []string{filepath.Base(other), "not the agent's"}},
 		{wire.Settings{Events: sw, Instance: filepath.Base(inst)}, []string{filepath.Base(inst), "--tracefs"}},
@@ -480,40 +482,12 @@ func TestIntegrationProtocolBadSettings(t *testing.T) {
 	}
 }
 
-func memTotalKiB(t *testing.T) uint64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
-			n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatal("no MemTotal in /proc/meminfo")
-	return 0
-}
-
-func isDir(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
-}
-
 // TestIntegrationProtocolOverrun: a tiny buffer the host does not drain
 // for a while overruns; the stop reply's counters are the kernel's.
 func TestIntegrationProtocolOverrun(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-overrun-base", 0)
-	root := filepath.Dir(filepath.Dir(inst))
+	inst, cpus, dir := loopback(t, "vtrace-guest-overrun-base", 0)
 	name := "vtrace-guest-overrun"
-	own := filepath.Join(root, "instances", name)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	own := filepath.Join(filepath.Dir(inst), name) // beside inst
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, Instance: name, PipeSize: 64 << 10})
 	hello(t, h)
@@ -528,7 +502,7 @@ func TestIntegrationProtocolOverrun(t *testing.T) {
 	write(t, filepath.Join(own, "tracing_on"), "0")
 	want := map[uint32]map[string]int64{}
 	for _, cpu := range cpus {
-		want[uint32(cpu)] = cpuStats(t, own, cpu)
+		want[uint32(cpu)] = testutil.CPUStats(t, own, cpu)
 	}
 	r := stop(t, h)
 	h.waitEvents(r)
@@ -556,9 +530,7 @@ func TestIntegrationProtocolOverrun(t *testing.T) {
 // TestIntegrationProtocolGarbage: broken frames and bare orders mixed on
 // the control port: orders are obeyed, the agent answers afterwards.
 func TestIntegrationProtocolGarbage(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-garbage", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-garbage", 0)
 	h := newProtoHost(t, dir, inst, cpus)
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
 
@@ -600,9 +572,7 @@ func TestIntegrationProtocolGarbage(t *testing.T) {
 // TestIntegrationProtocolHostNotReading: a host that never reads .out
 // does not hold up the data streams.
 func TestIntegrationProtocolHostNotReading(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-noread", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-guest-noread", 0)
 	h := newHost(t, dir, inst, cpus) // .out is never opened by the host
 	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, ReplyQueue: 16 << 10, StatsEvery: 5 * time.Millisecond})
 
@@ -626,47 +596,29 @@ func TestIntegrationProtocolHostNotReading(t *testing.T) {
 // TestIntegrationProtocolSIGTERM: the agent exiting removes its instance
 // and puts the default buffer's buffer_percent back.
 func TestIntegrationProtocolSIGTERM(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
-	inst := traceInstance(t, "vtrace-guest-term-base", 0)
-	root := filepath.Dir(filepath.Dir(inst))
-	name := "vtrace-guest-term"
-	own := filepath.Join(root, "instances", name)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+	testutil.BuildVtrace(t) // before tracing: a build would fill the buffers
+	inst, cpus, dir := loopback(t, "vtrace-guest-term-base", 0)
 	h := newProtoHost(t, dir, inst, cpus)
 	oldPercent, _ := os.ReadFile(filepath.Join(inst, "buffer_percent"))
 
-	run := func() *exec.Cmd {
-		cmd := exec.Command(bin, "guest", "agent", "--tracefs", inst, "--ports-dir", dir, "--instance", name, "--verbose")
-		cmd.Stderr = testWriter{t}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
-	term := func(cmd *exec.Cmd) {
-		cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("agent after SIGTERM: %v", err)
-		}
-	}
-	cmd := run()
+	opts := testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-guest-term", Args: []string{"--verbose"}}
+	a := testutil.StartAgent(t, opts)
 	hello(t, h)
 	if e := start(t, h, wire.Settings{Events: []string{"sched:sched_switch"}}); e != "" {
 		t.Fatalf("start: %s", e)
 	}
-	if !isDir(own) {
-		t.Fatalf("instance %s missing while recording", own)
+	if !testutil.IsDir(a.Own) {
+		t.Fatalf("instance %s missing while recording", a.Own)
 	}
-	term(cmd)
-	if isDir(own) {
-		t.Errorf("instance %s still there after the agent exited", own)
+	a.Stop(t)
+	if testutil.IsDir(a.Own) {
+		t.Errorf("instance %s still there after the agent exited", a.Own)
 	}
 
 	// Recording the default buffer (a bare order): buffer_percent is
 	// lowered while recording and restored at exit.
 	h.out.Close()
-	cmd = run()
+	a = testutil.StartAgent(t, opts)
 	h.send("1\n")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if b, _ := os.ReadFile(filepath.Join(inst, "buffer_percent")); strings.TrimSpace(string(b)) == "10" {
@@ -676,7 +628,7 @@ func TestIntegrationProtocolSIGTERM(t *testing.T) {
 			t.Fatal("buffer_percent not lowered to 10 while recording")
 		}
 	}
-	term(cmd)
+	a.Stop(t)
 	if b, _ := os.ReadFile(filepath.Join(inst, "buffer_percent")); !bytes.Equal(b, oldPercent) {
 		t.Errorf("buffer_percent %q after exit, want %q back", b, oldPercent)
 	}

@@ -2,9 +2,7 @@ package guest_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,28 +95,33 @@ func (c *ctlReader) hello(h *host) {
 	}
 }
 
-// TestIntegrationKallsymsRestoresBeforeSending: kptr_restrict, lowered to
-// read kallsyms' addresses, is back before the host gets the first byte
-// of it, however slowly the host reads the rest.
-func TestIntegrationKallsymsRestoresBeforeSending(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-kptr", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
+// kallsymsTransfer starts an agent whose kallsyms is a fake one of size
+// bytes (fakeKallsyms) and asks for it; it returns once the first chunk
+// came. The agent cannot push the whole item while the host does not read:
+// the rest is read at the test's pace.
+func kallsymsTransfer(t *testing.T, name string, size int, hidden bool, restrict string) (c *ctlReader, kptr string, a *runningAgent) {
+	t.Helper()
+	inst, cpus, dir := loopback(t, name, 0)
 	h := newHost(t, dir, inst, cpus)
-	c := openCtlReader(t, dir)
-	// Many frames: the agent cannot push the whole item while the host
-	// does not read.
-	kallsyms, kptr := fakeKallsyms(t, 8<<20, true, "2")
+	c = openCtlReader(t, dir)
+	kallsyms, kptr := fakeKallsyms(t, size, hidden, restrict)
 	guest.SetKallsymsForTest(t, kallsyms, kptr)
-	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, ReplyQueue: 64 << 10})
+	a = startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, ReplyQueue: 64 << 10})
 	c.hello(h)
-
 	if err := wire.WriteMessage(h.ctl, &wire.MetaRequest{ID: 2, Items: []wire.MetaKind{wire.MetaKallsyms}}); err != nil {
 		t.Fatal(err)
 	}
 	if m, ok := c.next().(*wire.MetaChunk); !ok || m.Kind != wire.MetaKallsyms {
 		t.Fatalf("got %#v, want a kallsyms MetaChunk", m)
 	}
+	return c, kptr, a
+}
+
+// TestIntegrationKallsymsRestoresBeforeSending: kptr_restrict, lowered to
+// read kallsyms' addresses, is back before the host gets the first byte
+// of it, however slowly the host reads the rest.
+func TestIntegrationKallsymsRestoresBeforeSending(t *testing.T) {
+	c, kptr, _ := kallsymsTransfer(t, "vtrace-guest-kptr", 8<<20, true, "2")
 	if b, _ := os.ReadFile(kptr); strings.TrimSpace(string(b)) != "2" {
 		t.Errorf("kptr_restrict %q while kallsyms is being sent, want 2 back", b)
 	}
@@ -140,35 +143,9 @@ func TestIntegrationKallsymsRestoresBeforeSending(t *testing.T) {
 // be given up) exits promptly when told to (Run's ctx ends, as on
 // SIGTERM), not once the whole transfer is through.
 func TestIntegrationStopDuringSlowMeta(t *testing.T) {
-	inst := traceInstance(t, "vtrace-guest-slowmeta", 0)
-	cpus := onlineCPUs(t)
-	dir := fifoDir(t, cpus)
-	h := newHost(t, dir, inst, cpus)
-	c := openCtlReader(t, dir)
 	// 48 MiB at 640 KiB/s: more than a minute to send, each frame within
 	// a couple of seconds (the agent gives a host up after 5 s without).
-	kallsyms, kptr := fakeKallsyms(t, 48<<20, false, "0")
-	guest.SetKallsymsForTest(t, kallsyms, kptr)
-
-	cfg := guest.Config{Tracefs: inst, PortsDir: dir, ReplyQueue: 64 << 10, StateDir: t.TempDir(), Version: "test"}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := guest.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ran := make(chan error, 1)
-	go func() { ran <- a.Run(ctx, 20*time.Second, nil) }()
-	c.hello(h)
-
-	if err := wire.WriteMessage(h.ctl, &wire.MetaRequest{ID: 2, Items: []wire.MetaKind{wire.MetaKallsyms}}); err != nil {
-		t.Fatal(err)
-	}
-	if m, ok := c.next().(*wire.MetaChunk); !ok || m.Kind != wire.MetaKallsyms {
-		t.Fatalf("got %#v, want a kallsyms MetaChunk", m)
-	}
+	c, _, a := kallsymsTransfer(t, "vtrace-guest-slowmeta", 48<<20, false, "0")
 	readerDone := make(chan struct{})
 	stopReading := make(chan struct{})
 	go func() { // the slow host: 64 KiB every 100 ms until told to stop
@@ -188,12 +165,12 @@ func TestIntegrationStopDuringSlowMeta(t *testing.T) {
 	}()
 	defer func() { close(stopReading); <-readerDone }()
 	time.Sleep(time.Second) // well into the transfer
-	cancel()
+	a.stop()
 	// A guard, far below the transfer's length: not a measure.
 	select {
-	case err := <-ran:
-		if err != nil {
-			t.Errorf("Run: %v", err)
+	case <-a.done:
+		if a.err != nil {
+			t.Errorf("Run: %v", a.err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the agent still sending metadata 30 s after it was told to stop")

@@ -40,30 +40,30 @@ echo 1 >"$inst/events/irq/enable"
 echo 1 >"$inst/tracing_on"
 for i in $(seq 300); do /bin/true; echo "vtrace-bench-$i" >"$inst/trace_marker"; done
 echo 0 >"$inst/tracing_on"
-seed=$WORK/seed
-mkdir -p "$seed"
+sample=$WORK/sample
+mkdir -p "$sample"
 cpus=()
 for d in "$inst"/per_cpu/cpu*; do
 	n=${d##*/cpu}
 	# Whole pages until the buffer is empty (EAGAIN ends dd).
-	dd if="$d/trace_pipe_raw" of="$seed/cpu$n.raw" iflag=nonblock bs=4096 status=none 2>/dev/null || true
+	dd if="$d/trace_pipe_raw" of="$sample/cpu$n.raw" iflag=nonblock bs=4096 status=none 2>/dev/null || true
 	cpus+=("$n")
 done
-"$VTRACE" host convert "$seed" --meta "$inst" >/dev/null 2>&1
+"$VTRACE" host convert "$sample" --meta "$inst" >/dev/null 2>&1
 if command -v trace-cmd >/dev/null; then
-	seed_events=$(trace-cmd report -i "$seed/trace.dat" 2>/dev/null | grep -c '\[[0-9]*\] ' || true)
+	sample_events=$(trace-cmd report -i "$sample/trace.dat" 2>/dev/null | grep -c '\[[0-9]*\] ' || true)
 else
-	seed_events=unknown
+	sample_events=unknown
 fi
 
-# 2. The large capture: the seed pages repeated to SIZE_MB in all.
+# 2. The large capture: the sample pages repeated to SIZE_MB in all.
 cap=$WORK/capture
 mkdir -p "$cap"
-cp -r "$seed/meta" "$cap/meta"
+cp -r "$sample/meta" "$cap/meta"
 per_cpu=$((SIZE_MB * 1024 * 1024 / ${#cpus[@]}))
 for n in "${cpus[@]}"; do
-	src=$seed/cpu$n.raw
-	[ -s "$src" ] || src=$seed/cpu${cpus[0]}.raw
+	src=$sample/cpu$n.raw
+	[ -s "$src" ] || src=$sample/cpu${cpus[0]}.raw
 	: >"$cap/cpu$n.raw"
 	while [ "$(stat -c %s "$cap/cpu$n.raw")" -lt "$per_cpu" ]; do cat "$src" >>"$cap/cpu$n.raw"; done
 done
@@ -81,10 +81,10 @@ run_convert() {
 	local t0; t0=$(now); "$VTRACE" host convert "$cap" -o "$WORK/out.dat" --force >/dev/null; sync; echo "$(now) - $t0" | bc
 }
 # The fixed cost: loading and checking the metadata, writing the header
-# (the seed capture is a few hundred KiB of pages).
+# (the sample capture is a few hundred KiB of pages).
 run_fixed() {
-	rm -f "$WORK/seed.dat"; sync
-	local t0; t0=$(now); "$VTRACE" host convert "$seed" -o "$WORK/seed.dat" --force >/dev/null; sync; echo "$(now) - $t0" | bc
+	rm -f "$WORK/sample.dat"; sync
+	local t0; t0=$(now); "$VTRACE" host convert "$sample" -o "$WORK/sample.dat" --force >/dev/null; sync; echo "$(now) - $t0" | bc
 }
 cp_s=$(for i in $(seq "$RUNS"); do run_cp; done | best)
 conv_s=$(for i in $(seq "$RUNS"); do run_convert; done | best)
@@ -151,8 +151,8 @@ result=$(cat <<EOT
 ## trace.dat writer
 
 \`scripts/bench-tracedat.sh\` ($(date -u +%Y-%m-%d), $machine): \`vtrace host convert\`
-of a capture of ${mb} MiB (${#cpus[@]} CPUs; real sched/irq pages, ${seed_events} events
-in the seed, repeated) against \`cp\` of the same cpuN.raw files, page cache warm,
+of a capture of ${mb} MiB (${#cpus[@]} CPUs; real sched/irq pages, ${sample_events} events
+in a sample capture, repeated) against \`cp\` of the same cpuN.raw files, page cache warm,
 each timed to the end of \`sync\`, best of $RUNS.
 
 | | seconds | MiB/s |

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boots vtrace's test guest under qemu TCG (no KVM) with the virtio-serial
-# ports of the seed README wired to FIFOs in DIR, plus the "vtrace-test" port
+# ports of the kernel's C agent's README wired to FIFOs in DIR, plus the "vtrace-test" port
 # the guest's init takes commands from. See docs/guest.md.
 #
 #   scripts/run-guest.sh [-k KERNEL] [-c CPUS] [-m MB] [-d DIR] [-g GUESTDIR]
@@ -69,7 +69,7 @@ for n in "${names[@]}"; do
 	done
 done
 
-# The seed README's channels, as vtrace itself lays them out (control port on
+# The kernel's C agent's channels, as vtrace itself lays them out (control port on
 # nr=1, trace-path-cpuN on nr=N+2), then the test port on the same controller.
 vtrace=${VTRACE_BIN:-$guest/vtrace}
 [ -x "$vtrace" ] || vtrace=$repo/bin/vtrace

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vtrace/vtrace/guest"
+	"github.com/vtrace/vtrace/host/collect"
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/host/session"
@@ -162,3 +163,18 @@ func (v *cpuListValue) Set(s string) error {
 
 func (v *cpuListValue) String() string { return guest.FormatCPUList(*v) }
 func (v *cpuListValue) Type() string   { return "list" }
+
+// flagAdvice phrases the host libraries' sentinel errors in the command
+// line's terms: the flag to drop or add, the command to run first. dir is
+// the FIFO directory the command works on.
+func flagAdvice(err error, dir string) error {
+	switch {
+	case errors.Is(err, session.ErrNoSettings):
+		return fmt.Errorf("%w: start a vtrace agent in the guest, or drop --events, --filter, --buffer-size, --clock and --instance", err)
+	case errors.Is(err, session.ErrRecording):
+		return fmt.Errorf("%w; stop it first with `vtrace host stop --dir %s`", err, dir)
+	case errors.Is(err, collect.ErrExists):
+		return fmt.Errorf("%w: use --force to replace it, or another directory", err)
+	}
+	return err
+}

@@ -105,6 +105,7 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 		cfg.Progress = os.Stderr
 	}
 	sum, err := collect.Run(ctx, cfg)
+	err = flagAdvice(err, dir)
 	if len(sum.CPUs) > 0 {
 		if werr := sum.Write(opts.out); werr != nil && err == nil {
 			err = fmt.Errorf("print summary: %w", werr)

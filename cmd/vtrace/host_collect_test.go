@@ -2,8 +2,13 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/vtrace/vtrace/host/collect"
+	"github.com/vtrace/vtrace/host/session"
 )
 
 func TestTargetResolve(t *testing.T) {
@@ -30,5 +35,28 @@ func TestTargetResolve(t *testing.T) {
 				t.Errorf("resolve: got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestFlagAdvice: the host libraries' sentinel errors come out naming the
+// flags or the command that deal with them, still matching the sentinel.
+func TestFlagAdvice(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("start recording with settings: %w on DIR within 2s, and %w", session.ErrLineProtocol, session.ErrNoSettings),
+			"drop --events, --filter, --buffer-size, --clock and --instance"},
+		{fmt.Errorf("start recording: %w: %w", session.ErrAgent, session.ErrRecording), "`vtrace host stop --dir /tmp/vt`"},
+		{fmt.Errorf("check output directory OUT: %w (cpu0.raw)", collect.ErrExists), "use --force"},
+		{session.ErrTimeout, ""},
+	} {
+		got := flagAdvice(tc.err, "/tmp/vt")
+		if !errors.Is(got, tc.err) || !strings.Contains(got.Error(), tc.want) || tc.want == "" && got != tc.err {
+			t.Errorf("flagAdvice(%v) = %v, want it wrapped with %q", tc.err, got, tc.want)
+		}
+	}
+	if flagAdvice(nil, "/tmp/vt") != nil {
+		t.Error("flagAdvice(nil) is not nil")
 	}
 }

@@ -75,7 +75,7 @@ func runHostOrder(ctx context.Context, opts hostOrderOptions) error {
 	}
 	if opts.order == orders.Start {
 		if err := sess.Start(ctx, settings); err != nil {
-			return err
+			return flagAdvice(err, dir)
 		}
 		if bare {
 			fmt.Fprintf(opts.out, "sent the start order to %s\n", orders.Path(dir))

@@ -11,6 +11,7 @@ import (
 	"github.com/vtrace/vtrace/host/domxml"
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/virt"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 type hostSetupOptions struct {
@@ -190,7 +191,7 @@ func runHostQemuArgs(_ context.Context, o *hostQemuArgsOptions) error {
 			}
 			gid = g
 		}
-		r, err := fifo.Create(dir, fifo.Channels(o.cpus), fifo.Options{Group: gid})
+		r, err := fifo.Create(dir, channel.Names(o.cpus), fifo.Options{Group: gid})
 		if err != nil {
 			return err
 		}

@@ -43,8 +43,8 @@ func openAgent(ctx context.Context, cfg Config, sum *Summary) (*agent, error) {
 	if sess.LineProtocol() {
 		if !cfg.Settings.IsZero() {
 			sess.Close()
-			return nil, fmt.Errorf("check the recording's settings: %w on the control channel within %v, and an agent that speaks only the line protocol (the kernel's C agent) cannot apply --events, --filter, --buffer-size, --clock or --instance",
-				session.ErrLineProtocol, cfg.HandshakeTimeout)
+			return nil, fmt.Errorf("check the recording's settings: %w on the control channel within %v, and %w",
+				session.ErrLineProtocol, cfg.HandshakeTimeout, session.ErrNoSettings)
 		}
 		notice := sess.LineProtocolNotice() + "; the capture will be raw pages only (no metadata, no trace.dat)"
 		if cfg.Log != nil {
@@ -198,4 +198,4 @@ func (a *agent) liveStats() []wire.CPUStats {
 	return nil
 }
 
-var errNoStart = errors.New("settings need --start")
+var errNoStart = errors.New("settings need Config.Start")

@@ -34,7 +34,7 @@ func prepareOut(out string, force bool) error {
 		return nil
 	}
 	if !force {
-		return fmt.Errorf("check output directory %s: %w (%s): use --force to replace it, or another directory", out, ErrExists, strings.Join(old, ", "))
+		return fmt.Errorf("check output directory %s: %w (%s)", out, ErrExists, strings.Join(old, ", "))
 	}
 	for _, name := range old {
 		// RemoveAll does not follow a symlink named meta: it removes the link.

@@ -14,23 +14,23 @@ import (
 	"github.com/vtrace/vtrace/host/collect"
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 )
 
 // fifoDir makes the FIFOs of a guest with cpus vCPUs in a fresh directory,
 // as `vtrace host setup` would.
-func fifoDir(t *testing.T, cpus int) string {
+func fifoDir(t *testing.T, cpus int) string { return testutil.FIFODir(t, channel.Names(cpus)...) }
+
+// loopback makes what a test with the agent (or a stand-in) on this
+// machine needs: a private ftrace instance, the number of its CPUs and
+// their FIFO directory.
+func loopback(t *testing.T, name string) (inst string, cpus int, dir string) {
 	t.Helper()
-	dir := t.TempDir()
-	for _, name := range fifo.Channels(cpus) {
-		in, out := fifo.Paths(dir, name)
-		for _, p := range []string{in, out} {
-			if err := sys.Mkfifo(p, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return dir
+	inst = testutil.Instance(t, name)
+	cpus = testutil.InstanceCPUs(t, inst)
+	return inst, cpus, fifoDir(t, cpus)
 }
 
 type result struct {
@@ -64,7 +64,7 @@ func openWriter(t *testing.T, dir string, cpu int, done <-chan result) *os.File 
 // between tries, until the collector has opened the FIFO.
 func waitWriter(t *testing.T, dir string, cpu int, check func()) *os.File {
 	t.Helper()
-	_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+	_, path := fifo.Paths(dir, channel.Data(cpu))
 	for {
 		fd, err := sys.Open(path, sys.FIFOWriteNonblock, 0)
 		if err == nil {
@@ -85,7 +85,7 @@ func waitWriter(t *testing.T, dir string, cpu int, check func()) *os.File {
 // nor ring-buffer data: the file keeps the whole pages, the tail is cut and
 // reported, and the page reader's complaint reaches the summary.
 func TestCollectOddSizesAndGarbage(t *testing.T) {
-	checkFDs(t)
+	testutil.CheckFDs(t)
 	dir := fifoDir(t, 2)
 	out := filepath.Join(t.TempDir(), "capture")
 	var progress bytes.Buffer
@@ -145,7 +145,7 @@ func TestCollectOddSizesAndGarbage(t *testing.T) {
 }
 
 func TestCollectRefusesOverwrite(t *testing.T) {
-	checkFDs(t)
+	testutil.CheckFDs(t)
 	dir := fifoDir(t, 1)
 	out := t.TempDir()
 	old := filepath.Join(out, "cpu0.raw")
@@ -186,7 +186,7 @@ func TestCollectRefusesOverwrite(t *testing.T) {
 }
 
 func TestCollectNoFIFOs(t *testing.T) {
-	checkFDs(t)
+	testutil.CheckFDs(t)
 	_, err := collect.Run(context.Background(), collect.Config{Dir: t.TempDir(), Out: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "vtrace host setup") {
 		t.Errorf("Run without FIFOs: got %v, want an error pointing to vtrace host setup", err)
@@ -196,7 +196,7 @@ func TestCollectNoFIFOs(t *testing.T) {
 // TestCollectStartFailsCleanly: with Start and nobody reading the control
 // FIFO, Run fails after the order timeout and leaves no capture behind.
 func TestCollectStartFailsCleanly(t *testing.T) {
-	checkFDs(t)
+	testutil.CheckFDs(t)
 	dir := fifoDir(t, 1)
 	out := filepath.Join(t.TempDir(), "capture")
 	_, err := collect.Run(context.Background(), collect.Config{Dir: dir, Out: out, Start: true, OrderTimeout: 200 * time.Millisecond})
@@ -211,10 +211,10 @@ func TestCollectStartFailsCleanly(t *testing.T) {
 // TestCollectDrainBounded: with Start, a stream that never goes quiet ends
 // the drain at DrainTimeout, and the summary says so.
 func TestCollectDrainBounded(t *testing.T) {
-	checkFDs(t)
+	testutil.CheckFDs(t)
 	dir := fifoDir(t, 1)
 	// Someone reads the orders, as qemu does.
-	ctl, err := sys.Open(filepath.Join(dir, fifo.CtlName+".in"), sys.FIFOReadNonblock, 0)
+	ctl, err := sys.Open(filepath.Join(dir, channel.Ctl+".in"), sys.FIFOReadNonblock, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -26,7 +27,7 @@ import (
 // with cat while started. It returns the orders it obeyed.
 func lineAgent(t *testing.T, inst, dir string, cpus int) func() []string {
 	t.Helper()
-	in, _ := fifo.Paths(dir, fifo.CtlName)
+	in, _ := fifo.Paths(dir, channel.Ctl)
 	ctl, err := os.OpenFile(in, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func lineAgent(t *testing.T, inst, dir string, cpus int) func() []string {
 			case "1\n":
 				orders = append(orders, "1")
 				for cpu := range cpus {
-					_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+					_, path := fifo.Paths(dir, channel.Data(cpu))
 					raw := filepath.Join(inst, "per_cpu", "cpu"+strconv.Itoa(cpu), "trace_pipe_raw")
 					cat := exec.Command("sh", "-c", `exec cat "$1" >"$2"`, "sh", raw, path)
 					if err := cat.Start(); err != nil {
@@ -86,19 +87,17 @@ func lineAgent(t *testing.T, inst, dir string, cpus int) func() []string {
 // not answer the handshake, collect --start says so, uses the bare orders and
 // captures raw pages; settings are refused before anything is made.
 func TestIntegrationCollectLineProtocolFallback(t *testing.T) {
-	checkFDs(t)
-	inst := testutil.Instance(t, "vtrace-collect-line")
-	cpus := instanceCPUs(t, inst)
+	testutil.CheckFDs(t)
+	inst, cpus, dir := loopback(t, "vtrace-collect-line")
 	writeTracefs(t, filepath.Join(inst, "events/sched/enable"), "1")
-	dir := fifoDir(t, cpus)
-	holdFIFOs(t, dir, cpus)
+	testutil.HoldStreams(t, dir, cpus)
 	orders := lineAgent(t, inst, dir, cpus)
 	out := filepath.Join(t.TempDir(), "capture")
 
 	cfg := collect.Config{Dir: dir, Out: out, Start: true, HandshakeTimeout: 300 * time.Millisecond,
 		Settings: wire.Settings{Events: []string{"sched:sched_switch"}}}
-	if _, err := collect.Run(context.Background(), cfg); !errors.Is(err, session.ErrLineProtocol) || !strings.Contains(err.Error(), "--events") {
-		t.Fatalf("Run with --events against a line-protocol agent: %v, want ErrLineProtocol naming --events", err)
+	if _, err := collect.Run(context.Background(), cfg); !errors.Is(err, session.ErrLineProtocol) || !errors.Is(err, session.ErrNoSettings) {
+		t.Fatalf("Run with events against a line-protocol agent: %v, want ErrLineProtocol and ErrNoSettings", err)
 	}
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the refused capture left %s behind: %v", out, err)
@@ -129,19 +128,14 @@ func TestIntegrationCollectLineProtocolFallback(t *testing.T) {
 // TestIntegrationHostCommandsLineProtocolFallback: the binary's start, stop and
 // status against an agent that does not answer.
 func TestIntegrationHostCommandsLineProtocolFallback(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-cmds-line")
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
-	holdFIFOs(t, dir, cpus)
+	inst, cpus, dir := loopback(t, "vtrace-cmds-line")
+	testutil.HoldStreams(t, dir, cpus)
 	orders := lineAgent(t, inst, dir, cpus)
 	run := func(args ...string) (string, error) {
-		args = append([]string{"host"}, append(args, "--dir", dir, "--handshake-timeout", "300ms")...)
-		b, err := exec.Command(bin, args...).CombinedOutput()
-		return string(b), err
+		return hostCommand(t, dir, append(args, "--handshake-timeout", "300ms")...)
 	}
 	out, err := run("start", "--events", "sched")
-	if err == nil || !strings.Contains(out, "cannot apply settings") {
+	if err == nil || !strings.Contains(out, "cannot apply settings") || !strings.Contains(out, "drop --events") {
 		t.Errorf("start --events against a line-protocol agent: %v\n%s", err, out)
 	}
 	out, err = run("status")

@@ -1,7 +1,6 @@
 package collect_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 )
 
@@ -59,7 +59,7 @@ func feed(w *os.File, chunk int) <-chan error {
 // with an error naming the file, which keeps only whole pages; the binary
 // exits non-zero and still prints the summary.
 func TestIntegrationCollectFullDisk(t *testing.T) {
-	checkFDs(t)
+	testutil.CheckFDs(t)
 	disk := tinyTmpfs(t, "256k")
 	dir := fifoDir(t, 1)
 	out := filepath.Join(disk, "capture")
@@ -94,14 +94,8 @@ func TestIntegrationCollectFullDisk(t *testing.T) {
 	}
 
 	// The same through the command, replacing the capture with --force.
-	bin := testutil.BuildVtrace(t)
-	cmd := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out, "--force", "--page-size", strconv.Itoa(pageSize))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	fed = feed(openWriterProc(t, dir, 0, cmd), 1000)
+	cmd := testutil.StartVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--force", "--page-size", strconv.Itoa(pageSize))
+	fed = feed(openWriterProc(t, dir, 0, cmd.Cmd), 1000)
 	err = cmd.Wait()
 	if ferr := <-fed; ferr != nil {
 		t.Fatal(ferr)
@@ -110,11 +104,11 @@ func TestIntegrationCollectFullDisk(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 		t.Errorf("vtrace host collect on a full disk: got %v, want exit code 1", err)
 	}
-	if !strings.Contains(stderr.String(), "no space left on device") || !strings.Contains(stderr.String(), "cpu0.raw") {
-		t.Errorf("stderr does not name the full disk and the file:\n%s", stderr.String())
+	if stderr := cmd.Stderr(); !strings.Contains(stderr, "no space left on device") || !strings.Contains(stderr, "cpu0.raw") {
+		t.Errorf("stderr does not name the full disk and the file:\n%s", stderr)
 	}
-	if !strings.Contains(stdout.String(), "cut a trailing partial page") {
-		t.Errorf("stdout lacks the summary:\n%s", stdout.String())
+	if !strings.Contains(cmd.Stdout(), "cut a trailing partial page") {
+		t.Errorf("stdout lacks the summary:\n%s", cmd.Stdout())
 	}
 	if st, err := os.Stat(c.File); err != nil || st.Size()%pageSize != 0 {
 		t.Errorf("cpu0.raw after the command: %v, %v; want whole pages", st, err)
@@ -132,34 +126,10 @@ func openWriterProc(t *testing.T, dir string, cpu int, p *exec.Cmd) *os.File {
 	})
 }
 
-// instanceCPUs counts the per-CPU buffers of an ftrace instance.
-func instanceCPUs(t *testing.T, inst string) int {
-	t.Helper()
-	m, err := filepath.Glob(filepath.Join(inst, "per_cpu", "cpu*"))
-	if err != nil || len(m) == 0 {
-		t.Fatalf("find per_cpu buffers in %s: %v", inst, err)
-	}
-	return len(m)
-}
-
 func writeTracefs(t *testing.T, path, value string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(value), 0); err != nil {
 		t.Fatalf("write %q to %s: %v", value, path, err)
-	}
-}
-
-// holdFIFOs opens every data FIFO O_RDWR for the whole test, as qemu does:
-// writers never block in open nor get EPIPE when no collector runs.
-func holdFIFOs(t *testing.T, dir string, cpus int) {
-	t.Helper()
-	for cpu := range cpus {
-		_, path := fifo.Paths(dir, fifo.TraceName(cpu))
-		fd, err := sys.Open(path, sys.FIFOReadNonblock, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sys.Close(fd) })
 	}
 }
 
@@ -168,7 +138,7 @@ func holdFIFOs(t *testing.T, dir string, cpus int) {
 func catStreams(t *testing.T, inst, dir string, cpus int) {
 	t.Helper()
 	for cpu := range cpus {
-		_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+		_, path := fifo.Paths(dir, channel.Data(cpu))
 		raw := filepath.Join(inst, "per_cpu", "cpu"+strconv.Itoa(cpu), "trace_pipe_raw")
 		cat := exec.Command("sh", "-c", `exec cat "$1" >"$2"`, "sh", raw, path)
 		if err := cat.Start(); err != nil {
@@ -197,50 +167,33 @@ func checkCapture(t *testing.T, out string, cpus int) int64 {
 // SIGTERM, then starts another one with --force on the same directory while
 // the streams keep flowing: both end cleanly with whole, readable pages.
 func TestIntegrationCollectSIGTERM(t *testing.T) {
-	inst := testutil.Instance(t, "vtrace-collect-sigterm")
-	cpus := instanceCPUs(t, inst)
+	inst, cpus, dir := loopback(t, "vtrace-collect-sigterm")
 	writeTracefs(t, filepath.Join(inst, "events/sched/enable"), "1")
-	dir := fifoDir(t, cpus)
-	holdFIFOs(t, dir, cpus)
+	testutil.HoldStreams(t, dir, cpus)
 	catStreams(t, inst, dir, cpus)
-	bin := testutil.BuildVtrace(t)
 	out := filepath.Join(t.TempDir(), "capture")
 
-	first := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out)
-	var stdout, stderr bytes.Buffer
-	first.Stdout, first.Stderr = &stdout, &stderr
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
+	first := testutil.StartVtrace(t, "host", "collect", "--dir", dir, "-o", out)
 	// Wait for data, so the signal lands in the middle of a stream.
-	give := time.Now().Add(time.Minute) // a guard against a hang, not a measure
-	for n := int64(0); n == 0; {
-		if time.Now().After(give) {
-			t.Fatalf("no data reached %s; stderr: %s", out, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	testutil.WaitFor(t, "data in "+out, func() bool {
+		var n int64
 		for cpu := range cpus {
 			if st, err := os.Stat(filepath.Join(out, collect.FileName(cpu))); err == nil {
 				n += st.Size()
 			}
 		}
-	}
-	if err := first.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := first.Wait(); err != nil {
-		t.Fatalf("vtrace host collect after SIGTERM: %v; stderr: %s", err, stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "saved ") {
-		t.Errorf("no summary after SIGTERM:\n%s", stdout.String())
+		return n > 0
+	})
+	first.Stop(t)
+	if !strings.Contains(first.Stdout(), "saved ") {
+		t.Errorf("no summary after SIGTERM:\n%s", first.Stdout())
 	}
 	if n := checkCapture(t, out, cpus); n == 0 {
 		t.Errorf("the first capture is empty")
 	}
 
-	second := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out, "--force", "--duration", "1s")
-	if b, err := second.CombinedOutput(); err != nil {
-		t.Fatalf("vtrace host collect --force: %v\n%s", err, b)
+	if stdout, stderr, err := testutil.RunVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--force", "--duration", "1s"); err != nil {
+		t.Fatalf("vtrace host collect --force: %v\n%s%s", err, stdout, stderr)
 	}
 	// What the streams wrote between the two runs waited in the FIFOs.
 	if n := checkCapture(t, out, cpus); n == 0 {
@@ -248,66 +201,27 @@ func TestIntegrationCollectSIGTERM(t *testing.T) {
 	}
 }
 
-// cpuStats reads one counter of every CPU's per_cpu/cpuN/stats.
+// cpuStats is one counter of every CPU's per_cpu/cpuN/stats.
 func cpuStats(t *testing.T, inst string, cpus int, key string) []int64 {
 	t.Helper()
 	var vals []int64
 	for cpu := range cpus {
-		path := filepath.Join(inst, "per_cpu", "cpu"+strconv.Itoa(cpu), "stats")
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, key+":"); ok {
-				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				if err != nil {
-					t.Fatalf("parse %q in %s: %v", line, path, err)
-				}
-				vals, found = append(vals, n), true
-			}
-		}
-		if !found {
-			t.Fatalf("no %q in %s", key, path)
-		}
+		vals = append(vals, testutil.CPUStat(t, inst, cpu, key))
 	}
 	return vals
-}
-
-// startAgent runs this repository's guest agent in loopback mode: it reads
-// its orders from DIR/agent-ctl-path.in and writes CPU N's pages into
-// DIR/trace-path-cpuN.out.
-func startAgent(t *testing.T, inst, dir string) {
-	t.Helper()
-	bin := testutil.BuildVtrace(t)
-	agent := exec.Command(bin, "guest", "agent", "--tracefs", inst, "--ports-dir", dir)
-	var log bytes.Buffer
-	agent.Stdout, agent.Stderr = &log, &log
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		agent.Process.Signal(syscall.SIGTERM)
-		if err := agent.Wait(); err != nil {
-			t.Errorf("guest agent: %v\n%s", err, log.String())
-		}
-	})
 }
 
 // TestIntegrationCollectAgent runs a whole capture with --start against the
 // guest agent of this repository on a private ftrace instance: every event
 // the kernel says was read from each CPU's buffer is in that CPU's file.
 func TestIntegrationCollectAgent(t *testing.T) {
-	checkFDs(t)
+	testutil.CheckFDs(t)
 	testutil.BuildVtrace(t) // before tracing: a build would fill the buffers
-	inst := testutil.Instance(t, "vtrace-collect-agent")
-	cpus := instanceCPUs(t, inst)
+	inst, cpus, dir := loopback(t, "vtrace-collect-agent")
 	// Room for what happens between enabling the events and the start order.
 	writeTracefs(t, filepath.Join(inst, "buffer_size_kb"), "4096")
-	dir := fifoDir(t, cpus)
 	out := filepath.Join(t.TempDir(), "capture")
-	startAgent(t, inst, dir)
+	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir})
 	readBefore := cpuStats(t, inst, cpus, "read events")
 	// The workload's own sched events and every irq event. sched_switch
 	// and sched_wakeup are left out: they come from the whole machine,
@@ -379,3 +293,6 @@ func TestIntegrationCollectAgent(t *testing.T) {
 		t.Error("the capture holds no events")
 	}
 }
+
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }

@@ -1,14 +1,11 @@
 package collect_test
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,32 +33,26 @@ func summaryRow(t *testing.T, out string) []string {
 // many events as the page reader counted and the agent says it read, only
 // of the chosen events; an unknown event is refused.
 func TestIntegrationCollectProtocolEvents(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
 	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
-	inst := testutil.Instance(t, "vtrace-collect-proto")
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
-	startAgent(t, inst, dir)
+	inst, _, dir := loopback(t, "vtrace-collect-proto")
+	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir})
 	out := filepath.Join(t.TempDir(), "capture")
 
-	bad := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "nosuch:event", "--duration", "1s")
-	b, err := bad.CombinedOutput()
-	if err == nil || !strings.Contains(string(b), "nosuch") {
-		t.Errorf("collect --events nosuch:event: %v, want an error naming the event\n%s", err, b)
+	_, stderr, err := testutil.RunVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "nosuch:event", "--duration", "1s")
+	if err == nil || !strings.Contains(stderr, "nosuch") {
+		t.Errorf("collect --events nosuch:event: %v, want an error naming the event\n%s", err, stderr)
 	}
 	if ents, _ := filepath.Glob(filepath.Join(out, "cpu*.raw")); len(ents) != 0 {
 		t.Errorf("the refused capture left %v", ents)
 	}
 
-	cmd := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out, "--force", "--start",
+	stdout, stderr, err := testutil.RunVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--force", "--start",
 		"--events", "sched:sched_switch,irq", "--duration", "2s", "--timeout", "30s")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("collect: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	if err != nil {
+		t.Fatalf("collect: %v\n%s\n%s", err, stdout, stderr)
 	}
-	t.Logf("summary:\n%s", stdout.String())
-	row := summaryRow(t, stdout.String())
+	t.Logf("summary:\n%s", stdout)
+	row := summaryRow(t, stdout)
 	// all, bytes, pages, events, missed pages, missed events, cut, entries, read, overrun, dropped
 	if len(row) != 11 {
 		t.Fatalf("summary row %q: want the agent's counters too", row)
@@ -72,17 +63,10 @@ func TestIntegrationCollectProtocolEvents(t *testing.T) {
 			t.Errorf("capture lacks %s: %v", p, err)
 		}
 	}
-	rep, err := exec.Command(tc, "report", "-i", filepath.Join(out, "trace.dat")).Output()
-	if err != nil {
-		t.Fatalf("trace-cmd report: %v", err)
-	}
+	names, _ := report(t, tc, filepath.Join(out, "trace.dat"))
 	n := 0
-	names := map[string]int{}
-	for _, line := range strings.Split(string(rep), "\n") {
-		if m := reportLine.FindStringSubmatch(line); m != nil {
-			n++
-			names[m[5]]++
-		}
+	for _, c := range names {
+		n += c
 	}
 	t.Logf("trace-cmd report: %d events %v", n, names)
 	if n == 0 || names["sched_switch"] == 0 {
@@ -101,24 +85,10 @@ func TestIntegrationCollectProtocolEvents(t *testing.T) {
 // TestIntegrationHostStatusStates: status says recording after start and
 // idle after stop, with a collector (without --start) reading the data.
 func TestIntegrationHostStatusStates(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-status")
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
-	startAgent(t, inst, dir)
-	col := exec.Command(bin, "host", "collect", "--dir", dir, "-o", filepath.Join(t.TempDir(), "c"))
-	if err := col.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { col.Process.Signal(syscall.SIGTERM); col.Wait() }()
-	run := func(args ...string) string {
-		t.Helper()
-		b, err := exec.Command(bin, append([]string{"host"}, append(args, "--dir", dir, "--timeout", "30s")...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("vtrace host %s: %v\n%s", strings.Join(args, " "), err, b)
-		}
-		return string(b)
-	}
+	inst, _, dir := loopback(t, "vtrace-status")
+	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir})
+	testutil.StartVtrace(t, "host", "collect", "--dir", dir, "-o", filepath.Join(t.TempDir(), "c"))
+	run := func(args ...string) string { return mustHost(t, dir, args...) }
 	if s := run("status"); !strings.Contains(s, "state:    idle") {
 		t.Errorf("status before start:\n%s", s)
 	}

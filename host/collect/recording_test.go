@@ -6,7 +6,6 @@ package collect_test
 // the host's FIFOs) on this machine's tracefs.
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -22,60 +21,25 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
-// instanceAgent is a `vtrace guest agent` process recording in instance name
-// (when the host gives settings) and streaming inst otherwise.
-type instanceAgent struct {
-	cmd  *exec.Cmd
-	log  bytes.Buffer
-	own  string // ROOT/instances/NAME
-	done chan error
+// hostCommand runs `vtrace host ARGS --dir DIR --timeout 30s` and returns
+// what it wrote (stdout, then stderr) and its error.
+func hostCommand(t *testing.T, dir string, args ...string) (string, error) {
+	t.Helper()
+	stdout, stderr, err := testutil.RunVtrace(t, append([]string{"host"}, append(args, "--dir", dir, "--timeout", "30s")...)...)
+	return stdout + stderr, err
 }
 
-// startInstanceAgent runs the agent until the test ends (or until term).
-func startInstanceAgent(t *testing.T, inst, dir, name string, extra ...string) *instanceAgent {
+// mustHost is hostCommand failing the test on an error.
+func mustHost(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	bin := testutil.BuildVtrace(t)
-	a := &instanceAgent{own: filepath.Join(filepath.Dir(inst), name), done: make(chan error, 1)}
-	args := append([]string{"guest", "agent", "--tracefs", inst, "--ports-dir", dir, "--instance", name}, extra...)
-	a.cmd = exec.Command(bin, args...)
-	a.cmd.Stdout, a.cmd.Stderr = &a.log, &a.log
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
+	out, err := hostCommand(t, dir, args...)
+	if err != nil {
+		t.Fatalf("vtrace host %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	go func() { a.done <- a.cmd.Wait() }()
-	t.Cleanup(func() {
-		if a.cmd.ProcessState == nil {
-			a.term(t)
-		}
-	})
-	return a
-}
-
-// term sends SIGTERM and waits for a clean exit.
-func (a *instanceAgent) term(t *testing.T) {
-	t.Helper()
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-a.done:
-		if err != nil {
-			t.Errorf("guest agent after SIGTERM: %v\n%s", err, a.log.String())
-		}
-	case <-time.After(time.Minute): // a guard against a hang, not a measure
-		a.cmd.Process.Kill()
-		t.Fatalf("guest agent did not exit after SIGTERM\n%s", a.log.String())
-	}
-}
-
-// runVtrace runs the binary and returns stdout, stderr and the exit error.
-func runVtrace(t *testing.T, args ...string) (string, string, error) {
-	t.Helper()
-	cmd := exec.Command(testutil.BuildVtrace(t), args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	return stdout.String(), stderr.String(), err
+	return out
 }
 
 // cpuRow is one CPU's row of collect's summary: the page reader's counts
@@ -168,14 +132,12 @@ func busy(t *testing.T, cpus int) func() {
 func TestIntegrationRecordChosenEvents(t *testing.T) {
 	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-rec-events-base")
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
-	startInstanceAgent(t, inst, dir, "vtrace-rec-events")
+	inst, cpus, dir := loopback(t, "vtrace-rec-events-base")
+	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-events"})
 	out := filepath.Join(t.TempDir(), "capture")
 
 	stop := busy(t, cpus) // sched_switch all along, through the stop
-	stdout, stderr, err := runVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch",
+	stdout, stderr, err := testutil.RunVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch",
 		"--duration", "2s", "--timeout", "30s")
 	stop()
 	if err != nil {
@@ -245,13 +207,11 @@ func tracefsState(t *testing.T, root, inst, prefix string) string {
 // fail with an error naming the problem, leave no capture, and leave
 // tracefs as it was; a good capture afterwards works.
 func TestIntegrationRecordBadSettings(t *testing.T) {
-	inst := testutil.Instance(t, "vtrace-rec-bad-base")
+	inst, _, dir := loopback(t, "vtrace-rec-bad-base")
 	root := filepath.Dir(filepath.Dir(inst))
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
-	a := startInstanceAgent(t, inst, dir, "vtrace-rec-bad")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-bad"})
 	out := filepath.Join(t.TempDir(), "capture")
-	huge := strconv.FormatUint(memTotalKiB(t)*4, 10) + "K"
+	huge := strconv.FormatUint(testutil.MemTotalKiB(t)*4, 10) + "K"
 
 	before := tracefsState(t, root, inst, "vtrace-rec-bad")
 	for _, tc := range []struct {
@@ -265,7 +225,7 @@ func TestIntegrationRecordBadSettings(t *testing.T) {
 		{[]string{"--events", "sched:sched_switch", "--clock", "no-such-clock"}, []string{"clock no-such-clock", "not offered"}},
 	} {
 		args := append([]string{"host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s", "--timeout", "30s"}, tc.args...)
-		stdout, stderr, err := runVtrace(t, args...)
+		stdout, stderr, err := testutil.RunVtrace(t, args...)
 		t.Logf("%v: %v\n%s", tc.args, err, stderr)
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
@@ -283,10 +243,10 @@ func TestIntegrationRecordBadSettings(t *testing.T) {
 			t.Errorf("collect %v changed tracefs:\nbefore:\n%s\nafter:\n%s", tc.args, before, after)
 		}
 	}
-	stdout, stderr, err := runVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch",
+	stdout, stderr, err := testutil.RunVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch",
 		"--duration", "500ms", "--timeout", "30s")
 	if err != nil {
-		t.Fatalf("a good capture after the bad ones: %v\n%s\n%s\nagent:\n%s", err, stdout, stderr, a.log.String())
+		t.Fatalf("a good capture after the bad ones: %v\n%s\n%s\nagent:\n%s", err, stdout, stderr, a.Output())
 	}
 	if after := tracefsState(t, root, inst, "vtrace-rec-bad"); after != before {
 		t.Errorf("a capture changed tracefs:\nbefore:\n%s\nafter:\n%s", before, after)
@@ -297,25 +257,10 @@ func TestIntegrationRecordBadSettings(t *testing.T) {
 func instanceStats(t *testing.T, dir string, cpus int) map[int]map[string]int64 {
 	t.Helper()
 	out := map[int]map[string]int64{}
-	for _, key := range []string{"entries", "overrun", "commit overrun", "dropped events", "read events"} {
-		for cpu, v := range cpuStats(t, dir, cpus, key) {
-			if out[cpu] == nil {
-				out[cpu] = map[string]int64{}
-			}
-			out[cpu][key] = v
-		}
+	for cpu := range cpus {
+		out[cpu] = testutil.CPUStats(t, dir, cpu)
 	}
 	return out
-}
-
-// waitFor polls cond every 20 ms; a minute is a guard against a hang.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for give := time.Now().Add(time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(give) {
-			t.Fatalf("waited a minute for %s", what)
-		}
-	}
 }
 
 // TestIntegrationRecordOverrun: a 16 KiB buffer under load while the host
@@ -327,55 +272,46 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestIntegrationRecordOverrun(t *testing.T) {
 	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-rec-overrun-base")
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
-	a := startInstanceAgent(t, inst, dir, "vtrace-rec-overrun", "--pipe-size", "64K")
+	inst, cpus, dir := loopback(t, "vtrace-rec-overrun-base")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-overrun", Args: []string{"--pipe-size", "64K"}})
 	out := filepath.Join(t.TempDir(), "capture")
 
-	col := exec.Command(testutil.BuildVtrace(t), "host", "collect", "--dir", dir, "-o", out, "--start",
+	col := testutil.StartVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start",
 		"--events", "sched,irq,raw_syscalls", "--buffer-size", "16K", "--timeout", "30s", "--drain-timeout", "30s")
-	var stdout, stderr bytes.Buffer
-	col.Stdout, col.Stderr = &stdout, &stderr
-	if err := col.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer col.Process.Kill()
 	// The events are enabled last: then the agent records.
-	waitFor(t, "the recording to start", func() bool {
-		b, _ := os.ReadFile(filepath.Join(a.own, "set_event"))
+	testutil.WaitFor(t, "the recording to start", func() bool {
+		b, _ := os.ReadFile(filepath.Join(a.Own, "set_event"))
 		return strings.Contains(string(b), "raw_syscalls:")
 	})
-	if err := col.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	col.Signal(syscall.SIGSTOP)
 	stop := busy(t, cpus)
 	time.Sleep(2 * time.Second) // the workload runs while nobody reads
 	stop()
 	// Freeze the instance: its counters are final from here.
-	writeTracefs(t, filepath.Join(a.own, "tracing_on"), "0")
-	kernel := instanceStats(t, a.own, cpus)
-	col.Process.Signal(syscall.SIGCONT)
+	writeTracefs(t, filepath.Join(a.Own, "tracing_on"), "0")
+	kernel := instanceStats(t, a.Own, cpus)
+	col.Signal(syscall.SIGCONT)
 	// Interrupt collect only once it read the agent's answer to Start (and
 	// every Stats): an interrupted start is a failed capture.
-	_, ctlOut := fifo.Paths(dir, fifo.CtlName)
+	_, ctlOut := fifo.Paths(dir, channel.Ctl)
 	ctl, err := sys.Open(ctlOut, sys.FIFOReadNonblock, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sys.Close(ctl)
-	waitFor(t, "collect to read the agent's replies", func() bool { n, err := sys.PipeBuffered(ctl); return err == nil && n == 0 })
-	col.Process.Signal(syscall.SIGINT)
+	testutil.WaitFor(t, "collect to read the agent's replies", func() bool { n, err := sys.PipeBuffered(ctl); return err == nil && n == 0 })
+	col.Signal(syscall.SIGINT)
 	if err := col.Wait(); err != nil {
-		t.Fatalf("collect: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		t.Fatalf("collect: %v\n%s", err, col.Output())
 	}
-	t.Logf("summary:\n%s", stdout.String())
+	stdout := col.Stdout()
+	t.Logf("summary:\n%s", stdout)
 	t.Logf("instance stats at the freeze: %v", kernel)
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after the capture", a.own)
+	if testutil.IsDir(a.Own) {
+		t.Errorf("instance %s still there after the capture", a.Own)
 	}
 	overran := false
-	for cpu, r := range summaryCPUs(t, stdout.String()) {
+	for cpu, r := range summaryCPUs(t, stdout) {
 		k := kernel[cpu]
 		if r.overrun != k["overrun"]+k["commit overrun"] || r.dropped != k["dropped events"] || r.read != k["read events"]+k["entries"] || r.entries != 0 {
 			t.Errorf("CPU %d: summary %+v, the instance said %v", cpu, r, k)
@@ -391,8 +327,8 @@ func TestIntegrationRecordOverrun(t *testing.T) {
 	if !overran {
 		t.Fatal("no CPU overran a 16 KiB buffer nobody read for 2 s")
 	}
-	if !strings.Contains(stdout.String(), "WARNING: ") || !strings.Contains(stdout.String(), "events lost in all") {
-		t.Errorf("no loud warning about the lost events:\n%s", stdout.String())
+	if !strings.Contains(stdout, "WARNING: ") || !strings.Contains(stdout, "events lost in all") {
+		t.Errorf("no loud warning about the lost events:\n%s", stdout)
 	}
 	st, err := exec.Command(tc, "report", "--stat", "-i", filepath.Join(out, "trace.dat")).CombinedOutput()
 	if err != nil {
@@ -410,16 +346,14 @@ func TestIntegrationRecordOverrun(t *testing.T) {
 func TestIntegrationRecordTwoCaptures(t *testing.T) {
 	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-rec-two-base")
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
-	a := startInstanceAgent(t, inst, dir, "vtrace-rec-two")
+	inst, cpus, dir := loopback(t, "vtrace-rec-two-base")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-two"})
 
 	capture := func(clock string, events ...string) (string, map[string]int) {
 		t.Helper()
 		out := filepath.Join(t.TempDir(), "capture")
 		stop := busy(t, cpus)
-		stdout, stderr, err := runVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", strings.Join(events, ","),
+		stdout, stderr, err := testutil.RunVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", strings.Join(events, ","),
 			"--clock", clock, "--duration", "1s", "--timeout", "30s")
 		stop()
 		if err != nil {
@@ -440,8 +374,8 @@ func TestIntegrationRecordTwoCaptures(t *testing.T) {
 	if names["sched_process_fork"] == 0 || names["sched_process_exit"] == 0 || len(names) != 2 || !strings.Contains(clock, "[global]") {
 		t.Errorf("second capture: events %v, clock %q; want sched_process_fork and _exit only, global", names, clock)
 	}
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after two captures", a.own)
+	if testutil.IsDir(a.Own) {
+		t.Errorf("instance %s still there after two captures", a.Own)
 	}
 }
 
@@ -449,48 +383,34 @@ func TestIntegrationRecordTwoCaptures(t *testing.T) {
 // recording removes its instance; so does one after a capture, and one
 // killed while recording leaves an instance the next agent takes back.
 func TestIntegrationAgentExitRemovesInstance(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-rec-exit-base")
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
+	inst, _, dir := loopback(t, "vtrace-rec-exit-base")
 	name := "vtrace-rec-exit"
-	col := exec.Command(bin, "host", "collect", "--dir", dir, "-o", filepath.Join(t.TempDir(), "c"))
-	if err := col.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { col.Process.Signal(syscall.SIGTERM); col.Wait() }()
-	host := func(args ...string) string {
-		t.Helper()
-		stdout, stderr, err := runVtrace(t, append([]string{"host"}, append(args, "--dir", dir, "--timeout", "30s")...)...)
-		if err != nil {
-			t.Fatalf("vtrace host %v: %v\n%s%s", args, err, stdout, stderr)
-		}
-		return stdout
-	}
+	testutil.StartVtrace(t, "host", "collect", "--dir", dir, "-o", filepath.Join(t.TempDir(), "c"))
+	host := func(args ...string) string { return mustHost(t, dir, args...) }
 
 	// SIGTERM while recording.
-	a := startInstanceAgent(t, inst, dir, name)
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: name})
 	host("start", "--events", "sched:sched_switch")
-	if !isDir(a.own) {
-		t.Fatalf("instance %s missing while recording", a.own)
+	if !testutil.IsDir(a.Own) {
+		t.Fatalf("instance %s missing while recording", a.Own)
 	}
-	a.term(t)
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after SIGTERM while recording", a.own)
+	a.Stop(t)
+	if testutil.IsDir(a.Own) {
+		t.Errorf("instance %s still there after SIGTERM while recording", a.Own)
 	}
 
 	// SIGTERM after a capture.
-	a = startInstanceAgent(t, inst, dir, name)
+	a = testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: name})
 	host("start", "--events", "sched:sched_switch")
 	host("stop")
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after the stop", a.own)
+	if testutil.IsDir(a.Own) {
+		t.Errorf("instance %s still there after the stop", a.Own)
 	}
 	host("start", "--events", "irq")
 	host("stop")
-	a.term(t)
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after the agent exited", a.own)
+	a.Stop(t)
+	if testutil.IsDir(a.Own) {
+		t.Errorf("instance %s still there after the agent exited", a.Own)
 	}
 }
 
@@ -499,39 +419,22 @@ func TestIntegrationAgentExitRemovesInstance(t *testing.T) {
 // reading the data and start/stop from the command line, status shows
 // recording with the settings, then idle with the last counters.
 func TestIntegrationStatusWhileRecording(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-rec-status-base")
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
-	a := startInstanceAgent(t, inst, dir, "vtrace-rec-status")
-	host := func(args ...string) (string, error) {
-		t.Helper()
-		stdout, stderr, err := runVtrace(t, append([]string{"host"}, append(args, "--dir", dir, "--timeout", "30s")...)...)
-		return stdout + stderr, err
-	}
+	inst, _, dir := loopback(t, "vtrace-rec-status-base")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-status"})
+	host := func(args ...string) (string, error) { return hostCommand(t, dir, args...) }
 
 	out := filepath.Join(t.TempDir(), "capture")
-	col := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch", "--timeout", "30s")
-	var colOut bytes.Buffer
-	col.Stdout, col.Stderr = &colOut, &colOut
-	if err := col.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer col.Process.Kill()
-	waitFor(t, "collect --start to record", func() bool { return isDir(a.own) && exists(filepath.Join(out, "meta")) })
+	col := testutil.StartVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch", "--timeout", "30s")
+	testutil.WaitFor(t, "collect --start to record", func() bool { return testutil.IsDir(a.Own) && testutil.IsDir(filepath.Join(out, "meta")) })
 	if s, err := host("status"); err == nil || !strings.Contains(s, "control channel in use") {
 		t.Errorf("status during collect --start: %v, want \"control channel in use\"\n%s", err, s)
 	}
-	col.Process.Signal(syscall.SIGINT)
+	col.Signal(syscall.SIGINT)
 	if err := col.Wait(); err != nil {
-		t.Fatalf("collect --start: %v\n%s", err, colOut.String())
+		t.Fatalf("collect --start: %v\n%s", err, col.Output())
 	}
 
-	plain := exec.Command(bin, "host", "collect", "--dir", dir, "-o", filepath.Join(t.TempDir(), "c"))
-	if err := plain.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { plain.Process.Signal(syscall.SIGTERM); plain.Wait() }()
+	testutil.StartVtrace(t, "host", "collect", "--dir", dir, "-o", filepath.Join(t.TempDir(), "c"))
 	if s, err := host("start", "--events", "sched:sched_switch,irq", "--clock", "mono", "--buffer-size", "512K"); err != nil {
 		t.Fatalf("start: %v\n%s", err, s)
 	}
@@ -557,76 +460,32 @@ func TestIntegrationStatusWhileRecording(t *testing.T) {
 	t.Logf("status after stop:\n%s", s)
 }
 
-func isDir(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
-}
-
-func exists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-// memTotalKiB is the machine's RAM in KiB.
-func memTotalKiB(t *testing.T) uint64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatal("no MemTotal in /proc/meminfo")
-	return 0
-}
-
 // TestIntegrationInterruptedStartStopsAgent: collect interrupted while it
 // waits for the agent's answer to Start (the agent is held with SIGSTOP)
 // still stops the agent: once the agent runs again, it is idle and its
 // instance is gone.
 func TestIntegrationInterruptedStartStopsAgent(t *testing.T) {
-	bin := testutil.BuildVtrace(t)
-	inst := testutil.Instance(t, "vtrace-rec-intr-base")
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
-	a := startInstanceAgent(t, inst, dir, "vtrace-rec-intr")
+	inst, _, dir := loopback(t, "vtrace-rec-intr-base")
+	a := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-rec-intr"})
 	out := filepath.Join(t.TempDir(), "capture")
 
-	col := exec.Command(bin, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch", "--timeout", "30s")
-	var colOut bytes.Buffer
-	col.Stdout, col.Stderr = &colOut, &colOut
-	if err := col.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- col.Wait() }()
+	col := testutil.StartVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch", "--timeout", "30s")
 	// OUT/meta is saved just before Start is sent.
-	waitFor(t, "collect to save the metadata", func() bool { return exists(filepath.Join(out, "meta")) })
-	a.cmd.Process.Signal(syscall.SIGSTOP)
-	col.Process.Signal(syscall.SIGINT)
-	var err error
+	testutil.WaitFor(t, "collect to save the metadata", func() bool { return testutil.IsDir(filepath.Join(out, "meta")) })
+	a.Signal(syscall.SIGSTOP)
+	col.Signal(syscall.SIGINT)
 	select {
-	case err = <-exited: // without the stop order collect is gone at once
+	case <-col.Exited(): // without the stop order collect is gone at once
 	case <-time.After(time.Second): // it waits for the StopReply
 	}
-	a.cmd.Process.Signal(syscall.SIGCONT)
-	if err == nil {
-		err = <-exited
-	}
-	t.Logf("collect: %v\n%s", err, colOut.String())
-	stdout, stderr, err := runVtrace(t, "host", "status", "--dir", dir, "--timeout", "30s")
+	a.Signal(syscall.SIGCONT)
+	t.Logf("collect: %v\n%s", col.Wait(), col.Output())
+	stdout, stderr, err := testutil.RunVtrace(t, "host", "status", "--dir", dir, "--timeout", "30s")
 	if err != nil || !strings.Contains(stdout, "state:    idle") {
 		t.Errorf("status after the interrupted capture: %v, want idle\n%s%s", err, stdout, stderr)
 	}
-	if isDir(a.own) {
-		t.Errorf("instance %s still there after the interrupted capture", a.own)
+	if testutil.IsDir(a.Own) {
+		t.Errorf("instance %s still there after the interrupted capture", a.Own)
 	}
 }
 
@@ -634,23 +493,21 @@ func TestIntegrationInterruptedStartStopsAgent(t *testing.T) {
 // start`, or a collector that died without stopping it) makes collect
 // --start fail at once with the way out, and that way out works.
 func TestIntegrationStartWhileRecording(t *testing.T) {
-	inst := testutil.Instance(t, "vtrace-recording-base")
-	cpus := instanceCPUs(t, inst)
-	dir := fifoDir(t, cpus)
-	startInstanceAgent(t, inst, dir, "vtrace-recording")
+	inst, cpus, dir := loopback(t, "vtrace-recording-base")
+	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir, Instance: "vtrace-recording"})
 	discardStreams(t, dir, cpus) // `host start` alone leaves the reading to someone
-	if _, stderr, err := runVtrace(t, "host", "start", "--dir", dir, "--events", "sched:sched_switch"); err != nil {
+	if _, stderr, err := testutil.RunVtrace(t, "host", "start", "--dir", dir, "--events", "sched:sched_switch"); err != nil {
 		t.Fatalf("host start: %v\n%s", err, stderr)
 	}
 	out := filepath.Join(t.TempDir(), "capture")
-	_, stderr, err := runVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s")
+	_, stderr, err := testutil.RunVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s")
 	if err == nil || !strings.Contains(stderr, "already recording") || !strings.Contains(stderr, "vtrace host stop --dir "+dir) {
 		t.Fatalf("collect --start on a recording agent: %v, want an error naming `vtrace host stop`\n%s", err, stderr)
 	}
-	if _, stderr, err := runVtrace(t, "host", "stop", "--dir", dir); err != nil {
+	if _, stderr, err := testutil.RunVtrace(t, "host", "stop", "--dir", dir); err != nil {
 		t.Fatalf("host stop: %v\n%s", err, stderr)
 	}
-	if stdout, stderr, err := runVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s", "--force"); err != nil {
+	if stdout, stderr, err := testutil.RunVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--duration", "1s", "--force"); err != nil {
 		t.Fatalf("collect --start after stop: %v\n%s%s", err, stdout, stderr)
 	}
 }
@@ -659,7 +516,7 @@ func TestIntegrationStartWhileRecording(t *testing.T) {
 func discardStreams(t *testing.T, dir string, cpus int) {
 	t.Helper()
 	for cpu := range cpus {
-		_, path := fifo.Paths(dir, fifo.TraceName(cpu))
+		_, path := fifo.Paths(dir, channel.Data(cpu))
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // spliceChunk is the most one splice(2) call moves.
@@ -37,7 +38,7 @@ func openStreams(cfg Config, cpus []int, sum *Summary) ([]*stream, error) {
 		return nil, err
 	}
 	for _, cpu := range cpus {
-		_, path := fifo.Paths(cfg.Dir, fifo.TraceName(cpu))
+		_, path := fifo.Paths(cfg.Dir, channel.Data(cpu))
 		in, err := fifo.Open(path, sys.FIFOReadNonblock)
 		if err != nil {
 			return fail(fmt.Errorf("read CPU %d's stream: %w", cpu, err))
@@ -70,7 +71,7 @@ func (s *stream) run(c *capture) error {
 			s.late = true // the stream never went quiet
 			return nil
 		}
-		n, err := sys.Splice(s.in, s.out, spliceChunk, sys.SpliceMove|sys.SpliceNonblock)
+		n, err := sys.Splice(s.in, s.out, spliceChunk, sys.SpliceNonblock)
 		if n > 0 {
 			s.written.Add(int64(n))
 			continue

@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // TraceCPUs lists the CPUs that have a data FIFO (trace-path-cpuN.out) in
@@ -27,13 +29,59 @@ func TraceCPUs(dir string) ([]int, error) {
 		if !ok {
 			continue
 		}
-		if n, ok := ParseTraceName(name); ok {
+		if n, ok := channel.ParseData(name); ok {
 			cpus = append(cpus, n)
 		}
 	}
 	if len(cpus) == 0 {
-		return nil, fmt.Errorf("find data FIFOs: no %s.out in %s: run `vtrace host setup <domain>` first", TraceName(0), dir)
+		return nil, fmt.Errorf("find data FIFOs: no %s.out in %s: run `vtrace host setup <domain>` first", channel.Data(0), dir)
 	}
 	slices.Sort(cpus)
 	return cpus, nil
+}
+
+// Names lists the channels that have a FIFO (NAME.in or NAME.out) in dir,
+// control port first, then by CPU. A missing dir has none.
+func Names(dir string) ([]string, error) {
+	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return nil, nil // Create and Remove say why they refuse it
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	ctl, cpus := false, []int{}
+	for _, e := range ents {
+		if e.Type()&fs.ModeNamedPipe == 0 {
+			continue
+		}
+		n, ok := strings.CutSuffix(e.Name(), ".in")
+		if !ok {
+			n, ok = strings.CutSuffix(e.Name(), ".out")
+		}
+		if !ok {
+			continue
+		}
+		if n == channel.Ctl {
+			ctl = true
+		} else if cpu, ok := channel.ParseData(n); ok && !slices.Contains(cpus, cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	slices.Sort(cpus)
+	var names []string
+	if ctl {
+		names = append(names, channel.Ctl)
+	}
+	for _, c := range cpus {
+		names = append(names, channel.Data(c))
+	}
+	return names, nil
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/channel"
@@ -201,25 +200,14 @@ func createIn(dir string, names []string, opts Options, r Report) (Report, error
 	}
 
 	// Check everything first, so a refusal leaves the directory as it was.
-	var missing []string
-	var existing []string
-	for _, n := range names {
-		for _, f := range []string{n + ".in", n + ".out"} {
-			p := filepath.Join(dir, f)
-			st, err := sys.Fstatat(fd, f)
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-				missing = append(missing, f)
-			case err != nil:
-				return r, fmt.Errorf("inspect %s: %w", p, err)
-			case st.Mode&fs.ModeNamedPipe != 0:
-				existing = append(existing, f)
-			case st.Mode&fs.ModeSymlink != 0:
-				return r, fmt.Errorf("refuse to follow %s: it is a symlink, not a FIFO", p)
-			default:
-				return r, fmt.Errorf("refuse to replace %s: it is a %s, not a FIFO", p, kind(st.Mode))
-			}
+	existing, missing, err := fifoFiles(fd, dir, names, func(p string, m fs.FileMode) error {
+		if m&fs.ModeSymlink != 0 {
+			return fmt.Errorf("refuse to follow %s: it is a symlink, not a FIFO", p)
 		}
+		return fmt.Errorf("refuse to replace %s: it is a %s, not a FIFO", p, kind(m))
+	})
+	if err != nil {
+		return r, err
 	}
 	noACL := false
 	for _, f := range existing {
@@ -329,21 +317,11 @@ func Remove(dir string, names []string, opts Options) (Report, error) {
 	}
 	defer sys.Close(fd)
 
-	var fifos []string
-	for _, n := range names {
-		for _, f := range []string{n + ".in", n + ".out"} {
-			p := filepath.Join(dir, f)
-			st, err := sys.Fstatat(fd, f)
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-			case err != nil:
-				return r, fmt.Errorf("inspect %s: %w", p, err)
-			case st.Mode&fs.ModeNamedPipe != 0:
-				fifos = append(fifos, f)
-			default:
-				return r, fmt.Errorf("refuse to remove %s: it is a %s, not a FIFO", p, kind(st.Mode))
-			}
-		}
+	fifos, _, err := fifoFiles(fd, dir, names, func(p string, m fs.FileMode) error {
+		return fmt.Errorf("refuse to remove %s: it is a %s, not a FIFO", p, kind(m))
+	})
+	if err != nil {
+		return r, err
 	}
 	for _, f := range fifos {
 		p := filepath.Join(dir, f)
@@ -401,6 +379,29 @@ func othersIn(dir string, names []string) (bool, error) {
 	return false, nil
 }
 
+// fifoFiles sorts the files NAME.in and NAME.out of every channel name in
+// directory fd (dir) into FIFOs and missing ones, in that order; anything
+// else there is refused with refuse's error.
+func fifoFiles(fd int, dir string, names []string, refuse func(path string, m fs.FileMode) error) (fifos, missing []string, err error) {
+	for _, n := range names {
+		for _, f := range []string{n + ".in", n + ".out"} {
+			p := filepath.Join(dir, f)
+			st, err := sys.Fstatat(fd, f)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				missing = append(missing, f)
+			case err != nil:
+				return nil, nil, fmt.Errorf("inspect %s: %w", p, err)
+			case st.Mode&fs.ModeNamedPipe != 0:
+				fifos = append(fifos, f)
+			default:
+				return nil, nil, refuse(p, st.Mode)
+			}
+		}
+	}
+	return fifos, missing, nil
+}
+
 func checkChannelNames(names []string) error {
 	for _, n := range names {
 		if n != channel.Ctl {
@@ -428,50 +429,4 @@ func kind(m fs.FileMode) string {
 		return "FIFO"
 	}
 	return "special file"
-}
-
-// Names lists the channels that have a FIFO (NAME.in or NAME.out) in dir,
-// control port first, then by CPU. A missing dir has none.
-func Names(dir string) ([]string, error) {
-	st, err := os.Lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("inspect %s: %w", dir, err)
-	}
-	if !st.IsDir() {
-		return nil, nil // Create and Remove say why they refuse it
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
-	}
-	ctl, cpus := false, []int{}
-	for _, e := range ents {
-		if e.Type()&fs.ModeNamedPipe == 0 {
-			continue
-		}
-		n, ok := strings.CutSuffix(e.Name(), ".in")
-		if !ok {
-			n, ok = strings.CutSuffix(e.Name(), ".out")
-		}
-		if !ok {
-			continue
-		}
-		if n == channel.Ctl {
-			ctl = true
-		} else if cpu, ok := channel.ParseData(n); ok && !slices.Contains(cpus, cpu) {
-			cpus = append(cpus, cpu)
-		}
-	}
-	slices.Sort(cpus)
-	var names []string
-	if ctl {
-		names = append(names, channel.Ctl)
-	}
-	for _, c := range cpus {
-		names = append(names, channel.Data(c))
-	}
-	return names, nil
 }

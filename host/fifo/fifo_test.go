@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 func TestCheckDomainName(t *testing.T) {
@@ -48,26 +49,6 @@ func TestDomainDir(t *testing.T) {
 	}
 }
 
-func TestNames(t *testing.T) {
-	if got, want := Channels(3), []string{"agent-ctl-path", "trace-path-cpu0", "trace-path-cpu1", "trace-path-cpu2"}; !slices.Equal(got, want) {
-		t.Errorf("Channels(3) = %q, want %q", got, want)
-	}
-	for _, c := range []struct {
-		name string
-		n    int
-		ok   bool
-	}{
-		{"trace-path-cpu0", 0, true}, {"trace-path-cpu17", 17, true},
-		{"trace-path-cpu", 0, false}, {"trace-path-cpu01", 0, false}, {"trace-path-cpu-1", 0, false},
-		{"trace-path-cpu1x", 0, false}, {"agent-ctl-path", 0, false}, {"trace-path-cpu1234567", 0, false},
-	} {
-		n, ok := ParseTraceName(c.name)
-		if n != c.n || ok != c.ok {
-			t.Errorf("ParseTraceName(%q) = %d, %v; want %d, %v", c.name, n, ok, c.n, c.ok)
-		}
-	}
-}
-
 func mode(t *testing.T, p string) fs.FileMode {
 	t.Helper()
 	st, err := os.Lstat(p)
@@ -88,7 +69,7 @@ func gid(t *testing.T, p string) int {
 
 func TestCreateRemove(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "base", "vm1")
-	names := Channels(2)
+	names := channel.Names(2)
 
 	dry, err := Create(dir, names, Options{Group: -1, DryRun: true})
 	if err != nil {
@@ -176,7 +157,7 @@ func TestCreateRefusesSymlinkDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []func(string, []string, Options) (Report, error){Create, Remove} {
-		_, err := f(dir, Channels(1), Options{Group: -1})
+		_, err := f(dir, channel.Names(1), Options{Group: -1})
 		if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "symlink") {
 			t.Errorf("error %v, want a refusal naming %s", err, dir)
 		}
@@ -195,7 +176,7 @@ func TestCreateRefusesSymlinkFIFO(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []func(string, []string, Options) (Report, error){Create, Remove} {
-		_, err := f(dir, Channels(1), Options{Group: 0})
+		_, err := f(dir, channel.Names(1), Options{Group: 0})
 		if err == nil || !strings.Contains(err.Error(), link) {
 			t.Errorf("error %v, want a refusal naming %s", err, link)
 		}
@@ -216,7 +197,7 @@ func TestCreateRefusesRegularFile(t *testing.T) {
 	p := filepath.Join(dir, "agent-ctl-path.in")
 	os.WriteFile(p, []byte("data"), 0o644)
 	for _, f := range []func(string, []string, Options) (Report, error){Create, Remove} {
-		_, err := f(dir, Channels(1), Options{Group: -1})
+		_, err := f(dir, channel.Names(1), Options{Group: -1})
 		if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "regular file") {
 			t.Errorf("error %v, want a refusal naming %s", err, p)
 		}
@@ -227,7 +208,7 @@ func TestCreateRefusesRegularFile(t *testing.T) {
 	// The directory itself being a regular file.
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o644)
-	if _, err := Create(file, Channels(1), Options{Group: -1}); err == nil || !strings.Contains(err.Error(), "regular file") {
+	if _, err := Create(file, channel.Names(1), Options{Group: -1}); err == nil || !strings.Contains(err.Error(), "regular file") {
 		t.Errorf("Create in a regular file: %v", err)
 	}
 }
@@ -242,22 +223,6 @@ func TestLookupGroup(t *testing.T) {
 	if _, err := LookupGroup("no-such-group-vtrace"); err == nil {
 		t.Error("LookupGroup of a missing group succeeded")
 	}
-}
-
-// reachableTempDir returns a new directory that any user may pass through
-// (mode 0711, in the system's temporary directory), removed at the end of the
-// test: t.TempDir's parent is 0700, which no other user can pass.
-func reachableTempDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "vtrace-fifo-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 // openAs opens every path read-write (as a reader that never blocks) in a
@@ -283,8 +248,8 @@ func openAs(t *testing.T, uid uint32, groups []uint32, paths ...string) error {
 func TestCreateGroupAccess(t *testing.T) {
 	testutil.NeedRoot(t)
 	const group, qemu, member, stranger = 54321, 64100, 12345, 12346
-	dir := filepath.Join(reachableTempDir(t), "vm1")
-	names := Channels(1)
+	dir := filepath.Join(testutil.ReachableDir(t), "vm1")
+	names := channel.Names(1)
 	r, err := Create(dir, names, Options{Group: group})
 	if err != nil {
 		t.Fatal(err)
@@ -356,15 +321,15 @@ func TestCreateGroupAccess(t *testing.T) {
 
 func TestCreateFixesModes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "vm1")
-	if _, err := Create(dir, Channels(1), Options{Group: -1}); err != nil {
+	if _, err := Create(dir, channel.Names(1), Options{Group: -1}); err != nil {
 		t.Fatal(err)
 	}
-	in, _ := Paths(dir, CtlName)
+	in, _ := Paths(dir, channel.Ctl)
 	// As an earlier vtrace left them: a directory qemu's user cannot pass.
 	os.Chmod(dir, 0o750)
 	os.Chmod(in, 0o600)
 	for _, dry := range []bool{true, false} {
-		r, err := Create(dir, Channels(1), Options{Group: -1, DryRun: dry})
+		r, err := Create(dir, channel.Names(1), Options{Group: -1, DryRun: dry})
 		if err != nil || !slices.Equal(r.Adjusted, []string{dir, in}) {
 			t.Errorf("Create (dry %v) over modes 0750/0600: %+v, %v; want %s and %s adjusted", dry, r, err, dir, in)
 		}

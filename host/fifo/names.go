@@ -19,30 +19,13 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // DefaultBase is the directory under which each domain gets its FIFO directory.
 const DefaultBase = "/var/lib/vtrace"
 
-// CtlName is the name of the control channel, channel.Ctl.
-const CtlName = channel.Ctl
-
 // maxNameLen bounds a domain name used as a path component (NAME_MAX).
 const maxNameLen = 255
-
-// TraceName is the name of CPU cpu's data channel, channel.Data:
-// trace-path-cpuN.
-func TraceName(cpu int) string { return channel.Data(cpu) }
-
-// ParseTraceName returns N for a channel named trace-path-cpuN, as
-// channel.ParseData does.
-func ParseTraceName(name string) (int, bool) { return channel.ParseData(name) }
-
-// Channels lists the channels whose FIFOs a guest with cpus vCPUs needs:
-// the control channel first, then trace-path-cpu0..cpus-1 (channel.Names).
-func Channels(cpus int) []string { return channel.Names(cpus) }
 
 // ErrBadName is returned (wrapped) for a domain name unsafe as a path component.
 var ErrBadName = errors.New("domain name is not safe as a directory name")

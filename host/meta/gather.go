@@ -29,19 +29,11 @@ func FromTracefs(tracefsDir string) (*Set, error) {
 	}
 	if filepath.Base(filepath.Dir(filepath.Clean(tracefsDir))) == "instances" {
 		root := filepath.Dir(filepath.Dir(filepath.Clean(tracefsDir)))
-		for _, f := range []struct {
-			name  string
-			dst   *[]byte
-			limit int
-		}{
-			{"printk_formats", &s.PrintkFormats, MaxPrintk},
-			{"saved_cmdlines", &s.Cmdlines, MaxCmdlines},
-			{"saved_tgids", &s.Tgids, MaxCmdlines},
-		} {
-			if *f.dst != nil {
+		for _, f := range s.files() {
+			if !f.root || *f.p != nil {
 				continue
 			}
-			if *f.dst, err = readOptional(filepath.Join(root, f.name), f.limit); err != nil {
+			if *f.p, err = readOptional(filepath.Join(root, f.name), f.limit); err != nil {
 				return nil, fmt.Errorf("gather metadata: %w", err)
 			}
 		}

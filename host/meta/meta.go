@@ -66,6 +66,35 @@ type Set struct {
 	CPUStats      map[int][]byte               // CPU → per_cpu/cpuN/stats
 }
 
+// file is one of a Set's files kept as it is, under the same name in
+// tracefs and in a metadata directory, within its bound.
+type file struct {
+	name  string
+	p     *[]byte
+	limit int
+	root  bool // in tracefs only the root has it, not an instance
+}
+
+// files lists s's files kept as they are (kallsyms is /proc/kallsyms on a
+// live machine).
+func (s *Set) files() []file {
+	return []file{
+		{"kallsyms", &s.Kallsyms, MaxKallsyms, false},
+		{"printk_formats", &s.PrintkFormats, MaxPrintk, true},
+		{"saved_cmdlines", &s.Cmdlines, MaxCmdlines, true},
+		{"saved_tgids", &s.Tgids, MaxCmdlines, true},
+	}
+}
+
+// line is one of a Set's one-line files, stored with a newline, read
+// without surrounding space, at most MaxLine bytes.
+type line struct {
+	name string
+	p    *string
+}
+
+func (s *Set) lines() []line { return []line{{"trace_clock", &s.Clock}, {"uname", &s.Uname}} }
+
 // Event names one event id.
 type Event struct{ System, Name string }
 
@@ -92,24 +121,15 @@ func (s *Set) Validate() error {
 	if _, err := s.Events(); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		name     string
-		n, limit int
-	}{
-		{"kallsyms", len(s.Kallsyms), MaxKallsyms},
-		{"printk_formats", len(s.PrintkFormats), MaxPrintk},
-		{"saved_cmdlines", len(s.Cmdlines), MaxCmdlines},
-		{"saved_tgids", len(s.Tgids), MaxCmdlines},
-	} {
-		if err := capped(f.name, f.n, f.limit); err != nil {
+	for _, f := range s.files() {
+		if err := capped(f.name, len(*f.p), f.limit); err != nil {
 			return err
 		}
 	}
-	if err := checkLine("trace_clock", s.Clock); err != nil {
-		return err
-	}
-	if err := checkLine("uname", s.Uname); err != nil {
-		return err
+	for _, l := range s.lines() {
+		if err := checkLine(l.name, *l.p); err != nil {
+			return err
+		}
 	}
 	for cpu, b := range s.CPUStats {
 		if cpu < 0 || cpu > tracefs.MaxCPU {
@@ -161,29 +181,17 @@ func Load(dir string) (*Set, error) {
 	if err := loadFormats(s, filepath.Join(dir, "events")); err != nil {
 		return nil, err
 	}
-	for _, f := range []struct {
-		name  string
-		dst   *[]byte
-		limit int
-	}{
-		{"kallsyms", &s.Kallsyms, MaxKallsyms},
-		{"printk_formats", &s.PrintkFormats, MaxPrintk},
-		{"saved_cmdlines", &s.Cmdlines, MaxCmdlines},
-		{"saved_tgids", &s.Tgids, MaxCmdlines},
-	} {
-		if *f.dst, err = readOptional(filepath.Join(dir, f.name), f.limit); err != nil {
+	for _, f := range s.files() {
+		if *f.p, err = readOptional(filepath.Join(dir, f.name), f.limit); err != nil {
 			return nil, fmt.Errorf("load metadata: %w", err)
 		}
 	}
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{{"trace_clock", &s.Clock}, {"uname", &s.Uname}} {
-		b, err := readOptional(filepath.Join(dir, f.name), MaxLine+1)
+	for _, l := range s.lines() {
+		b, err := readOptional(filepath.Join(dir, l.name), MaxLine+1)
 		if err != nil {
 			return nil, fmt.Errorf("load metadata: %w", err)
 		}
-		*f.dst = strings.TrimSpace(string(b))
+		*l.p = strings.TrimSpace(string(b))
 	}
 	if err := loadCPUStats(s, filepath.Join(dir, "cpustats"), ""); err != nil {
 		return nil, err

@@ -17,10 +17,7 @@ import (
 const fixture = "testdata/tracefs" // a trimmed copy of a real tracefs
 
 func TestLoadTracefsTree(t *testing.T) {
-	s, err := Load(fixture)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustLoad(t, fixture)
 	ev, err := s.Events()
 	if err != nil {
 		t.Fatal(err)
@@ -46,10 +43,7 @@ func TestLoadTracefsTree(t *testing.T) {
 }
 
 func TestSaveLoadRoundTrip(t *testing.T) {
-	s, err := Load(fixture)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustLoad(t, fixture)
 	s.Kallsyms = []byte("ffffffff81000000 T _text\n")
 	s.Tgids = []byte("42 42\n")
 	dir := t.TempDir()
@@ -59,10 +53,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "cpustats", "cpu1")); err != nil {
 		t.Errorf("Save wrote no cpustats/cpu1: %v", err)
 	}
-	back, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	back := mustLoad(t, dir)
 	if diff := cmp.Diff(s, back); diff != "" {
 		t.Errorf("round trip differs (-saved +loaded):\n%s", diff)
 	}
@@ -157,10 +148,7 @@ func TestLoadRejectsHostileMetadata(t *testing.T) {
 }
 
 func TestSaveRefusesBadNames(t *testing.T) {
-	s, err := Load(fixture)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustLoad(t, fixture)
 	s.Formats["../../escape"] = map[string][]byte{"x": []byte("name: x\nID: 999\nformat:\n")}
 	dir := t.TempDir()
 	if err := Save(s, filepath.Join(dir, "meta")); err == nil || !strings.Contains(err.Error(), "invalid system name") {
@@ -177,10 +165,7 @@ func TestIntegrationGatherInstance(t *testing.T) {
 	if err := Gather(inst, dir); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustLoad(t, dir)
 	ev, err := s.Events()
 	if err != nil {
 		t.Fatal(err)
@@ -201,4 +186,14 @@ func TestIntegrationGatherInstance(t *testing.T) {
 	case len(s.CPUStats) == 0:
 		t.Errorf("no per-CPU stats")
 	}
+}
+
+// mustLoad is Load failing the test on an error.
+func mustLoad(t *testing.T, dir string) *Set {
+	t.Helper()
+	s, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -39,18 +39,19 @@ func Save(s *Set, dir string) error {
 			}
 		}
 	}
-	for _, f := range []struct {
-		name string
-		b    []byte
-	}{
-		{"kallsyms", s.Kallsyms}, {"printk_formats", s.PrintkFormats},
-		{"saved_cmdlines", s.Cmdlines}, {"saved_tgids", s.Tgids},
-		{"trace_clock", lineBytes(s.Clock)}, {"uname", lineBytes(s.Uname)},
-	} {
-		if f.b == nil {
+	for _, f := range s.files() {
+		if *f.p == nil {
 			continue
 		}
-		if err := write(f.name, f.b); err != nil {
+		if err := write(f.name, *f.p); err != nil {
+			return err
+		}
+	}
+	for _, l := range s.lines() {
+		if *l.p == "" {
+			continue
+		}
+		if err := write(l.name, []byte(*l.p+"\n")); err != nil {
 			return err
 		}
 	}
@@ -66,11 +67,4 @@ func Save(s *Set, dir string) error {
 		return fmt.Errorf("save metadata: %w", err)
 	}
 	return nil
-}
-
-func lineBytes(s string) []byte {
-	if s == "" {
-		return nil
-	}
-	return []byte(s + "\n")
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/control"
 )
 
@@ -53,7 +54,7 @@ const retryEvery = 20 * time.Millisecond
 
 // Path returns the FIFO the host writes orders into: DIR/agent-ctl-path.in.
 func Path(dir string) string {
-	in, _ := fifo.Paths(dir, fifo.CtlName)
+	in, _ := fifo.Paths(dir, channel.Ctl)
 	return in
 }
 

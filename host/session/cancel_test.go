@@ -9,6 +9,7 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -40,9 +41,8 @@ func TestSessionWatchCancelWaitsForCallback(t *testing.T) {
 		p.hello()
 		<-status
 		p.send(&wire.Status{ID: 1, State: wire.StateRecording})
-		m, ok := p.expect().(*wire.Stop)
+		m, ok := expectA[*wire.Stop](p)
 		if !ok {
-			p.t.Errorf("peer: want a Stop")
 			return
 		}
 		p.send(&wire.StopReply{ID: m.ID, CPUs: []wire.CPUStats{{CPU: 0, ReadEvents: 7}}})
@@ -97,7 +97,7 @@ func TestSessionCommandAfterClose(t *testing.T) {
 	script(t, dir, func(p *peer) { p.hello() })
 	s := open(t, dir, session.Options{HandshakeTimeout: guard, ReplyTimeout: guard})
 	go s.Close()
-	_, out := fifo.Paths(dir, fifo.CtlName)
+	_, out := fifo.Paths(dir, channel.Ctl)
 	for deadline := time.Now().Add(guard); ; time.Sleep(time.Millisecond) {
 		fd, err := sys.Open(out, sys.FIFOReadNonblock, 0)
 		if err != nil {

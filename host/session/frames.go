@@ -163,31 +163,11 @@ func (s *Session) call(ctx context.Context, req wire.Message, id uint64, want wi
 		if e, ok := msg.(*wire.Error); ok && (e.ID == id || e.ID == 0) {
 			return nil, agentError(e) // the caller names the request
 		}
-		if msg.Type() == want && replyID(msg) == id {
+		if msg.Type() == want && wire.ID(msg) == id {
 			return msg, nil
 		}
 		s.note(fmt.Errorf("unexpected %v", msg.Type()))
 	}
-}
-
-func replyID(m wire.Message) uint64 {
-	switch m := m.(type) {
-	case *wire.HelloReply:
-		return m.ID
-	case *wire.StartReply:
-		return m.ID
-	case *wire.StopReply:
-		return m.ID
-	case *wire.Status:
-		return m.ID
-	case *wire.MetaChunk:
-		return m.ID
-	case *wire.MetaEnd:
-		return m.ID
-	case *wire.Error:
-		return m.ID
-	}
-	return 0
 }
 
 func agentError(e *wire.Error) error {

@@ -11,18 +11,19 @@ import (
 
 // Start asks the agent to record with settings and waits for its answer.
 // In line-protocol mode it writes the bare start order, and settings must
-// be empty.
+// be empty (else ErrNoSettings). An agent recording already gives
+// ErrRecording; any other refusal, ErrAgent.
 func (s *Session) Start(ctx context.Context, settings wire.Settings) error {
 	if s.LineProtocol() {
 		if !settings.IsZero() {
-			return fmt.Errorf("start recording with settings: %w on %s within %v, and an agent that speaks only the line protocol (the kernel's C agent) cannot apply settings: start a vtrace agent in the guest, or drop --events, --filter, --buffer-size, --clock and --instance",
-				ErrLineProtocol, s.outDir, s.opts.HandshakeTimeout)
+			return fmt.Errorf("start recording with settings: %w on %s within %v, and %w",
+				ErrLineProtocol, s.outDir, s.opts.HandshakeTimeout, ErrNoSettings)
 		}
 		return orders.Send(ctx, s.dir, orders.Start, s.opts.OpenTimeout)
 	}
 	if s.hello.State == wire.StateRecording {
-		return fmt.Errorf("start recording: %w: the agent is already recording (started by `vtrace host start`, or by a collector that exited without stopping it); stop it first with `vtrace host stop --dir %s`",
-			ErrAgent, s.dir)
+		return fmt.Errorf("start recording: %w: %w (started by an earlier start, or by a collector that exited without stopping it)",
+			ErrAgent, ErrRecording)
 	}
 	id := s.nextID()
 	m, err := s.call(ctx, &wire.Start{ID: id, Settings: settings}, id, wire.TypeStartReply, s.opts.ReplyTimeout)

@@ -39,6 +39,7 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -67,6 +68,12 @@ var (
 	ErrTimeout = errors.New("no reply in time")
 	// ErrAgent: the agent answered with an error.
 	ErrAgent = errors.New("the agent refused")
+	// ErrNoSettings (with ErrLineProtocol): recording settings were given,
+	// and an agent that speaks only the line protocol cannot apply them.
+	ErrNoSettings = errors.New("an agent that speaks only the line protocol (the kernel's C agent) cannot apply settings")
+	// ErrRecording (with ErrAgent): a start found the agent recording
+	// already; a stop must come first.
+	ErrRecording = errors.New("the agent is already recording")
 )
 
 // Options tune a Session.
@@ -121,7 +128,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 	if opts.HostVersion == "" {
 		opts.HostVersion = "dev"
 	}
-	_, outPath := fifo.Paths(dir, fifo.CtlName)
+	_, outPath := fifo.Paths(dir, channel.Ctl)
 	s := &Session{dir: dir, opts: opts, outDir: outPath, buf: make([]byte, 64<<10)}
 	// Ids differ from one session to the next, so that a late reply to an
 	// earlier command is never taken for one of ours.

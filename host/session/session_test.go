@@ -18,6 +18,7 @@ import (
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/control"
 	"github.com/vtrace/vtrace/proto/wire"
 )
@@ -29,7 +30,7 @@ const guard = time.Minute
 func fifoDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	in, out := fifo.Paths(dir, fifo.CtlName)
+	in, out := fifo.Paths(dir, channel.Ctl)
 	for _, p := range []string{in, out} {
 		if err := sys.Mkfifo(p, 0o600); err != nil {
 			t.Fatal(err)
@@ -52,7 +53,7 @@ type peer struct {
 
 func newPeer(t *testing.T, dir string) *peer {
 	t.Helper()
-	in, out := fifo.Paths(dir, fifo.CtlName)
+	in, out := fifo.Paths(dir, channel.Ctl)
 	p := &peer{t: t}
 	var err error
 	// O_RDWR, as qemu holds them: opens never block, reads never end.
@@ -102,6 +103,15 @@ func (p *peer) expect() wire.Message {
 	}
 }
 
+// expectA reads the host's next message, which must be a T.
+func expectA[T wire.Message](p *peer) (T, bool) {
+	m, ok := p.expect().(T)
+	if !ok {
+		p.t.Errorf("peer: want a %T", m)
+	}
+	return m, ok
+}
+
 func (p *peer) send(m wire.Message) {
 	b, err := wire.AppendMessage(nil, m)
 	if err != nil {
@@ -119,9 +129,8 @@ func (p *peer) raw(b []byte) {
 
 // hello answers the host's Hello.
 func (p *peer) hello() {
-	m, ok := p.expect().(*wire.Hello)
+	m, ok := expectA[*wire.Hello](p)
 	if !ok {
-		p.t.Errorf("peer: want a Hello first")
 		return
 	}
 	p.send(&wire.HelloReply{ID: m.ID, Version: 1, AgentVersion: "scripted", CPUs: []uint32{0, 1},
@@ -188,8 +197,8 @@ func TestSessionScriptedPeerLineProtocolFallback(t *testing.T) {
 		t.Errorf("notice: %q", s.LineProtocolNotice())
 	}
 	err := s.Start(context.Background(), wire.Settings{Events: []string{"sched"}})
-	if !errors.Is(err, session.ErrLineProtocol) || !strings.Contains(err.Error(), "--events") {
-		t.Errorf("Start with settings in line-protocol mode: %v, want ErrLineProtocol naming --events", err)
+	if !errors.Is(err, session.ErrLineProtocol) || !errors.Is(err, session.ErrNoSettings) || strings.Contains(err.Error(), "--") {
+		t.Errorf("Start with settings in line-protocol mode: %v, want ErrLineProtocol and ErrNoSettings, naming no flag", err)
 	}
 	read := func() []byte {
 		p.in.SetReadDeadline(time.Now().Add(guard))
@@ -256,9 +265,8 @@ func fixtureMeta(t *testing.T) *meta.Set {
 
 // serveMeta answers one MetaRequest with set's items in chunks of chunk bytes.
 func (p *peer) serveMeta(set *meta.Set, chunk int) {
-	req, ok := p.expect().(*wire.MetaRequest)
+	req, ok := expectA[*wire.MetaRequest](p)
 	if !ok {
-		p.t.Errorf("peer: want a MetaRequest")
 		return
 	}
 	var items uint64
@@ -346,9 +354,8 @@ func TestSessionScriptedPeerStartError(t *testing.T) {
 	var got wire.Settings
 	script(t, dir, func(p *peer) {
 		p.hello()
-		m, ok := p.expect().(*wire.Start)
+		m, ok := expectA[*wire.Start](p)
 		if !ok {
-			p.t.Errorf("peer: want a Start")
 			return
 		}
 		got = m.Settings
@@ -377,9 +384,8 @@ func TestSessionScriptedPeerStopWaitsForReply(t *testing.T) {
 	script(t, dir, func(p *peer) {
 		p.hello()
 		p.send(&wire.Stats{CPUs: []wire.CPUStats{{CPU: 0, Overrun: 1}}})
-		m, ok := p.expect().(*wire.Stop)
+		m, ok := expectA[*wire.Stop](p)
 		if !ok {
-			p.t.Errorf("peer: want a Stop")
 			return
 		}
 		for i := range 100 {
@@ -492,9 +498,8 @@ func TestSessionScriptedPeerHostile(t *testing.T) {
 			dir := fifoDir(t)
 			script(t, dir, func(p *peer) {
 				p.hello()
-				req, ok := p.expect().(*wire.MetaRequest)
+				req, ok := expectA[*wire.MetaRequest](p)
 				if !ok {
-					p.t.Errorf("peer: want a MetaRequest")
 					return
 				}
 				for _, b := range tc.meta(p, int(req.ID)) {
@@ -528,9 +533,8 @@ func TestSessionScriptedPeerFlood(t *testing.T) {
 		done := make(chan struct{})
 		script(t, dir, func(p *peer) {
 			p.hello()
-			req, ok := p.expect().(*wire.StatusRequest)
+			req, ok := expectA[*wire.StatusRequest](p)
 			if !ok {
-				p.t.Errorf("peer: want a StatusRequest")
 				return
 			}
 			stats := &wire.Stats{CPUs: []wire.CPUStats{{CPU: 0, Raw: strings.Repeat("x", 4000)}}}

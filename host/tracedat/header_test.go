@@ -33,29 +33,47 @@ type decoded struct {
 	headerBytes int
 }
 
+// fileReader reads a trace.dat's little-endian fields in order; reading
+// past the end panics, which the decoders recover into an error.
+type fileReader struct {
+	b []byte
+	p int // the offset of the next byte
+}
+
+func (r *fileReader) take(n int) []byte { r.p += n; return r.b[r.p-n : r.p] }
+func (r *fileReader) u16() uint16       { return binary.LittleEndian.Uint16(r.take(2)) }
+func (r *fileReader) u32() uint32       { return binary.LittleEndian.Uint32(r.take(4)) }
+func (r *fileReader) u64() uint64       { return binary.LittleEndian.Uint64(r.take(8)) }
+
+func (r *fileReader) cstr() string {
+	i := bytes.IndexByte(r.b[r.p:], 0)
+	return string(r.take(i + 1)[:i])
+}
+
+// start reads the initial format that every version shares: magic,
+// version (which must be version), endianness (little), long size and
+// page size.
+func (r *fileReader) start(version string) (longSize uint8, pageSize uint32, err error) {
+	if !bytes.Equal(r.take(3), []byte{0x17, 0x08, 0x44}) || string(r.take(7)) != "tracing" || r.cstr() != version {
+		return 0, 0, errors.New("bad magic or version")
+	}
+	if r.take(1)[0] != 0 {
+		return 0, 0, errors.New("not little-endian")
+	}
+	return r.take(1)[0], r.u32(), nil
+}
+
 func decodeHeader(b []byte) (d decoded, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("decode: out of bounds: %v", r)
 		}
 	}()
-	p := 0
-	take := func(n int) []byte { p += n; return b[p-n : p] }
-	u16 := func() uint16 { return binary.LittleEndian.Uint16(take(2)) }
-	u32 := func() uint32 { return binary.LittleEndian.Uint32(take(4)) }
-	u64 := func() uint64 { return binary.LittleEndian.Uint64(take(8)) }
-	cstr := func() string {
-		i := bytes.IndexByte(b[p:], 0)
-		return string(take(i + 1)[:i])
+	r := &fileReader{b: b}
+	take, u16, u32, u64, cstr := r.take, r.u16, r.u32, r.u64, r.cstr
+	if d.longSize, d.pageSize, err = r.start("6"); err != nil {
+		return d, err
 	}
-	if !bytes.Equal(take(3), []byte{0x17, 0x08, 0x44}) || string(take(7)) != "tracing" || cstr() != "6" {
-		return d, errors.New("bad magic or version")
-	}
-	if take(1)[0] != 0 {
-		return d, errors.New("not little-endian")
-	}
-	d.longSize = take(1)[0]
-	d.pageSize = u32()
 	if cstr() != "header_page" {
 		return d, errors.New("no header_page")
 	}
@@ -104,12 +122,12 @@ func decodeHeader(b []byte) (d decoded, err error) {
 			d.clock = string(take(int(u64())))
 		}
 	}
-	for p < len(b) && p%int(d.pageSize) != 0 {
+	for r.p < len(b) && r.p%int(d.pageSize) != 0 {
 		if take(1)[0] != 0 {
 			return d, errors.New("padding is not zero")
 		}
 	}
-	d.headerBytes = p
+	d.headerBytes = r.p
 	return d, nil
 }
 

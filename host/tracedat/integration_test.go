@@ -93,19 +93,7 @@ func TestIntegrationTraceCmdReadsCapture(t *testing.T) {
 	}
 
 	// Our page reader, the kernel and trace-cmd must agree per CPU.
-	ours := map[int]int64{}
-	var total int64
-	for _, c := range cpus {
-		st, err := ringbuf.ScanFile(l, c.Path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ours[c.CPU] = st.Events
-		total += st.Events
-		if k := tracedattest.KernelStat(t, inst, c.CPU, "read events"); k != st.Events {
-			t.Errorf("CPU %d: kernel read events %d, ringbuf counts %d", c.CPU, k, st.Events)
-		}
-	}
+	ours, total := countEvents(t, l, inst, cpus)
 	// -N: no plugins, so fields print through the formats we wrote.
 	events, dropped := parseReport(report(t, dat, "-N"))
 	theirs := map[int]int64{}
@@ -287,19 +275,7 @@ func TestIntegrationTraceCmdReadsV7(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours := map[int]int64{}
-	var total int64
-	for _, c := range cpus {
-		st, err := ringbuf.ScanFile(l, c.Path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ours[c.CPU] = st.Events
-		total += st.Events
-		if k := tracedattest.KernelStat(t, inst, c.CPU, "read events"); k != st.Events {
-			t.Errorf("CPU %d: kernel read events %d, ringbuf counts %d", c.CPU, k, st.Events)
-		}
-	}
+	ours, total := countEvents(t, l, inst, cpus)
 	if total == 0 {
 		t.Fatal("the capture holds no events")
 	}
@@ -365,4 +341,25 @@ func TestIntegrationTraceCmdReadsV7(t *testing.T) {
 		}
 		t.Logf("%s: %d bytes, %d of pages stored in %d", name, res.Size, pages, stored)
 	}
+}
+
+// countEvents counts the events of each CPU's file with the page reader,
+// checking that they are the events the kernel says it read from inst; it
+// returns them by CPU and in all.
+func countEvents(t *testing.T, l ringbuf.Layout, inst string, cpus []CPUData) (map[int]int64, int64) {
+	t.Helper()
+	ours := map[int]int64{}
+	var total int64
+	for _, c := range cpus {
+		st, err := ringbuf.ScanFile(l, c.Path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours[c.CPU] = st.Events
+		total += st.Events
+		if k := testutil.CPUStat(t, inst, c.CPU, "read events"); k != st.Events {
+			t.Errorf("CPU %d: kernel read events %d, ringbuf counts %d", c.CPU, k, st.Events)
+		}
+	}
+	return ours, total
 }

@@ -57,27 +57,15 @@ func decodeV7(b []byte) (f v7File, err error) {
 		return f, err
 	}
 	defer dec.Close()
-	p := 0
-	take := func(n int) []byte { p += n; return b[p-n : p] }
-	u16 := func() uint16 { return binary.LittleEndian.Uint16(take(2)) }
-	u32 := func() uint32 { return binary.LittleEndian.Uint32(take(4)) }
-	u64 := func() uint64 { return binary.LittleEndian.Uint64(take(8)) }
-	cstr := func() string {
-		i := bytes.IndexByte(b[p:], 0)
-		return string(take(i + 1)[:i])
+	r := &fileReader{b: b}
+	take, u16, u32, u64, cstr := r.take, r.u16, r.u32, r.u64, r.cstr
+	if f.longSize, f.pageSize, err = r.start("7"); err != nil {
+		return f, err
 	}
-	if !bytes.Equal(take(3), []byte{0x17, 0x08, 0x44}) || string(take(7)) != "tracing" || cstr() != "7" {
-		return f, errors.New("bad magic or version")
-	}
-	if take(1)[0] != 0 {
-		return f, errors.New("not little-endian")
-	}
-	f.longSize = take(1)[0]
-	f.pageSize = u32()
 	f.compName, f.compVer = cstr(), cstr()
 	optionsAt := u64()
-	if optionsAt != uint64(p) {
-		return f, fmt.Errorf("options at %d, the header ends at %d", optionsAt, p)
+	if optionsAt != uint64(r.p) {
+		return f, fmt.Errorf("options at %d, the header ends at %d", optionsAt, r.p)
 	}
 	unzip := func(z []byte, size uint32) ([]byte, error) {
 		out, err := dec.DecodeAll(z, nil)
@@ -88,8 +76,8 @@ func decodeV7(b []byte) (f v7File, err error) {
 	}
 	// The walk trace-cmd's reader does to find the strings: header after
 	// header, each skipping its size, to the end of the file.
-	for p < len(b) {
-		sec := v7Section{at: uint64(p)}
+	for r.p < len(b) {
+		sec := v7Section{at: uint64(r.p)}
 		sec.id, sec.flags, sec.desc = u16(), u16(), u32()
 		sec.stored = u64()
 		raw := take(int(sec.stored))

@@ -13,6 +13,7 @@ import (
 	"github.com/vtrace/vtrace/host/domxml"
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // noDaemon is the default URI of every vtrace the tests run: a socket that
@@ -137,8 +138,8 @@ func TestIntegrationQemuArgsAccepted(t *testing.T) {
 		t.Fatalf("qemu-args --create: exit %d\n%s", code, out)
 	}
 	names, err := fifo.Names(dir)
-	if err != nil || len(names) != len(fifo.Channels(2)) {
-		t.Fatalf("qemu-args --create made %v (%v), want the FIFOs of %v", names, err, fifo.Channels(2))
+	if err != nil || len(names) != len(channel.Names(2)) {
+		t.Fatalf("qemu-args --create made %v (%v), want the FIFOs of %v", names, err, channel.Names(2))
 	}
 	if out, code = vtrace(t, nil, "host", "qemu-args", "--cpus", "2", "--dir", dir); code != 0 {
 		t.Fatalf("qemu-args: exit %d\n%s", code, out)

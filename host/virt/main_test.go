@@ -1,7 +1,6 @@
 package virt
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -9,15 +8,12 @@ import (
 )
 
 // TestMain stops the private libvirtds the tests started and removes the
-// domains' boot files.
+// domains' boot files and the built vtrace.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if bootDir != "" {
-		os.RemoveAll(bootDir)
-	}
-	if err := testutil.StopLibvirtds(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
+	testutil.Main(m, func() error {
+		if bootDir != "" {
+			os.RemoveAll(bootDir)
+		}
+		return testutil.StopLibvirtds()
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/vtrace/vtrace/host/domxml"
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // The remote transports are tested against private libvirtds reached from
@@ -118,7 +119,7 @@ func TestIntegrationRemoteTCP(t *testing.T) {
 		"On 127.0.0.1, run: vtrace host setup --dir "+dir+" "+name,
 		"  "+filepath.Join(dir, "agent-ctl-path.in")+"\n", "--local-fifos")
 	set := inactive(t, c, name)
-	if got := inspect(t, set).ChannelNames(); strings.Join(got, " ") != strings.Join(fifo.Channels(2), " ") {
+	if got := inspect(t, set).ChannelNames(); strings.Join(got, " ") != strings.Join(channel.Names(2), " ") {
 		t.Errorf("channels after remote setup: %q", got)
 	}
 	if in, _ := fifo.Paths(dir, "trace-path-cpu1"); !bytes.Contains(set, []byte("<source path='"+strings.TrimSuffix(in, ".in")+"'/>")) {
@@ -129,7 +130,7 @@ func TestIntegrationRemoteTCP(t *testing.T) {
 	// --local-fifos: the remote daemon is this machine's.
 	out, code = vtraceIn(t, d, nil, "host", "setup", "-c", uri, "--local-fifos", "--dir", dir, name)
 	wantOut(t, "setup --local-fifos", out, code, 0, "XML already as wanted", "created:")
-	checkFIFOs(t, dir, fifo.Channels(2))
+	checkFIFOs(t, dir, channel.Names(2))
 	if !bytes.Equal(inactive(t, c, name), set) {
 		t.Error("second setup changed the XML")
 	}
@@ -140,7 +141,7 @@ func TestIntegrationRemoteTCP(t *testing.T) {
 	if after := inactive(t, c, name); !bytes.Equal(after, orig) {
 		t.Errorf("remote teardown did not restore the definition:\n%s", domxml.Diff("original", "after", orig, after))
 	}
-	checkFIFOs(t, dir, fifo.Channels(2))
+	checkFIFOs(t, dir, channel.Names(2))
 
 	out, code = vtraceIn(t, d, nil, "host", "teardown", "-c", uri, "--local-fifos", "--dir", dir, name)
 	wantOut(t, "teardown --local-fifos", out, code, 0, "XML already as wanted", "removed:")
@@ -165,7 +166,7 @@ func TestIntegrationRemoteSSH(t *testing.T) {
 	out, code := vtraceIn(t, d, env, "host", "setup", "-c", libssh, "--local-fifos", "--dir", dir, name)
 	wantOut(t, "setup over qemu+libssh", out, code, 0, "redefined", "created:",
 		"channels: agent-ctl-path trace-path-cpu0\n")
-	checkFIFOs(t, dir, fifo.Channels(1))
+	checkFIFOs(t, dir, channel.Names(1))
 	if got := inspect(t, inactive(t, c, name)).ChannelNames(); strings.Join(got, " ") != "agent-ctl-path trace-path-cpu0" {
 		t.Errorf("channels after setup over ssh: %q", got)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vtrace/vtrace/host/domxml"
 	"github.com/vtrace/vtrace/host/fifo"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 // Options says which domain to set up or tear down, and how.
@@ -211,7 +212,7 @@ func redefine(c *Conn, r *Result, opts Options, doc []byte) error {
 func teardownFIFOs(r *Result, before domxml.Info, opts Options) error {
 	names := before.ChannelNames()
 	if before.CPUs > 0 {
-		names = append(names, fifo.Channels(before.CPUs)...)
+		names = append(names, channel.Names(before.CPUs)...)
 	}
 	inDir, err := fifo.Names(r.Dir)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/vtrace/vtrace/host/domxml"
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/channel"
 )
 
 var domainSeq atomic.Int32
@@ -196,7 +197,7 @@ func TestIntegrationSetupTeardown(t *testing.T) {
 	}
 	x := inactive(t, c, name)
 	info := inspect(t, x)
-	want := fifo.Channels(2)
+	want := channel.Names(2)
 	if got := info.ChannelNames(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("channels %q, want %q", got, want)
 	}
@@ -240,7 +241,7 @@ func TestIntegrationSetupTeardown(t *testing.T) {
 			t.Fatal(err)
 		}
 		info := inspect(t, inactive(t, c, name))
-		want := fifo.Channels(cpus)
+		want := channel.Names(cpus)
 		if got := info.ChannelNames(); strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("%d vCPUs: channels %q, want %q", cpus, got, want)
 		}
@@ -350,7 +351,7 @@ func TestIntegrationDryRun(t *testing.T) {
 	if after := inactive(t, c, name); !bytes.Equal(after, set) {
 		t.Errorf("dry-run teardown changed the XML")
 	}
-	checkFIFOs(t, dir, fifo.Channels(2))
+	checkFIFOs(t, dir, channel.Names(2))
 }
 
 func TestIntegrationHostileNames(t *testing.T) {
@@ -437,22 +438,6 @@ func TestIntegrationRefusals(t *testing.T) {
 	}
 }
 
-// reachableDir returns a new directory that qemu's user may pass through
-// (mode 0711, in the system's temporary directory), removed at the end of the
-// test: t.TempDir's parent is 0700, which only root passes.
-func reachableDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "vtrace-virt-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // owners returns "UID:GID" of every FIFO of names in dir.
 func owners(t *testing.T, dir string, names []string) []string {
 	t.Helper()
@@ -478,7 +463,7 @@ func owners(t *testing.T, dir string, names []string) []string {
 func TestIntegrationRunningDomain(t *testing.T) {
 	c, d := connect(t)
 	name := define(t, c, 2, "")
-	dir := filepath.Join(reachableDir(t), name)
+	dir := filepath.Join(testutil.ReachableDir(t), name)
 	l := c.Libvirt()
 	dom, err := l.DomainLookupByName(name)
 	if err != nil {
@@ -508,7 +493,7 @@ func TestIntegrationRunningDomain(t *testing.T) {
 		t.Error("the running domain got the channels without a restart")
 	}
 
-	names := fifo.Channels(2)
+	names := channel.Names(2)
 	set := owners(t, dir, names)
 	for _, o := range set {
 		if o != fmt.Sprintf("0:%d", group) {

@@ -21,15 +21,9 @@ import (
 	"github.com/vtrace/vtrace/internal/testutil"
 )
 
-// TestMain stops the private libvirtd the libvirt tests started.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := testutil.StopLibvirtds(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
+// TestMain stops the private libvirtd the libvirt tests started and
+// removes the built vtrace.
+func TestMain(m *testing.M) { testutil.Main(m, testutil.StopLibvirtds) }
 
 // The ids of the host user that collects without root in the libvirt test:
 // a member of collectGroup only. Numeric ids need no entry in /etc/passwd.

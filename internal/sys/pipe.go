@@ -9,14 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Splice flags.
-const (
-	SpliceNonblock = unix.SPLICE_F_NONBLOCK
-	// SpliceMove is SPLICE_F_MOVE, a no-op since Linux 2.6.21 (splice(2)):
-	// of the files vtrace splices (pipes, FIFOs, tracefs, virtio ports)
-	// none reads it; only FUSE devices do.
-	SpliceMove = unix.SPLICE_F_MOVE
-)
+// SpliceNonblock is splice(2)'s SPLICE_F_NONBLOCK. (SPLICE_F_MOVE is not
+// offered: it is a no-op since Linux 2.6.21 for every file vtrace splices.)
+const SpliceNonblock = unix.SPLICE_F_NONBLOCK
 
 // Splice moves up to n bytes from in to out. One of them must be a pipe.
 // It returns 0, nil at end of input.

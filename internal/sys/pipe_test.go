@@ -32,7 +32,7 @@ func TestPipeSpliceAndBuffered(t *testing.T) {
 	if n, err := PipeBuffered(r1); err != nil || n != len(page) {
 		t.Fatalf("buffered = %d, %v; want %d", n, err, len(page))
 	}
-	if n, err := Splice(r1, w2, 1<<20, SpliceMove|SpliceNonblock); err != nil || n != len(page) {
+	if n, err := Splice(r1, w2, 1<<20, SpliceNonblock); err != nil || n != len(page) {
 		t.Fatalf("splice = %d, %v", n, err)
 	}
 	// An empty non-blocking pipe: EAGAIN, comparable with errors.Is.

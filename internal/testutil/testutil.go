@@ -1,13 +1,20 @@
 // Package testutil holds the few helpers vtrace's tests share: finding the
-// real parts (tracefs, root, programs) and refusing to skip under CI.
+// real parts (tracefs, root, programs) and refusing to skip under CI,
+// building the binary (BuildVtrace, removed by Main) and running its agent
+// on this machine (StartAgent), FIFO directories (FIFODir) and the
+// descriptor-leak check (CheckFDs).
 package testutil
 
 import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
 // InCI reports whether the tests run under CI (CI=true), where a missing
@@ -76,6 +83,85 @@ func Instance(t testing.TB, name string) string {
 	return dir
 }
 
+// CPUStats reads per_cpu/cpuN/stats of an ftrace instance (or the top
+// buffer) into its counters by name: "entries", "overrun", "commit
+// overrun", "bytes", "dropped events", "read events". The timestamps,
+// which are not integers, are left out.
+func CPUStats(t testing.TB, inst string, cpu int) map[string]int64 {
+	t.Helper()
+	b, err := os.ReadFile(tracefs.PerCPU(inst, cpu, "stats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); ok && err == nil {
+			m[k] = n
+		}
+	}
+	return m
+}
+
+// CPUStat is one counter of CPUStats; a missing one fails the test.
+func CPUStat(t testing.TB, inst string, cpu int, key string) int64 {
+	t.Helper()
+	v, ok := CPUStats(t, inst, cpu)[key]
+	if !ok {
+		t.Fatalf("no %q in %s", key, tracefs.PerCPU(inst, cpu, "stats"))
+	}
+	return v
+}
+
+// InstanceCPUs counts the per-CPU buffers (per_cpu/cpuN) of an ftrace
+// instance.
+func InstanceCPUs(t testing.TB, inst string) int {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(inst, "per_cpu", "cpu*"))
+	if err != nil || len(m) == 0 {
+		t.Fatalf("find per_cpu buffers in %s: %v", inst, err)
+	}
+	return len(m)
+}
+
+// WaitFor polls cond every 20 ms until it holds. A minute is a guard
+// against a hang, not a measure: past it the test fails, naming what it
+// waited for.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for give := time.Now().Add(time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(give) {
+			t.Fatalf("waited a minute for %s", what)
+		}
+	}
+}
+
+// MemTotalKiB is the machine's RAM in KiB, from /proc/meminfo.
+func MemTotalKiB(t testing.TB) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				t.Fatalf("parse %q in /proc/meminfo: %v", line, err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no MemTotal in /proc/meminfo")
+	return 0
+}
+
+// IsDir reports whether p is a directory.
+func IsDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
 // Repo returns the repository's top directory (where go.mod is).
 func Repo(t testing.TB) string {
 	t.Helper()
@@ -93,30 +179,4 @@ func Repo(t testing.TB) string {
 		}
 		d = p
 	}
-}
-
-// BuildVtrace builds the static vtrace binary into a temporary directory
-// once per test binary and returns its path.
-func BuildVtrace(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vtrace-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		bin := filepath.Join(dir, "vtrace")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/vtrace")
-		cmd.Dir = Repo(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = &buildError{err, string(out)}
-			return
-		}
-		builtBin = bin
-	})
-	if buildErr != nil {
-		t.Fatalf("build vtrace: %v", buildErr)
-	}
-	return builtBin
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vtrace/vtrace/internal/testutil"
 )
 
 // TestIntegrationGuestBoots boots the test guest of each kernel with 2
@@ -99,3 +101,6 @@ func mustCommand(t *testing.T, g *Guest, args ...string) string {
 	}
 	return out
 }
+
+// TestMain removes, after the tests, the vtrace binary they build.
+func TestMain(m *testing.M) { testutil.Main(m) }

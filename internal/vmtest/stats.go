@@ -84,3 +84,27 @@ func parseStatsLine(fields string) (CPUStats, error) {
 	}
 	return s, nil
 }
+
+// Stats returns the guest's per_cpu/cpuN/stats of its top-level buffer.
+func (g *Guest) Stats() ([]CPUStats, error) { return g.StatsOf("") }
+
+// StatsOf returns the per_cpu stats of ftrace instance name ("" for the
+// top-level buffer).
+func (g *Guest) StatsOf(instance string) ([]CPUStats, error) {
+	args := []string{"stats"}
+	if instance != "" {
+		args = append(args, instance)
+	}
+	out, err := g.Command(args...)
+	if err != nil {
+		return nil, err
+	}
+	s, err := ParseStats(out)
+	if err != nil {
+		return nil, err
+	}
+	if len(s) != g.CPUs {
+		return nil, fmt.Errorf("read guest stats: %d CPUs in %q, want %d", len(s), out, g.CPUs)
+	}
+	return s, nil
+}

@@ -11,7 +11,6 @@
 package vmtest
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -103,13 +102,6 @@ type Guest struct {
 }
 
 var (
-	buildMu sync.Mutex
-	builds  = map[string]*built{} // by guest directory
-
-	cAgentOnce sync.Once
-	cAgentDir  string
-	cAgentErr  error
-
 	// What Boot runs; the harness's own tests put stand-ins here.
 	buildGuest  = build
 	buildCGuest = buildWithCAgent
@@ -183,118 +175,6 @@ func Boot(t testing.TB, opts Options) *Guest {
 		t.Fatalf("boot guest: asked for kernel %s, the guest runs %q\n%s", opts.Kernel, g.Release, g.consoleTail(30))
 	}
 	return g
-}
-
-// built is one guest directory's build, done once per test binary.
-type built struct {
-	once sync.Once
-	err  error
-}
-
-// buildOnce runs scripts/build-guest.sh -k kernel -o dir with env added,
-// once per test binary and directory; later calls return the first one's
-// error.
-func buildOnce(repo, kernel, dir string, env ...string) error {
-	buildMu.Lock()
-	b := builds[dir]
-	if b == nil {
-		b = &built{}
-		builds[dir] = b
-	}
-	buildMu.Unlock()
-	b.once.Do(func() { b.err = buildGuestInto(repo, kernel, dir, env...) })
-	return b.err
-}
-
-// guestDirOf is where the guest of kernel is built: $VTRACE_GUEST_DIR or
-// build/guest, then "-c" for a guest with the kernel's C agent, then
-// "-KERNEL" for a kernel other than DefaultKernel (build/guest-6.12,
-// build/guest-c-6.12).
-func guestDirOf(repo, kernel string, cAgent bool) string {
-	dir := os.Getenv("VTRACE_GUEST_DIR")
-	if dir == "" {
-		dir = filepath.Join(repo, "build", "guest")
-	}
-	if cAgent {
-		dir += "-c"
-	}
-	if kernel != DefaultKernel {
-		dir += "-" + kernel
-	}
-	return dir
-}
-
-// build runs scripts/build-guest.sh once per test binary and kernel, into
-// guestDirOf(kernel), with the vtrace testutil builds, and returns the guest
-// directory and that vtrace.
-func build(t testing.TB, kernel string) (dir, vtrace string) {
-	t.Helper()
-	needGuestParts(t, kernel)
-	repo := testutil.Repo(t)
-	bin := testutil.BuildVtrace(t)
-	dir = guestDirOf(repo, kernel, false)
-	if err := buildOnce(repo, kernel, dir, "VTRACE_BIN="+bin); err != nil {
-		t.Fatal(err)
-	}
-	return dir, bin
-}
-
-// buildWithCAgent builds, once per test binary, the kernel's C agent
-// (scripts/build-c-agent.sh into build/c-agent) and, once per kernel, a
-// guest holding it as /bin/trace-agent, in guestDirOf(kernel, true)
-// (build/guest-c for 6.1): the default guests stay without it.
-func buildWithCAgent(t testing.TB, kernel string) (dir, vtrace string) {
-	t.Helper()
-	needGuestParts(t, kernel)
-	_, err := exec.LookPath("gcc")
-	sources, _ := filepath.Glob("/usr/src/linux-source-*.tar.xz")
-	testutil.Need(t, err == nil && len(sources) > 0, "gcc and Debian's Linux source (for the kernel's C agent)",
-		"scripts/deps.sh, or apt-get install -y --no-install-recommends linux-source-6.1 gcc libc6-dev")
-	repo := testutil.Repo(t)
-	bin := testutil.BuildVtrace(t)
-	agentDir := filepath.Join(repo, "build", "c-agent")
-	cAgentOnce.Do(func() {
-		cmd := exec.Command("bash", filepath.Join(repo, "scripts", "build-c-agent.sh"), "-o", agentDir)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			cAgentErr = fmt.Errorf("build the kernel's C agent: %w\n%s", err, out)
-		}
-	})
-	if cAgentErr != nil {
-		t.Fatal(cAgentErr)
-	}
-	dir = guestDirOf(repo, kernel, true)
-	if err := buildOnce(repo, kernel, dir, "VTRACE_BIN="+bin, "C_AGENT="+filepath.Join(agentDir, "trace-agent")); err != nil {
-		t.Fatal(err)
-	}
-	return dir, bin
-}
-
-// buildGuestInto runs scripts/build-guest.sh -k kernel -o dir with env added.
-func buildGuestInto(repo, kernel, dir string, env ...string) error {
-	cmd := exec.Command("bash", filepath.Join(repo, "scripts", "build-guest.sh"), "-k", kernel, "-o", dir)
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build guest of kernel %s: %w\n%s", kernel, err, out)
-	}
-	return nil
-}
-
-// needGuestParts skips (fails under CI) a test on a machine without what
-// the guest of kernel is made of.
-func needGuestParts(t testing.TB, kernel string) {
-	t.Helper()
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	testutil.Need(t, err == nil && qemu != "", "qemu-system-x86_64",
-		"apt-get install -y --no-install-recommends qemu-system-x86")
-	_, err = os.Stat("/bin/busybox")
-	testutil.Need(t, err == nil, "busybox-static", "apt-get install -y --no-install-recommends busybox-static")
-	// The script looks only (-n): fetching is scripts/deps.sh's job.
-	out, err := exec.Command("bash", filepath.Join(testutil.Repo(t), "scripts", "guest-kernel.sh"), "-n", kernel).CombinedOutput()
-	how := "scripts/deps.sh (it fetches Debian's bookworm-backports " + kernel + " kernel into a cache), or scripts/guest-kernel.sh " + kernel
-	if kernel == Kernel61 {
-		how = "apt-get install -y --no-install-recommends linux-image-amd64"
-	}
-	testutil.Need(t, err == nil, "a Debian "+kernel+" kernel for the guest ("+strings.TrimSpace(string(out))+")", how)
 }
 
 // portNames are the ports run-guest.sh wires, each a FIFO pair.
@@ -405,18 +285,6 @@ func (g *Guest) cmdline() string {
 	return strings.Join(append(w, g.opts.Cmdline...), " ")
 }
 
-// readReplies copies the test port's lines into t until f is closed.
-func (g *Guest) readReplies(f *os.File, t *text) {
-	r := bufio.NewReader(f)
-	for {
-		line, err := r.ReadBytes('\n')
-		t.write(line)
-		if err != nil {
-			return
-		}
-	}
-}
-
 // Console returns everything the guest printed on its console so far (and
 // qemu's own messages), every boot included, without carriage returns.
 func (g *Guest) Console() string { return g.con.String() }
@@ -432,105 +300,6 @@ func (g *Guest) WaitFor(pattern string, timeout time.Duration) ([]string, error)
 	}
 	g.cursor = end
 	return m, nil
-}
-
-// Command sends one command line to the guest's test port and returns its
-// reply, failing when the command fails in the guest (its exit status is not
-// 0) or no answer comes within Options.CommandTimeout.
-func (g *Guest) Command(args ...string) (string, error) {
-	return g.CommandWithin(g.opts.CommandTimeout, args...)
-}
-
-// CommandWithin is Command with its own bound.
-func (g *Guest) CommandWithin(timeout time.Duration, args ...string) (string, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	line := strings.Join(args, " ")
-	if g.cmdIn == nil {
-		return "", fmt.Errorf("send guest command %q: the guest was stopped", line)
-	}
-	if strings.ContainsAny(line, "\n\r") {
-		return "", fmt.Errorf("send guest command %q: a command is one line", line)
-	}
-	if _, err := g.cmdIn.Write([]byte(line + "\n")); err != nil {
-		return "", fmt.Errorf("send guest command %q: %w", line, err)
-	}
-	g.ncmd++
-	m, start, end, err := g.replies.wait(fmt.Sprintf(`^VTRACE-END n=%d rc=(\d+)$`, g.ncmd), g.rcursor, timeout, g.exited)
-	if err != nil {
-		return "", fmt.Errorf("guest command %q: %w", line, err)
-	}
-	// The reply is what came after the previous command's end line (a
-	// command given up on may still have answered late).
-	reply := g.replies.String()[g.rcursor:start]
-	g.rcursor = end
-	if i := strings.LastIndex(reply, "VTRACE-END n="); i >= 0 {
-		reply = reply[i:]
-		reply = reply[strings.IndexByte(reply, '\n')+1:]
-	}
-	if m[1] != "0" {
-		return reply, fmt.Errorf("guest command %q: exit status %s: %s", line, m[1], strings.TrimSpace(reply))
-	}
-	return reply, nil
-}
-
-// Stats returns the guest's per_cpu/cpuN/stats of its top-level buffer.
-func (g *Guest) Stats() ([]CPUStats, error) { return g.StatsOf("") }
-
-// StatsOf returns the per_cpu stats of ftrace instance name ("" for the
-// top-level buffer).
-func (g *Guest) StatsOf(instance string) ([]CPUStats, error) {
-	args := []string{"stats"}
-	if instance != "" {
-		args = append(args, instance)
-	}
-	out, err := g.Command(args...)
-	if err != nil {
-		return nil, err
-	}
-	s, err := ParseStats(out)
-	if err != nil {
-		return nil, err
-	}
-	if len(s) != g.CPUs {
-		return nil, fmt.Errorf("read guest stats: %d CPUs in %q, want %d", len(s), out, g.CPUs)
-	}
-	return s, nil
-}
-
-// StartWorkload starts workload name (spawn, busy, marker, idle) for seconds
-// in the guest and returns its id; arg is the workload's optional argument.
-func (g *Guest) StartWorkload(name string, seconds int, arg string) (int, error) {
-	out, err := g.Command("workload", name, strconv.Itoa(seconds), arg)
-	if err != nil {
-		return 0, err
-	}
-	m := regexp.MustCompile(`id=(\d+)`).FindStringSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("start workload %s: no id in %q", name, out)
-	}
-	return strconv.Atoi(m[1])
-}
-
-// WaitWorkload waits for workload id's VTRACE-WORKLOAD-DONE line.
-func (g *Guest) WaitWorkload(id int, timeout time.Duration) error {
-	m, _, _, err := g.con.wait(fmt.Sprintf(`^VTRACE-WORKLOAD-DONE id=%d name=\S+ rc=(\d+)`, id), g.bootStart, timeout, g.exited)
-	if err != nil {
-		return fmt.Errorf("wait for workload %d: %w", id, err)
-	}
-	if m[1] != "0" {
-		return fmt.Errorf("workload %d: %s", id, m[0])
-	}
-	return nil
-}
-
-// RunWorkload runs workload name for seconds and waits for its end.
-func (g *Guest) RunWorkload(name string, seconds int) error {
-	id, err := g.StartWorkload(name, seconds, "")
-	if err != nil {
-		return err
-	}
-	return g.WaitWorkload(id, time.Duration(seconds)*time.Second+g.opts.CommandTimeout)
 }
 
 // Pid returns qemu's process id.

@@ -6,35 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/vtrace/vtrace/internal/testutil"
 	"github.com/vtrace/vtrace/proto/tracefs"
 )
-
-// cpuStat reads one counter of per_cpu/cpuN/stats ("read events: 12").
-func cpuStat(t *testing.T, inst string, cpu int, key string) int64 {
-	t.Helper()
-	b, err := os.ReadFile(tracefs.PerCPU(inst, cpu, "stats"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if ok && strings.TrimSpace(k) == key {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				t.Fatalf("parse %q: %v", line, err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no %q in cpu%d stats:\n%s", key, cpu, b)
-	return 0
-}
 
 // TestIntegrationKernelPages reads every page a real ring buffer recorded,
 // partial last pages included, and checks the parser counts exactly the
@@ -62,9 +39,9 @@ func TestIntegrationKernelPages(t *testing.T) {
 	cpus, _ := filepath.Glob(filepath.Join(inst, "per_cpu", "cpu*"))
 	var total int64
 	for cpu := 0; cpu < len(cpus); cpu++ {
-		before := cpuStat(t, inst, cpu, "read events")
-		entries := cpuStat(t, inst, cpu, "entries")
-		overrun := cpuStat(t, inst, cpu, "overrun")
+		before := testutil.CPUStat(t, inst, cpu, "read events")
+		entries := testutil.CPUStat(t, inst, cpu, "entries")
+		overrun := testutil.CPUStat(t, inst, cpu, "overrun")
 		// A raw fd: os.File would hand tracefs's pollable file to the
 		// runtime poller and wait for buffer_percent instead of EAGAIN.
 		fd, err := syscall.Open(tracefs.PerCPU(inst, cpu, "trace_pipe_raw"), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
@@ -91,11 +68,11 @@ func TestIntegrationKernelPages(t *testing.T) {
 		if err != nil {
 			t.Fatalf("cpu%d: %v", cpu, err)
 		}
-		read := cpuStat(t, inst, cpu, "read events") - before
+		read := testutil.CPUStat(t, inst, cpu, "read events") - before
 		if s.Events != read || s.Events != entries || overrun != 0 {
 			t.Errorf("cpu%d: parsed %d events; kernel: %d entries before, %d read, %d overrun", cpu, s.Events, entries, read, overrun)
 		}
-		if left := cpuStat(t, inst, cpu, "entries"); left != 0 {
+		if left := testutil.CPUStat(t, inst, cpu, "entries"); left != 0 {
 			t.Errorf("cpu%d: %d entries left in the ring buffer", cpu, left)
 		}
 		if s.MissedPages != 0 {

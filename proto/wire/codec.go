@@ -52,6 +52,24 @@ func decodeFields(p []byte, fs []field) error {
 	})
 }
 
+// idTag is the tag of the id a message carries where it has one
+// (docs/protocol.md).
+const idTag = 1
+
+// ID returns the id m carries: the host's choice in a request, the
+// request's it answers in a reply or an Error. It is 0 for none (Stats,
+// an Error that answers no request, a message of another package).
+func ID(m Message) uint64 {
+	if fs, ok := m.(fieldSet); ok {
+		for _, f := range fs.fields() {
+			if n, ok := f.value.(numberValue[uint64]); ok && f.tag == idTag {
+				return *n.p
+			}
+		}
+	}
+	return 0
+}
+
 // marshal validates m, then encodes it.
 func marshal(m message) ([]byte, error) {
 	if err := m.check(); err != nil {

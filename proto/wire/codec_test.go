@@ -38,6 +38,26 @@ func TestFieldTables(t *testing.T) {
 	}
 }
 
+// TestID: ID reads the ID field of every message that has one (tag 1, as
+// docs/protocol.md says), and 0 of Stats, which has none.
+func TestID(t *testing.T) {
+	t.Parallel()
+	for ty := Type(0); ty < 255; ty++ {
+		m := New(ty)
+		if m == nil {
+			continue
+		}
+		want := uint64(0)
+		if f := reflect.ValueOf(m).Elem().FieldByName("ID"); f.IsValid() {
+			want = 1000 + uint64(ty)
+			f.SetUint(want)
+		}
+		if got := ID(m); got != want {
+			t.Errorf("ID(%v) = %d, want %d", ty, got, want)
+		}
+	}
+}
+
 // TestLargeCPUNumbers: every CPU number the kernel can have crosses the
 // wire, in a CPU list and in stats; the one above is refused both ways.
 func TestLargeCPUNumbers(t *testing.T) {

@@ -78,26 +78,6 @@ func Drain(t testing.TB, inst, out string, pageSize int) {
 	}
 }
 
-// KernelStat is the value of KEY in an instance's per_cpu/cpuN/stats.
-func KernelStat(t testing.TB, inst string, cpu int, key string) int64 {
-	t.Helper()
-	b, err := os.ReadFile(tracefs.PerCPU(inst, cpu, "stats"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				t.Fatalf("parse stats line %q: %v", line, err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no %q in cpu%d stats:\n%s", key, cpu, b)
-	return 0
-}
-
 // ProbeComm is the command name of the known workload.
 const ProbeComm = "vtrace-probe"
 
