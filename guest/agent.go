@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -243,11 +244,13 @@ func (a *Agent) shutdown(cause error, drainTimeout time.Duration, abort <-chan s
 // quit ends every CPU goroutine, each after a stop as Stop does (the
 // agent's instance frozen first), and returns once all have ended. An abort
 // makes them give up at once: one already under way, timeout passing (0: no
-// timeout; the error says so) or abort closing.
+// timeout; the error says so, naming each CPU that had not finished and
+// what it left behind) or abort closing (logged the same way).
 func (a *Agent) quit(timeout time.Duration, abort <-chan struct{}) error {
 	a.mu.Lock()
 	a.freeze(a.rec)
-	for _, w := range a.workers {
+	workers := a.workers
+	for _, w := range workers {
 		w.tell(nil, order{kind: orderQuit, done: make(chan error, 1)})
 	}
 	a.mu.Unlock()
@@ -257,20 +260,60 @@ func (a *Agent) quit(timeout time.Duration, abort <-chan struct{}) error {
 		defer t.Stop()
 		expired = t.C
 	}
-	var err error
-	for _, w := range a.workers {
+	gaveUp, cut := false, false
+	for _, w := range workers {
 		select {
 		case <-w.exited:
 			continue
 		case <-expired:
-			err = fmt.Errorf("stop: gave up after %v: the host is not reading (pages left behind)", timeout)
+			gaveUp = true
 		case <-abort:
-			a.log.Warn("stop cut short: pages left behind")
+			cut = true
 		}
-		a.abortAll()
+		break
+	}
+	var unfinished []*worker
+	for _, w := range workers {
+		select {
+		case <-w.exited:
+		default:
+			unfinished = append(unfinished, w)
+		}
+	}
+	if len(unfinished) == 0 {
+		return nil
+	}
+	a.abortAll()
+	for _, w := range workers {
 		<-w.exited
 	}
-	return err
+	left := leftBehind(unfinished)
+	switch {
+	case gaveUp:
+		return fmt.Errorf("stop: gave up after %v: the host is not reading %s", timeout, left)
+	case cut:
+		a.log.Warn("stop cut short: pages left behind", "left", left)
+	}
+	return nil
+}
+
+// leftBehind says, for CPUs whose stop did not finish (their goroutines
+// have ended), what stayed in the guest: whole pages in the agent's pipe,
+// and the events in the ring buffer (per_cpu/cpuN/stats "entries").
+func leftBehind(ws []*worker) string {
+	var parts []string
+	for _, w := range ws {
+		events := "?"
+		b, err := readSmall(filepath.Join(filepath.Dir(w.tracePath), "stats"), maxStatsFile)
+		if err == nil {
+			if st, err := ParseCPUStats(w.cpu, string(b)); err == nil {
+				events = strconv.FormatUint(st.Entries, 10)
+			}
+		}
+		parts = append(parts, fmt.Sprintf("cpu %d (left behind: %d pages of %d bytes in the agent's pipe, %s events in the ring buffer)",
+			w.cpu, w.inPipe/w.page, w.page, events))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // abortAll makes every CPU give up what it is waiting for.
