@@ -78,9 +78,11 @@ func (d *Demux) Feed(p []byte) []Item {
 		if cap(d.buf) > 64<<10 {
 			d.buf = nil // do not keep a megabyte for the next small frame
 		}
-	case len(d.buf) > 0: // data is d.buf: move the unfinished frame to its front
+	case len(d.buf) > 0: // data is d.buf: the unfinished frame goes to its front
 		d.noRescan = pending < s.second
-		d.buf = d.buf[:copy(d.buf, data[pending:])]
+		if pending > 0 {
+			d.buf = d.buf[:copy(d.buf, data[pending:])]
+		}
 	default:
 		d.noRescan = pending < s.second
 		d.buf = append(d.buf[:0], data[pending:]...)

@@ -279,3 +279,25 @@ func TestReader(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", s, want)
 	}
 }
+
+// TestDemuxByteByByteBigFrame: a frame of MaxFrame bytes fed one byte a
+// read costs each read a constant amount of work, not its length so far.
+func TestDemuxByteByByteBigFrame(t *testing.T) {
+	t.Parallel()
+	big := frameOf(t, &MetaChunk{Kind: MetaKallsyms, Total: MaxChunk, Data: bytes.Repeat([]byte("x\n"), MaxChunk/2), Last: true})
+	for _, textOrders := range []bool{false, true} {
+		d := Demux{TextOrders: textOrders}
+		frames := 0
+		for i := range big {
+			for _, it := range d.Feed(big[i : i+1]) {
+				if it.Frame == nil {
+					t.Fatalf("TextOrders %v: %+v before the frame", textOrders, it)
+				}
+				frames++
+			}
+		}
+		if frames != 1 {
+			t.Errorf("TextOrders %v: %d frames, want 1", textOrders, frames)
+		}
+	}
+}
