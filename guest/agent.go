@@ -108,8 +108,9 @@ func (c Config) withDefaults() (Config, error) {
 type Agent struct {
 	cfg     Config // with defaults
 	log     *slog.Logger
-	tracefs string // the default directory streamed (--tracefs)
-	root    string // the tracefs mount point: instances/, events/, metadata
+	tracefs string   // the default directory streamed (--tracefs)
+	lock    *dirLock // on tracefs: no other vtrace agent streams it
+	root    string   // the tracefs mount point: instances/, events/, metadata
 	layout  ringbuf.Layout
 	cpus    []int
 	workers []*worker // each one's goroutine runs until it has exited
@@ -157,6 +158,12 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	}
 	a.tracefs = filepath.Clean(a.tracefs)
 	a.root = tracefsRoot(a.tracefs)
+	if a.lock, err = lockDir(a.tracefs); err != nil {
+		if errors.Is(err, errLocked) {
+			err = fmt.Errorf("%w: stop it, or give this agent another ring buffer (--tracefs an instance)", err)
+		}
+		return nil, err
+	}
 	if a.layout, err = ringbuf.LayoutFromTracefs(a.tracefs); err != nil {
 		return nil, fmt.Errorf("read ring-buffer page layout: %w", err)
 	}
@@ -353,6 +360,7 @@ func (a *Agent) Close() error {
 			a.rec = nil
 		}
 		a.mu.Unlock()
+		errs = append(errs, a.lock.Close())
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr
