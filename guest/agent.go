@@ -20,7 +20,6 @@ import (
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/ringbuf"
-	"github.com/vtrace/vtrace/proto/tracefs"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -112,17 +111,21 @@ type Agent struct {
 	lock    *dirLock // on tracefs: no other vtrace agent streams it
 	root    string   // the tracefs mount point: instances/, events/, metadata
 	layout  ringbuf.Layout
-	cpus    []int
-	workers []*worker // each one's goroutine runs until it has exited
-	ctl     *os.File  // nil when there is no control port (-o only)
-	ctlPath string
-	reply   *os.File // where frames to the host go; nil: nowhere
-	abort   atomic.Bool
-	failed  chan error // the first fatal error of a CPU goroutine
+	// openSink opens where a CPU's pages go (its port, or its share of
+	// stdout).
+	openSink func(cpu int) (sink, error)
+	wmu      sync.Mutex
+	workers  []*worker // by CPU, each one's goroutine running until it has exited; replaced, never changed, under wmu
+	ctl      *os.File  // nil when there is no control port (-o only)
+	ctlPath  string
+	reply    *os.File // where frames to the host go; nil: nowhere
+	abort    atomic.Bool
+	failed   chan error // the first fatal error of a CPU goroutine
 
 	mu        sync.Mutex // serializes orders and guards what follows
 	rec       *recording // the recording in progress; nil when idle
 	last      *wire.Status
+	lastCPUs  []int // the CPUs the last recording streamed (at first: the agent began with)
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -167,8 +170,9 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	if a.layout, err = ringbuf.LayoutFromTracefs(a.tracefs); err != nil {
 		return nil, fmt.Errorf("read ring-buffer page layout: %w", err)
 	}
-	if a.cpus = cfg.CPUs; a.cpus == nil {
-		if a.cpus, err = OnlineCPUs(); err != nil {
+	cpus := cfg.CPUs
+	if cpus == nil {
+		if cpus, err = OnlineCPUs(); err != nil {
 			return nil, err
 		}
 	}
@@ -191,7 +195,7 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	if cfg.Stdout != nil {
 		stdout = newStdoutStream(cfg.Stdout, a.layout.PageSize, log)
 	}
-	openSink := func(cpu int) (sink, error) {
+	a.openSink = func(cpu int) (sink, error) {
 		if stdout != nil {
 			return stdout.forCPU(cpu), nil
 		}
@@ -206,23 +210,17 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 		log.Debug("port", "cpu", cpu, "path", path)
 		return p, nil
 	}
-	for _, cpu := range a.cpus {
-		w, err := newWorker(cpu, tracefs.PerCPU(a.tracefs, cpu, "trace_pipe_raw"), a.layout, cfg.PipeSize, openSink, &a.abort, log)
-		if err != nil {
+	// The CPUs there are now (or --cpus) must all be streamable; one that
+	// comes online later and cannot be is reported then.
+	for _, cpu := range cpus {
+		if _, err := a.addWorker(cpu); err != nil {
 			return nil, err
 		}
-		a.workers = append(a.workers, w)
-		go func() {
-			if err := w.run(); err != nil && !errors.Is(err, errAborted) {
-				select {
-				case a.failed <- err:
-				default:
-				}
-			}
-			close(w.exited)
-		}()
 	}
-	log.Debug("agent ready", "tracefs", a.tracefs, "cpus", FormatCPUList(a.cpus), "page", a.layout.PageSize,
+	a.mu.Lock()
+	a.logChange(a.plan(true))
+	a.mu.Unlock()
+	log.Debug("agent ready", "tracefs", a.tracefs, "cpus", FormatCPUList(cpus), "page", a.layout.PageSize,
 		"pipe", cfg.PipeSize, "control", a.ctlPath)
 	return a, nil
 }
@@ -256,7 +254,7 @@ func (a *Agent) shutdown(cause error, drainTimeout time.Duration, abort <-chan s
 func (a *Agent) quit(timeout time.Duration, abort <-chan struct{}) error {
 	a.mu.Lock()
 	a.freeze(a.rec)
-	workers := a.workers
+	workers := a.allWorkers()
 	for _, w := range workers {
 		w.tell(nil, order{kind: orderQuit, done: make(chan error, 1)})
 	}
@@ -326,7 +324,7 @@ func leftBehind(ws []*worker) string {
 // abortAll makes every CPU give up what it is waiting for.
 func (a *Agent) abortAll() {
 	a.abort.Store(true)
-	for _, w := range a.workers {
+	for _, w := range a.allWorkers() {
 		w.waker.Wake()
 	}
 }
@@ -349,7 +347,7 @@ func (a *Agent) Close() error {
 		}
 		a.abortAll()
 		a.quit(0, nil)
-		for _, w := range a.workers {
+		for _, w := range a.allWorkers() {
 			errs = append(errs, w.close())
 		}
 		// The CPU goroutines have let go of every trace file: the

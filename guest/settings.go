@@ -47,6 +47,7 @@ type recording struct {
 	lock     *dirLock // on the instance
 	restore  []saved
 	base     []wire.CPUStats // counters when the recording began
+	cpus     cpuPlan         // the CPUs it streams, and those it does not
 }
 
 // since turns the kernel's lifetime counters into this recording's: the
