@@ -74,4 +74,3 @@ func TestIntegrationCPUComesOnline(t *testing.T) {
 		t.Errorf("cpu 1: the second capture holds %d of the %d markers written while the first one ran", n, markers)
 	}
 }
-
