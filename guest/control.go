@@ -116,8 +116,8 @@ func (a *Agent) readControl(inputs chan<- input, done <-chan struct{}) {
 		case errors.Is(err, io.EOF):
 			// A virtio port whose host end is closed reads EOF and polls
 			// as hung up at once: look again later, ever more slowly. A
-			// frame or a line cut short by the host that went away is
-			// dropped.
+			// frame cut short by the host that went away is dropped, a
+			// line ended.
 			if ferr := d.Flush(); ferr != nil && !hand(input{err: ferr}) {
 				return
 			}

@@ -81,8 +81,8 @@ func (w *worker) close() error {
 		opError(w.cpu, "close", "waker", w.waker.Close()))
 }
 
-// run is the CPU goroutine: bind to the CPU, then obey orders until a
-// quit, a failure or an abort.
+// run is the CPU goroutine: on a thread of its own (bound to the CPU at
+// each start), it obeys orders until a quit, a failure or an abort.
 func (w *worker) run() error {
 	// Never unlocked: the thread's affinity is changed for good (at each
 	// start, obey), so the thread ends with the goroutine.
