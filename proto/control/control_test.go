@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/vtrace/vtrace/proto/clip"
 )
 
 // feed runs chunks through a fresh parser and renders the items compactly:
@@ -88,10 +90,7 @@ func reference(in string) string {
 		case s == "1" || s == "0":
 			out = append(out, s)
 		default:
-			if len(l) > maxShown {
-				l = l[:maxShown]
-			}
-			out = append(out, "?"+l)
+			out = append(out, "?"+clip.Text(l, maxShown)) // never half a character
 		}
 	}
 	for _, l := range lines {
