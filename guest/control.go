@@ -35,7 +35,7 @@ func (a *Agent) Run(ctx context.Context, drainTimeout time.Duration, abort <-cha
 		go a.readControl(inputs, readerDone)
 	} else {
 		a.log.Info("no control port: streaming at once")
-		if err := a.Start(ctx); err != nil {
+		if err := a.Start(ctx); err != nil && ctx.Err() == nil { // a signal during the start is the end below
 			return a.shutdown(err, drainTimeout, abort)
 		}
 	}
