@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,7 +20,6 @@ import (
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/ringbuf"
-	"github.com/vtrace/vtrace/proto/tracefs"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -107,20 +107,25 @@ func (c Config) withDefaults() (Config, error) {
 type Agent struct {
 	cfg     Config // with defaults
 	log     *slog.Logger
-	tracefs string // the default directory streamed (--tracefs)
-	root    string // the tracefs mount point: instances/, events/, metadata
+	tracefs string   // the default directory streamed (--tracefs)
+	lock    *dirLock // on tracefs: no other vtrace agent streams it
+	root    string   // the tracefs mount point: instances/, events/, metadata
 	layout  ringbuf.Layout
-	cpus    []int
-	workers []*worker // each one's goroutine runs until it has exited
-	ctl     *os.File  // nil when there is no control port (-o only)
-	ctlPath string
-	reply   *os.File // where frames to the host go; nil: nowhere
-	abort   atomic.Bool
-	failed  chan error // the first fatal error of a CPU goroutine
+	// openSink opens where a CPU's pages go (its port, or its share of
+	// stdout).
+	openSink func(cpu int) (sink, error)
+	wmu      sync.Mutex
+	workers  []*worker // by CPU, each one's goroutine running until it has exited; replaced, never changed, under wmu
+	ctl      *os.File  // nil when there is no control port (-o only)
+	ctlPath  string
+	reply    *os.File // where frames to the host go; nil: nowhere
+	abort    atomic.Bool
+	failed   chan error // the first fatal error of a CPU goroutine
 
 	mu        sync.Mutex // serializes orders and guards what follows
 	rec       *recording // the recording in progress; nil when idle
 	last      *wire.Status
+	lastCPUs  []int // the CPUs the last recording streamed (at first: the agent began with)
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -156,11 +161,18 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	}
 	a.tracefs = filepath.Clean(a.tracefs)
 	a.root = tracefsRoot(a.tracefs)
+	if a.lock, err = lockDir(a.tracefs); err != nil {
+		if errors.Is(err, errLocked) {
+			err = fmt.Errorf("%w: stop it, or give this agent another ring buffer (--tracefs an instance)", err)
+		}
+		return nil, err
+	}
 	if a.layout, err = ringbuf.LayoutFromTracefs(a.tracefs); err != nil {
 		return nil, fmt.Errorf("read ring-buffer page layout: %w", err)
 	}
-	if a.cpus = cfg.CPUs; a.cpus == nil {
-		if a.cpus, err = OnlineCPUs(); err != nil {
+	cpus := cfg.CPUs
+	if cpus == nil {
+		if cpus, err = OnlineCPUs(); err != nil {
 			return nil, err
 		}
 	}
@@ -183,7 +195,7 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	if cfg.Stdout != nil {
 		stdout = newStdoutStream(cfg.Stdout, a.layout.PageSize, log)
 	}
-	openSink := func(cpu int) (sink, error) {
+	a.openSink = func(cpu int) (sink, error) {
 		if stdout != nil {
 			return stdout.forCPU(cpu), nil
 		}
@@ -198,23 +210,17 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 		log.Debug("port", "cpu", cpu, "path", path)
 		return p, nil
 	}
-	for _, cpu := range a.cpus {
-		w, err := newWorker(cpu, tracefs.PerCPU(a.tracefs, cpu, "trace_pipe_raw"), a.layout, cfg.PipeSize, openSink, &a.abort, log)
-		if err != nil {
+	// The CPUs there are now (or --cpus) must all be streamable; one that
+	// comes online later and cannot be is reported then.
+	for _, cpu := range cpus {
+		if _, err := a.addWorker(cpu); err != nil {
 			return nil, err
 		}
-		a.workers = append(a.workers, w)
-		go func() {
-			if err := w.run(); err != nil && !errors.Is(err, errAborted) {
-				select {
-				case a.failed <- err:
-				default:
-				}
-			}
-			close(w.exited)
-		}()
 	}
-	log.Debug("agent ready", "tracefs", a.tracefs, "cpus", FormatCPUList(a.cpus), "page", a.layout.PageSize,
+	a.mu.Lock()
+	a.logChange(a.plan(true))
+	a.mu.Unlock()
+	log.Debug("agent ready", "tracefs", a.tracefs, "cpus", FormatCPUList(cpus), "page", a.layout.PageSize,
 		"pipe", cfg.PipeSize, "control", a.ctlPath)
 	return a, nil
 }
@@ -243,11 +249,13 @@ func (a *Agent) shutdown(cause error, drainTimeout time.Duration, abort <-chan s
 // quit ends every CPU goroutine, each after a stop as Stop does (the
 // agent's instance frozen first), and returns once all have ended. An abort
 // makes them give up at once: one already under way, timeout passing (0: no
-// timeout; the error says so) or abort closing.
+// timeout; the error says so, naming each CPU that had not finished and
+// what it left behind) or abort closing (logged the same way).
 func (a *Agent) quit(timeout time.Duration, abort <-chan struct{}) error {
 	a.mu.Lock()
 	a.freeze(a.rec)
-	for _, w := range a.workers {
+	workers := a.allWorkers()
+	for _, w := range workers {
 		w.tell(nil, order{kind: orderQuit, done: make(chan error, 1)})
 	}
 	a.mu.Unlock()
@@ -257,26 +265,66 @@ func (a *Agent) quit(timeout time.Duration, abort <-chan struct{}) error {
 		defer t.Stop()
 		expired = t.C
 	}
-	var err error
-	for _, w := range a.workers {
+	gaveUp, cut := false, false
+	for _, w := range workers {
 		select {
 		case <-w.exited:
 			continue
 		case <-expired:
-			err = fmt.Errorf("stop: gave up after %v: the host is not reading (pages left behind)", timeout)
+			gaveUp = true
 		case <-abort:
-			a.log.Warn("stop cut short: pages left behind")
+			cut = true
 		}
-		a.abortAll()
+		break
+	}
+	var unfinished []*worker
+	for _, w := range workers {
+		select {
+		case <-w.exited:
+		default:
+			unfinished = append(unfinished, w)
+		}
+	}
+	if len(unfinished) == 0 {
+		return nil
+	}
+	a.abortAll()
+	for _, w := range workers {
 		<-w.exited
 	}
-	return err
+	left := leftBehind(unfinished)
+	switch {
+	case gaveUp:
+		return fmt.Errorf("stop: gave up after %v: the host is not reading %s", timeout, left)
+	case cut:
+		a.log.Warn("stop cut short: pages left behind", "left", left)
+	}
+	return nil
+}
+
+// leftBehind says, for CPUs whose stop did not finish (their goroutines
+// have ended), what stayed in the guest: whole pages in the agent's pipe,
+// and the events in the ring buffer (per_cpu/cpuN/stats "entries").
+func leftBehind(ws []*worker) string {
+	var parts []string
+	for _, w := range ws {
+		events := "?"
+		b, err := readSmall(filepath.Join(filepath.Dir(w.tracePath), "stats"), maxStatsFile)
+		if err == nil {
+			if st, err := ParseCPUStats(w.cpu, string(b)); err == nil {
+				events = strconv.FormatUint(st.Entries, 10)
+			}
+		}
+		parts = append(parts, fmt.Sprintf("cpu %d (left behind: %d pages of %d bytes in the agent's pipe, %s events in the ring buffer)",
+			w.cpu, w.inPipe/w.page, w.page, events))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // abortAll makes every CPU give up what it is waiting for.
 func (a *Agent) abortAll() {
 	a.abort.Store(true)
-	for _, w := range a.workers {
+	for _, w := range a.allWorkers() {
 		w.waker.Wake()
 	}
 }
@@ -299,7 +347,7 @@ func (a *Agent) Close() error {
 		}
 		a.abortAll()
 		a.quit(0, nil)
-		for _, w := range a.workers {
+		for _, w := range a.allWorkers() {
 			errs = append(errs, w.close())
 		}
 		// The CPU goroutines have let go of every trace file: the
@@ -310,6 +358,7 @@ func (a *Agent) Close() error {
 			a.rec = nil
 		}
 		a.mu.Unlock()
+		errs = append(errs, a.lock.Close())
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr

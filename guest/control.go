@@ -35,7 +35,7 @@ func (a *Agent) Run(ctx context.Context, drainTimeout time.Duration, abort <-cha
 		go a.readControl(inputs, readerDone)
 	} else {
 		a.log.Info("no control port: streaming at once")
-		if err := a.Start(ctx); err != nil {
+		if err := a.Start(ctx); err != nil && ctx.Err() == nil { // a signal during the start is the end below
 			return a.shutdown(err, drainTimeout, abort)
 		}
 	}
@@ -66,7 +66,9 @@ func (a *Agent) Run(ctx context.Context, drainTimeout time.Duration, abort <-cha
 // feeds the text to the order parser, and hands both on until done is
 // closed or the port is.
 func (a *Agent) readControl(inputs chan<- input, done <-chan struct{}) {
-	var d wire.Demux
+	// The host may speak the line protocol: an order after a false frame
+	// start is obeyed at once (wire.Demux.TextOrders).
+	d := wire.Demux{TextOrders: true}
 	var p control.Parser
 	buf := make([]byte, 64<<10)
 	const minWait, maxWait = 10 * time.Millisecond, time.Second
@@ -82,6 +84,15 @@ func (a *Agent) readControl(inputs chan<- input, done <-chan struct{}) {
 	for {
 		n, err := a.ctl.Read(buf)
 		for _, it := range d.Feed(buf[:n]) {
+			if it.Frame != nil || it.Err != nil {
+				// A frame (or what failed to be one) ends the text line
+				// before it.
+				for _, o := range p.End() {
+					if !hand(input{order: o}) {
+						return
+					}
+				}
+			}
 			switch {
 			case it.Frame != nil:
 				if !hand(input{frame: it.Frame}) {
@@ -105,9 +116,15 @@ func (a *Agent) readControl(inputs chan<- input, done <-chan struct{}) {
 		case errors.Is(err, io.EOF):
 			// A virtio port whose host end is closed reads EOF and polls
 			// as hung up at once: look again later, ever more slowly. A
-			// frame cut short by the host that went away is dropped.
+			// frame cut short by the host that went away is dropped, a
+			// line ended.
 			if ferr := d.Flush(); ferr != nil && !hand(input{err: ferr}) {
 				return
+			}
+			for _, o := range p.End() {
+				if !hand(input{order: o}) {
+					return
+				}
 			}
 			if wait == minWait {
 				a.log.Debug("control port: host end closed, waiting for it")

@@ -9,3 +9,12 @@ func SetKallsymsForTest(t testing.TB, kallsyms, kptrRestrict string) {
 	kallsymsPath, kptrRestrictPath = kallsyms, kptrRestrict
 	t.Cleanup(func() { kallsymsPath, kptrRestrictPath = oldK, oldR })
 }
+
+// SetCPUFilesForTest points the agent at lists of online and possible CPUs
+// of the test's (files in the kernel's list syntax) until it ends: the
+// machine's own CPUs must not be taken offline.
+func SetCPUFilesForTest(t testing.TB, online, possible string) {
+	old := cpuFiles
+	cpuFiles.online, cpuFiles.possible = online, possible
+	t.Cleanup(func() { cpuFiles = old })
+}

@@ -58,15 +58,20 @@ func (a *Agent) StartWith(ctx context.Context, s wire.Settings) error {
 		return err
 	}
 	a.log.Debug("start", "dir", r.dir, "settings", fmt.Sprintf("%+v", s))
+	if r.cpus = a.plan(true); len(r.cpus.workers) == 0 {
+		a.finish(r)
+		return settingsErrorf("start: no CPU to stream (%s)", formatUnstreamed(r.cpus.unstreamed))
+	}
+	a.logChange(r.cpus)
 	if r.instance == "" {
 		// A buffer the agent did not make has a past; a fresh instance
 		// has none, and everything it counts is this recording's.
-		if r.base, err = readCPUStats(r.dir, a.workers); err != nil {
+		if r.base, err = readCPUStats(r.dir, r.cpus.workers); err != nil {
 			a.log.Warn("read stats at start: counters will be the buffer's lifetime ones", "err", err)
 		}
 	}
-	if err := a.order(ctx, orderStart, r.dir); err != nil {
-		a.order(context.WithoutCancel(ctx), orderStop, a.tracefs)
+	if err := a.order(ctx, r.cpus.workers, orderStart, r.dir); err != nil {
+		a.order(context.WithoutCancel(ctx), r.cpus.workers, orderStop, a.tracefs)
 		a.finish(r)
 		return err
 	}
@@ -101,17 +106,23 @@ func (a *Agent) StopWith(ctx context.Context) ([]wire.CPUStats, error) {
 	}
 	a.log.Debug("stop")
 	a.freeze(r)
-	err := a.order(ctx, orderStop, a.tracefs)
+	err := a.order(ctx, r.cpus.workers, orderStop, a.tracefs)
 	if err != nil {
 		return nil, err
 	}
-	stats, serr := readCPUStats(r.dir, a.workers)
+	stats, serr := readCPUStats(r.dir, r.cpus.workers)
 	if serr != nil {
 		a.log.Warn("read final stats", "err", serr)
 	}
 	stats = r.since(stats)
+	unstreamed := a.unstreamedNow(r)
+	for _, u := range unstreamed {
+		if u.Reason == reasonLate {
+			a.log.Warn("a CPU came online during the recording: it is not in it", "cpu", u.CPU, "streamed", "from the next start")
+		}
+	}
 	a.rec = nil
-	a.last = &wire.Status{Settings: r.settings, CPUs: stats}
+	a.last = &wire.Status{Settings: r.settings, CPUs: stats, Unstreamed: unstreamed}
 	a.finish(r) // logs what it could not undo
 	return stats, nil
 }
@@ -129,11 +140,11 @@ func (a *Agent) freeze(r *recording) {
 	}
 }
 
-// order hands kind to every CPU and waits until each has carried it out.
-// dir names the tracefs directory to read from (see order.trace).
-func (a *Agent) order(ctx context.Context, kind orderKind, dir string) error {
-	dones := make([]chan error, len(a.workers))
-	for i, w := range a.workers {
+// order hands kind to the CPUs of workers and waits until each has carried
+// it out. dir names the tracefs directory to read from (see order.trace).
+func (a *Agent) order(ctx context.Context, workers []*worker, kind orderKind, dir string) error {
+	dones := make([]chan error, len(workers))
+	for i, w := range workers {
 		dones[i] = make(chan error, 1)
 		trace := ""
 		if dir != "" {
@@ -144,7 +155,7 @@ func (a *Agent) order(ctx context.Context, kind orderKind, dir string) error {
 		}
 	}
 	var first error
-	for i, w := range a.workers {
+	for i, w := range workers {
 		select {
 		case err := <-dones[i]:
 			if err != nil && first == nil {
@@ -171,12 +182,16 @@ func (w *worker) tell(cancel <-chan struct{}, o order) bool {
 	return true
 }
 
-// obey carries out o in the CPU goroutine: a start switches to its trace
-// file; a stop (or quit) drains, then a stop switches back. It returns
-// whether the CPU is now streaming.
+// obey carries out o in the CPU goroutine: a start binds the thread to
+// its CPU (again: the CPU may have gone offline and come back, which undoes
+// the binding) and switches to its trace file; a stop (or quit) drains,
+// then a stop switches back. It returns whether the CPU is now streaming.
 func (w *worker) obey(o order, running bool) (bool, error) {
 	switch {
 	case o.kind == orderStart && !running:
+		if err := sys.SetAffinity(w.cpu); err != nil {
+			w.log.Warn("streaming from another CPU: cannot bind the thread to its own", "err", err)
+		}
 		if err := w.use(o.trace); err != nil {
 			return false, err
 		}

@@ -133,7 +133,7 @@ func (s *session) message(ctx context.Context, f *wire.Frame) error {
 			return err
 		default:
 			s.recording(true)
-			s.reply(&wire.StartReply{ID: m.ID})
+			s.reply(&wire.StartReply{ID: m.ID, CPUs: a.rec.cpus.wireCPUs(), Unstreamed: a.rec.cpus.unstreamed})
 		}
 	case *wire.Stop:
 		stats, err := a.StopWith(ctx)
@@ -143,6 +143,9 @@ func (s *session) message(ctx context.Context, f *wire.Frame) error {
 			return nil
 		}
 		r := &wire.StopReply{ID: m.ID, CPUs: stats}
+		if err == nil {
+			r.Unstreamed = a.last.Unstreamed
+		}
 		if err != nil {
 			r.Error = wire.FreeText(err.Error())
 		}
@@ -171,9 +174,14 @@ func (s *session) hello(m *wire.Hello) {
 	}
 	r := &wire.HelloReply{ID: m.ID, Version: v, AgentVersion: a.cfg.Version, PageSize: uint32(a.layout.PageSize),
 		Clock: currentClock(a.dirInUse()), State: a.state()}
-	for _, c := range a.cpus {
-		r.CPUs = append(r.CPUs, uint32(c))
+	a.mu.Lock()
+	if a.rec != nil {
+		r.CPUs, r.Unstreamed = a.rec.cpus.wireCPUs(), a.unstreamedNow(a.rec)
+	} else { // what the next Start streams
+		p := a.plan(false)
+		r.CPUs, r.Unstreamed = p.wireCPUs(), p.unstreamed
 	}
+	a.mu.Unlock()
 	if rel, err := sys.Release(); err == nil {
 		r.Release = wire.FreeText(rel)
 	}
@@ -199,13 +207,16 @@ func (s *session) status(id uint64) *wire.Status {
 	switch {
 	case a.rec != nil:
 		st.Settings = a.rec.settings
-		cpus, err := readCPUStats(a.rec.dir, a.workers)
+		cpus, err := readCPUStats(a.rec.dir, a.rec.cpus.workers)
 		if err != nil {
 			a.log.Warn("status: read stats", "err", err)
 		}
 		st.CPUs = a.rec.since(cpus)
+		a.mu.Lock()
+		st.Unstreamed = a.unstreamedNow(a.rec)
+		a.mu.Unlock()
 	case a.last != nil:
-		st.Settings, st.CPUs = a.last.Settings, a.last.CPUs
+		st.Settings, st.CPUs, st.Unstreamed = a.last.Settings, a.last.CPUs, a.last.Unstreamed
 	}
 	return st
 }
@@ -216,7 +227,7 @@ func (s *session) stats() {
 	if a.rec == nil || !s.spoken {
 		return
 	}
-	cpus, err := readCPUStats(a.rec.dir, a.workers)
+	cpus, err := readCPUStats(a.rec.dir, a.rec.cpus.workers)
 	if err != nil {
 		a.log.Warn("stats: read", "err", err)
 		return

@@ -42,10 +42,12 @@ func settingsErrorf(format string, args ...any) error {
 // recording is what one recording set up, and how to undo it.
 type recording struct {
 	settings wire.Settings
-	dir      string // the tracefs directory streamed
-	instance string // the instance the agent made for it; "" for none
+	dir      string   // the tracefs directory streamed
+	instance string   // the instance the agent made for it; "" for none
+	lock     *dirLock // on the instance
 	restore  []saved
 	base     []wire.CPUStats // counters when the recording began
+	cpus     cpuPlan         // the CPUs it streams, and those it does not
 }
 
 // since turns the kernel's lifetime counters into this recording's: the
@@ -118,6 +120,12 @@ func (a *Agent) prepare(s wire.Settings) (*recording, error) {
 		if !a.ownsInstance(name) {
 			return nil, settingsErrorf("record in instance %s: %s exists and is not the agent's; choose another instance or remove it", name, dir)
 		}
+		// Made by a vtrace agent: one that still runs holds its lock.
+		l, err := lockDir(dir)
+		if err != nil {
+			return nil, settingsErrorf("record in instance %s: %w; choose another instance", name, err)
+		}
+		l.Close()
 		a.log.Info("removing the agent's instance left by an earlier run", "instance", name)
 		if err := removeInstance(dir); err != nil {
 			return nil, settingsErrorf("remove the agent's old instance %s: %w", name, err)
@@ -126,8 +134,15 @@ func (a *Agent) prepare(s wire.Settings) (*recording, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, settingsErrorf("create instance %s: %w", dir, err)
 	}
-	a.markInstance(name)
 	r := &recording{settings: s, dir: dir, instance: name}
+	// Locked before it is marked the agent's: another agent finding it
+	// meanwhile takes it for someone else's and leaves it alone.
+	var err error
+	if r.lock, err = lockDir(dir); err != nil {
+		a.finish(r)
+		return nil, settingsErrorf("record in instance %s: %w", name, err)
+	}
+	a.markInstance(name)
 	if err := a.apply(dir, s); err != nil {
 		a.finish(r)
 		return nil, err
@@ -312,6 +327,7 @@ func (a *Agent) finish(r *recording) error {
 		} else {
 			a.unmarkInstance(r.instance)
 		}
+		r.lock.Close()
 	}
 	for i := len(r.restore) - 1; i >= 0; i-- {
 		s := r.restore[i]

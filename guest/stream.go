@@ -81,15 +81,12 @@ func (w *worker) close() error {
 		opError(w.cpu, "close", "waker", w.waker.Close()))
 }
 
-// run is the CPU goroutine: bind to the CPU, then obey orders until a
-// quit, a failure or an abort.
+// run is the CPU goroutine: on a thread of its own (bound to the CPU at
+// each start), it obeys orders until a quit, a failure or an abort.
 func (w *worker) run() error {
-	// Never unlocked: the thread's affinity is changed for good, so the
-	// thread ends with the goroutine.
+	// Never unlocked: the thread's affinity is changed for good (at each
+	// start, obey), so the thread ends with the goroutine.
 	runtime.LockOSThread()
-	if err := sys.SetAffinity(w.cpu); err != nil {
-		return opError(w.cpu, "bind thread", "", err)
-	}
 	running := false
 	for {
 		select {

@@ -77,15 +77,6 @@ func FindTracefs(dir string) (string, error) {
 		strings.Join(tracefsDefaults, ", ") + "); mount it with: mount -t tracefs nodev /sys/kernel/tracing")
 }
 
-// OnlineCPUs reads the kernel's list of online CPUs.
-func OnlineCPUs() ([]int, error) {
-	b, err := os.ReadFile("/sys/devices/system/cpu/online")
-	if err != nil {
-		return nil, fmt.Errorf("read online cpus: %w", err)
-	}
-	return ParseCPUList(string(b))
-}
-
 func isDir(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.IsDir()

@@ -18,6 +18,7 @@ import (
 type guestAgentOptions struct {
 	stdout        bool
 	pipeSize      sizeValue // bytes
+	pipeSizeGiven bool      // on the command line: too large is an error, not a fallback
 	tracefs       string
 	portsDir      string
 	cpus          cpuListValue // nil: every online CPU
@@ -44,12 +45,13 @@ filled page. SIGINT or SIGTERM stops the same way and exits; a second one
 exits at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.pipeSizeGiven = cmd.Flags().Changed("pipe-size")
 			return runGuestAgent(cmd.Context(), opts)
 		},
 	}
 	f := cmd.Flags()
 	f.BoolVarP(&opts.stdout, "stdout", "o", false, "write every CPU's pages to standard output as cpustream records")
-	f.VarP(&opts.pipeSize, "pipe-size", "s", "each CPU's pipe in bytes, with an optional K, M or G suffix; 64K to /proc/sys/fs/pipe-max-size, rounded up to whole pages")
+	f.VarP(&opts.pipeSize, "pipe-size", "s", "each CPU's pipe in bytes, with an optional K, M or G suffix; 64K to /proc/sys/fs/pipe-max-size, rounded up to whole pages; the default falls back to pipe-max-size when that is smaller")
 	f.StringVar(&opts.tracefs, "tracefs", "", "tracefs directory or ftrace instance (default: the mounted tracefs)")
 	f.StringVar(&opts.portsDir, "ports-dir", guest.DefaultPortsDir, "directory of the ports, or of the host's .in/.out FIFOs")
 	f.Var(&opts.cpus, "cpus", "CPUs to stream, e.g. 0-3,5 (default: every online CPU)")
@@ -68,7 +70,7 @@ func runGuestAgent(ctx context.Context, opts guestAgentOptions) error {
 	if err != nil {
 		return err
 	}
-	pipe, err := pipeSize(uint64(opts.pipeSize), max, sys.PageSize())
+	pipe, note, err := agentPipeSize(uint64(opts.pipeSize), opts.pipeSizeGiven, max, sys.PageSize())
 	if err != nil {
 		return usageError{fmt.Errorf("check --pipe-size %v: %w", &opts.pipeSize, err)}
 	}
@@ -82,6 +84,9 @@ func runGuestAgent(ctx context.Context, opts guestAgentOptions) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if note != "" {
+		log.Warn(note)
+	}
 
 	// The first signal ends ctx (main's NotifyContext): stop and drain. A
 	// second one gives up the drain.

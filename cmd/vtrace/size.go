@@ -95,6 +95,20 @@ func pipeSize(n uint64, max, page int) (int, error) {
 	return int(n), nil
 }
 
+// agentPipeSize is each CPU's pipe for the agent: n when the user gave it
+// (given), checked by pipeSize; else the default n, or, when that is over
+// max (/proc/sys/fs/pipe-max-size), the largest size max allows, with a
+// note saying so.
+func agentPipeSize(n uint64, given bool, max, page int) (size int, note string, err error) {
+	if !given && n > uint64(max) && max >= page {
+		size = max / page * page
+		return size, fmt.Sprintf("the default pipe size %s is over /proc/sys/fs/pipe-max-size: each CPU's pipe is %s",
+			formatSize(n), formatSize(uint64(size))), nil
+	}
+	size, err = pipeSize(n, max, page)
+	return size, "", err
+}
+
 // bufferKiB turns a ring-buffer size in bytes into the KiB that
 // buffer_size_kb and the Start message take, rounded up to a whole KiB: a
 // size is never cut below what was asked (the kernel rounds up further, to

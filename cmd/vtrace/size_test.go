@@ -79,6 +79,31 @@ func TestPipeSize(t *testing.T) {
 	}
 }
 
+// TestAgentPipeSize: the default falls back to pipe-max-size, with a note;
+// a size the user gave is checked as given.
+func TestAgentPipeSize(t *testing.T) {
+	for _, tc := range []struct {
+		n         uint64
+		given     bool
+		max, page int
+		want      int // 0: an error
+		note      bool
+	}{
+		{1 << 20, false, 1 << 20, 4096, 1 << 20, false},
+		{1 << 20, false, 512 << 10, 4096, 512 << 10, true},
+		{1 << 20, false, 4096, 4096, 4096, true}, // the sysctl's smallest value
+		{1 << 20, true, 512 << 10, 4096, 0, false},
+		{256 << 10, true, 512 << 10, 4096, 256 << 10, false},
+		{1 << 20, false, 4 << 20, 4096, 1 << 20, false},
+	} {
+		got, note, err := agentPipeSize(tc.n, tc.given, tc.max, tc.page)
+		if tc.want == 0 && err == nil || tc.want != 0 && (err != nil || got != tc.want) || (note != "") != tc.note {
+			t.Errorf("agentPipeSize(%d, given %v, max %d, page %d) = %d, %q, %v; want %d (0: an error), a note: %v",
+				tc.n, tc.given, tc.max, tc.page, got, note, err, tc.want, tc.note)
+		}
+	}
+}
+
 // TestBufferKiB: --buffer-size is in bytes, buffer_size_kb and the wire in
 // KiB: rounded up, never down.
 func TestBufferKiB(t *testing.T) {

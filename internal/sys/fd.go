@@ -14,6 +14,8 @@ const (
 	ONonblock = unix.O_NONBLOCK
 	// ONofollow makes an open fail (ELOOP) on a symlink in the last component.
 	ONofollow = unix.O_NOFOLLOW
+	// ODirectory makes an open fail (ENOTDIR) unless path is a directory.
+	ODirectory = unix.O_DIRECTORY
 )
 
 // Open opens path with O_CLOEXEC added to flags.

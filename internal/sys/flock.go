@@ -20,3 +20,19 @@ func TryLock(fd int) (bool, error) {
 	}
 	return true, nil
 }
+
+// FileID is where a file lives, as /proc/locks names it
+// ("MAJOR:MINOR:INODE", the device's numbers in hex).
+type FileID struct {
+	Major, Minor uint32
+	Ino          uint64
+}
+
+// FileIDOf returns the FileID of the file open at fd.
+func FileIDOf(fd int) (FileID, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return FileID{}, os.NewSyscallError("fstat", err)
+	}
+	return FileID{Major: unix.Major(st.Dev), Minor: unix.Minor(st.Dev), Ino: st.Ino}, nil
+}

@@ -11,6 +11,10 @@
 // later then ends an empty line, which is ignored. Lines longer than MaxLine
 // are discarded up to their newline and reported once as garbage, so a
 // misbehaving host cannot make the agent's buffer grow.
+//
+// Orders share the control port with proto/wire's frames: a frame ends the
+// line before it (End), and EndsWithOrder is how proto/wire's Demux tells
+// an order from the frame its bytes seemed to start.
 package control
 
 import (
@@ -83,6 +87,38 @@ func (p *Parser) Feed(chunk []byte) []Item {
 		}
 	}
 	return items
+}
+
+// End ends the line in progress as a newline would, and returns what it
+// was: proto/wire's Demux calls a frame, or bytes that failed to be one,
+// the end of the text line before it (no order line runs through a frame).
+func (p *Parser) End() []Item {
+	line, discarding := p.line, p.discarding
+	p.line, p.discarding = p.line[:0], false
+	if discarding {
+		return nil // reported when the line grew too long
+	}
+	if it, ok := parseLine(line); ok {
+		return []Item{it}
+	}
+	return nil
+}
+
+// EndsWithOrder reports whether b ends with a whole order line: a newline,
+// then a line Feed takes for an order, then its own newline ("\n1\n",
+// "\n 0\r\n"). Only the last MaxLine+2 bytes of b are looked at.
+func EndsWithOrder(b []byte) bool {
+	if len(b) < 3 || b[len(b)-1] != '\n' {
+		return false
+	}
+	body := b[:len(b)-1]
+	lo := max(0, len(body)-MaxLine-1)
+	i := bytes.LastIndexByte(body[lo:], '\n')
+	if i < 0 {
+		return false
+	}
+	it, ok := parseLine(body[lo+i+1:])
+	return ok && it.Garbage == nil
 }
 
 // append adds b to the partial line, switching to discarding when the line

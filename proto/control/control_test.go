@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/vtrace/vtrace/proto/clip"
 )
 
 // feed runs chunks through a fresh parser and renders the items compactly:
@@ -88,10 +90,7 @@ func reference(in string) string {
 		case s == "1" || s == "0":
 			out = append(out, s)
 		default:
-			if len(l) > maxShown {
-				l = l[:maxShown]
-			}
-			out = append(out, "?"+l)
+			out = append(out, "?"+clip.Text(l, maxShown)) // never half a character
 		}
 	}
 	for _, l := range lines {
@@ -128,6 +127,88 @@ func FuzzFeed(f *testing.F) {
 			if len(p.line) > MaxLine {
 				t.Fatalf("line buffer grew to %d", len(p.line))
 			}
+		}
+	})
+}
+
+func TestEnd(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		in   string
+		want string
+	}{
+		{"garbage cut by a frame", "bin", "?bin"},
+		{"nothing pending", "1\n", ""},
+		{"order without newline was taken by Feed", "0", ""},
+		{"blank", "  ", ""},
+		{"overlong, reported by Feed", strings.Repeat("x", MaxLine+1), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var p Parser
+			p.Feed([]byte(tc.in))
+			var out []string
+			for _, it := range p.End() {
+				if it.Garbage != nil {
+					out = append(out, "?"+string(it.Garbage))
+				} else {
+					out = append(out, string(rune(it.Order)))
+				}
+			}
+			if got := strings.Join(out, " "); got != tc.want {
+				t.Errorf("Feed(%.20q) then End: %q, want %q", tc.in, got, tc.want)
+			}
+			// After End the parser starts a fresh line.
+			if got := p.Feed([]byte("1\n")); len(got) != 1 || got[0].Order != Start {
+				t.Errorf("after End, Feed(\"1\\n\") = %+v, want the order", got)
+			}
+		})
+	}
+}
+
+// endsWithOrderReference states EndsWithOrder the plain way.
+func endsWithOrderReference(b []byte) bool {
+	s := string(b)
+	if !strings.HasSuffix(s, "\n") {
+		return false
+	}
+	s = s[:len(s)-1]
+	i := strings.LastIndexByte(s, '\n')
+	if i < 0 || len(s)-i-1 > MaxLine {
+		return false
+	}
+	line := strings.TrimSpace(s[i+1:])
+	return line == "1" || line == "0"
+}
+
+func TestEndsWithOrder(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]bool{
+		"\n1\n":             true,
+		"garbage\n0\n":      true,
+		"\xF6VT\x01\n1\r\n": true,
+		"x\n 1 \n":          true,
+		"1\n":               false, // no line start seen
+		"\n1":               false, // the line is not ended
+		"\n10\n":            false,
+		"\n1\nx":            false,
+		"\n\n":              false,
+		"\n" + strings.Repeat(" ", MaxLine) + "1\n": false,
+	} {
+		if got := EndsWithOrder([]byte(in)); got != want || got != endsWithOrderReference([]byte(in)) {
+			t.Errorf("EndsWithOrder(%.30q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func FuzzEndsWithOrder(f *testing.F) {
+	for _, s := range []string{"\n1\n", "a\n0\r\n", "\n1", "\n\t1 \n", "\n 11\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if got, want := EndsWithOrder(in), endsWithOrderReference(in); got != want {
+			t.Fatalf("EndsWithOrder(%q) = %v, reference %v", in, got, want)
 		}
 	})
 }

@@ -41,26 +41,54 @@ func render(t testing.TB, chunks ...[]byte) string {
 	var p control.Parser
 	var out []string
 	for _, c := range chunks {
-		for _, it := range d.Feed(c) {
-			switch {
-			case it.Err != nil:
-				out = append(out, "!"+sentinel(it.Err))
-			case it.Frame != nil:
-				m, err := Decode(it.Frame)
-				if err != nil {
-					t.Fatalf("decode %v: %v", it.Frame.Type, err)
-				}
-				out = append(out, m.Type().String())
-			default:
-				for _, o := range p.Feed(it.Text) {
-					if o.Garbage != nil {
-						out = append(out, "?"+string(o.Garbage))
-					} else {
-						out = append(out, string(rune(o.Order)))
-					}
-				}
+		out = append(out, renderItems(t, &p, d.Feed(c))...)
+	}
+	if err := d.Flush(); err != nil {
+		out = append(out, "!eof")
+	}
+	return strings.Join(out, " ")
+}
+
+// renderItems renders items as render does, passing text through p and
+// ending its line at every frame and error, as the agent does.
+func renderItems(t testing.TB, p *control.Parser, items []Item) []string {
+	var out []string
+	orders := func(its []control.Item) {
+		for _, o := range its {
+			if o.Garbage != nil {
+				out = append(out, "?"+string(o.Garbage))
+			} else {
+				out = append(out, string(rune(o.Order)))
 			}
 		}
+	}
+	for _, it := range items {
+		switch {
+		case it.Err != nil:
+			orders(p.End())
+			out = append(out, "!"+sentinel(it.Err))
+		case it.Frame != nil:
+			orders(p.End())
+			m, err := Decode(it.Frame)
+			if err != nil {
+				out = append(out, "!decode "+it.Frame.Type.String())
+				continue
+			}
+			out = append(out, m.Type().String())
+		default:
+			orders(p.Feed(it.Text))
+		}
+	}
+	return out
+}
+
+// renderOrders is render for the agent's Demux (TextOrders).
+func renderOrders(t testing.TB, chunks ...[]byte) string {
+	d := Demux{TextOrders: true}
+	var p control.Parser
+	var out []string
+	for _, c := range chunks {
+		out = append(out, renderItems(t, &p, d.Feed(c))...)
 	}
 	if err := d.Flush(); err != nil {
 		out = append(out, "!eof")
@@ -69,7 +97,7 @@ func render(t testing.TB, chunks ...[]byte) string {
 }
 
 func sentinel(err error) string {
-	for _, s := range []error{ErrChecksum, ErrTooLarge, ErrMalformed} {
+	for _, s := range []error{ErrChecksum, ErrTooLarge, ErrMalformed, io.ErrUnexpectedEOF} {
 		if errors.Is(err, s) {
 			return s.Error()
 		}
@@ -120,7 +148,7 @@ func TestDemux(t *testing.T) {
 		{"invalid utf-8 is text", [][]byte{bs("\x99\xcd\xaf\n1\n")}, "?\x99\u036f 1"},
 		{"lone magic byte is text", [][]byte{bs("\xF6x\n1\n")}, "?\xF6x 1"},
 		{"magic prefix then frame", [][]byte{bs("\xF6V\n", stop, "1\n")}, "?\xF6V stop 1"},
-		{"frame inside a line", [][]byte{bs("\xF6V", stop, "1\n")}, "stop ?\xF6V1"},
+		{"frame inside a line ends it", [][]byte{bs("\xF6V", stop, "1\n")}, "?\xF6V stop 1"},
 		{"corrupt payload skipped to newline", [][]byte{bs(corrupt, "1\n0\n", stop)}, "!checksum mismatch 0 stop"},
 		{"corrupt payload skipped to magic", [][]byte{bs(corrupt, stop)}, "!checksum mismatch stop"},
 		// The second cut frame swallows the first stop; its bytes are not looked
@@ -149,6 +177,47 @@ func TestDemux(t *testing.T) {
 			if got := render(t, single...); got != tc.want {
 				t.Errorf("byte by byte:\n got %q\nwant %q", got, tc.want)
 			}
+			// The agent's Demux reads them the same: no read ends with an
+			// order line inside an unfinished frame.
+			if got := renderOrders(t, tc.chunks...); got != tc.want {
+				t.Errorf("with TextOrders, one read each:\n got %q\nwant %q", got, tc.want)
+			}
+			if got := renderOrders(t, single...); got != tc.want {
+				t.Errorf("with TextOrders, byte by byte:\n got %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestDemuxTextOrders: an order after bytes that looked like the start of a
+// frame is obeyed as soon as its line is whole, whatever those bytes were;
+// frames that arrive whole are frames.
+func TestDemuxTextOrders(t *testing.T) {
+	t.Parallel()
+	stop := frameOf(t, &Stop{ID: 2})
+	claims := rawFrame(TypeStart, 100, nil)[:HeaderLen] // a sound header; no payload follows
+	ordersInside := frameOf(t, &MetaChunk{Kind: MetaUname, Total: 5, Data: []byte("\n1\n0\n"), Last: true})
+	for _, tc := range []struct {
+		name   string
+		chunks [][]byte
+		want   string
+	}{
+		{"false start, then an order in its own read", [][]byte{bs("bin\xF6VT\x01\x02\n"), bs("1\n")},
+			"?bin !unexpected EOF ?\xF6VT\x01\x02 1"},
+		{"false start and order in one read", [][]byte{bs("bin\xF6VT\x01\x02\n1\n")}, "?bin !unexpected EOF ?\xF6VT\x01\x02 1"},
+		{"magic alone, then orders", [][]byte{bs("\xF6VT"), bs("\n1\n0\n")}, "!unexpected EOF ?\xF6VT 1 0"},
+		{"header claiming more than follows", [][]byte{claims, bs("\n0\n")}, "!unexpected EOF ?" + string(claims) + " 0"},
+		{"header claiming more, then a frame and an order", [][]byte{claims, bs("\n", stop, "\n1\n")},
+			"!unexpected EOF ?" + string(claims) + " stop 1"},
+		{"half a frame, newline, order", [][]byte{stop[:HeaderLen+2], bs("\n1\n")}, "!unexpected EOF ?" + string(stop[:HeaderLen+2]) + " 1"},
+		{"order lines inside a frame read whole", [][]byte{ordersInside}, "meta-chunk"},
+		{"bad header, then an order", [][]byte{bs("bin", stop[:5], "\x00\x00\x00\x00\x00\x00\x00\x00\x00\n1\n")}, "?bin !checksum mismatch 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := renderOrders(t, tc.chunks...); got != tc.want {
+				t.Errorf("one read each:\n got %q\nwant %q", got, tc.want)
+			}
 		})
 	}
 }
@@ -157,8 +226,8 @@ func TestDemuxDropped(t *testing.T) {
 	t.Parallel()
 	var d Demux
 	d.Feed(bs(rawFrame(TypeStop, MaxFrame+1, nil)[:HeaderLen], "abc\n"))
-	if d.Dropped() != HeaderLen+4 {
-		t.Errorf("Dropped = %d, want %d", d.Dropped(), HeaderLen+4)
+	if d.Dropped() != HeaderLen+3 { // the newline is text: it ends the line
+		t.Errorf("Dropped = %d, want %d", d.Dropped(), HeaderLen+3)
 	}
 }
 
@@ -208,5 +277,27 @@ func TestReader(t *testing.T) {
 	want := `"1" "\n" stats "0" "\n" eof`
 	if s := strings.Join(got, " "); s != want {
 		t.Errorf("got  %s\nwant %s", s, want)
+	}
+}
+
+// TestDemuxByteByByteBigFrame: a frame of MaxFrame bytes fed one byte a
+// read costs each read a constant amount of work, not its length so far.
+func TestDemuxByteByByteBigFrame(t *testing.T) {
+	t.Parallel()
+	big := frameOf(t, &MetaChunk{Kind: MetaKallsyms, Total: MaxChunk, Data: bytes.Repeat([]byte("x\n"), MaxChunk/2), Last: true})
+	for _, textOrders := range []bool{false, true} {
+		d := Demux{TextOrders: textOrders}
+		frames := 0
+		for i := range big {
+			for _, it := range d.Feed(big[i : i+1]) {
+				if it.Frame == nil {
+					t.Fatalf("TextOrders %v: %+v before the frame", textOrders, it)
+				}
+				frames++
+			}
+		}
+		if frames != 1 {
+			t.Errorf("TextOrders %v: %d frames, want 1", textOrders, frames)
+		}
 	}
 }

@@ -2,10 +2,13 @@ package wire
 
 import (
 	"bytes"
+	"slices"
 	"sort"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/vtrace/vtrace/proto/control"
 )
 
 // mixedStream is a host-to-guest stream as the agent may read it: orders
@@ -38,8 +41,8 @@ type demuxed struct {
 	pending int
 }
 
-func demuxAll(t *testing.T, in []byte, chunk int) demuxed {
-	var d Demux
+func demuxAll(t *testing.T, in []byte, chunk int, textOrders bool) demuxed {
+	d := Demux{TextOrders: textOrders}
 	var out demuxed
 	for len(in) > 0 {
 		n := min(chunk, len(in))
@@ -75,28 +78,67 @@ func FuzzDemux(f *testing.F) {
 	f.Add(mixedStream(f), uint16(7))
 	f.Add([]byte("1\n0\n1"), uint16(1))
 	f.Add(append(rawFrame(TypeStop, MaxFrame+1, nil)[:HeaderLen], "x\n1\n"...), uint16(3))
+	f.Add(bs("bin\xF6VT\x01\x02\n"), uint16(4))
+	f.Add(rawFrame(TypeStart, 100, nil)[:HeaderLen], uint16(5))
+	f.Add(bs(rawFrame(TypeStart, 100, nil)[:HeaderLen], frameOf(f, &Stop{ID: 1}), "\n1\n"), uint16(0))
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint16) {
-		whole := demuxAll(t, in, len(in))
-		// Every byte is text, part of a frame, dropped, or waiting.
-		n := len(whole.text) + int(whole.dropped) + whole.pending
-		for _, fr := range whole.frames {
-			n += len(fr)
-		}
-		if n != len(in) {
-			t.Fatalf("accounted for %d bytes of %d: %+v", n, len(in), whole)
+		whole := demuxAll(t, in, len(in), false)
+		orders := demuxAll(t, in, len(in), true)
+		for _, got := range []demuxed{whole, orders} {
+			// Every byte is text, part of a frame, dropped, or waiting.
+			n := len(got.text) + int(got.dropped) + got.pending
+			for _, fr := range got.frames {
+				n += len(fr)
+			}
+			if n != len(in) {
+				t.Fatalf("accounted for %d bytes of %d: %+v", n, len(in), got)
+			}
+			// Frames are found where they were written.
+			for _, fr := range got.frames {
+				if !bytes.Contains(in, fr) {
+					t.Fatalf("frame % x not in the input", fr)
+				}
+			}
 		}
 		// Read boundaries change nothing but how text is cut.
 		if chunk > 0 {
-			split := demuxAll(t, in, int(chunk))
+			split := demuxAll(t, in, int(chunk), false)
 			if diff := cmp.Diff(whole, split, cmp.AllowUnexported(demuxed{})); diff != "" {
 				t.Fatalf("in reads of %d, not as in one read (-one +split):\n%s", chunk, diff)
 			}
 		}
-		// Frames are found where they were written.
-		for _, fr := range whole.frames {
-			if !bytes.Contains(in, fr) {
-				t.Fatalf("frame % x not in the input", fr)
+		// Read whole, the agent's Demux finds every frame the plain one
+		// finds (and, past a false start, maybe more).
+		if len(orders.frames) < len(whole.frames) || !slices.EqualFunc(whole.frames, orders.frames[:len(whole.frames)], bytes.Equal) {
+			t.Fatalf("with TextOrders, frames %x; without, %x", orders.frames, whole.frames)
+		}
+		// Whatever came before, in reads of any size, an order line that
+		// follows is obeyed once its newline has arrived (in one read or
+		// in pieces), unless its bytes ended a frame.
+		tails := [][]string{{"\n1\n"}, {"\n", "1\n"}, {"\n1", "\n"}, {"\n", "1", "\n"}}
+		tail := tails[int(chunk)%len(tails)]
+		d := Demux{TextOrders: true}
+		var p control.Parser
+		step := int(chunk)
+		if step == 0 {
+			step = len(in)
+		}
+		for rest := in; len(rest) > 0; {
+			n := min(step, len(rest))
+			renderItems(t, &p, d.Feed(rest[:n]))
+			rest = rest[n:]
+		}
+		var got []string
+		frame := false
+		for _, piece := range tail {
+			items := d.Feed([]byte(piece))
+			for _, it := range items {
+				frame = frame || it.Frame != nil
 			}
+			got = append(got, renderItems(t, &p, items)...)
+		}
+		if !frame && !slices.Contains(got, "1") {
+			t.Fatalf("after % x in reads of %d, %q gave %q: the order was not seen", in, step, tail, got)
 		}
 	})
 }

@@ -40,12 +40,13 @@ type HelloReply struct {
 	ID           uint64
 	Version      uint8 // chosen from Hello.Versions; every later frame uses it
 	AgentVersion string
-	CPUs         []uint32 // online CPUs, the ones streamed
+	CPUs         []uint32 // the CPUs streamed: the recording's, or (idle) those the next Start streams
 	PageSize     uint32   // ring-buffer (sub-buffer) page size: 0 or 4 KiB to 1 MiB, power of two
 	Clock        string   // trace clock in use, e.g. "local"
 	Release      string   // uname -r
 	Instance     string   // ftrace instance in use; "" for the top-level buffer
 	State        State
+	Unstreamed   []UnstreamedCPU // CPUs not in CPUs, and why
 }
 
 func (*HelloReply) Type() Type { return TypeHelloReply }
@@ -61,6 +62,7 @@ func (m *HelloReply) fields() []field {
 		{7, str(&m.Release)},
 		{8, str(&m.Instance)},
 		{9, numberUpTo(&m.State, math.MaxUint8)},
+		{10, records(&m.Unstreamed, MaxCPUs)},
 	}
 }
 
@@ -79,10 +81,13 @@ func (m *Start) fields() []field {
 	}
 }
 
-// StartReply says whether recording started (guest → host).
+// StartReply says whether recording started (guest → host), and on which
+// CPUs.
 type StartReply struct {
-	ID    uint64
-	Error string // "" when started; else what was wrong, and nothing was applied
+	ID         uint64
+	Error      string          // "" when started; else what was wrong, and nothing was applied
+	CPUs       []uint32        // the CPUs this recording streams
+	Unstreamed []UnstreamedCPU // the CPUs it does not, and why
 }
 
 func (*StartReply) Type() Type { return TypeStartReply }
@@ -91,6 +96,8 @@ func (m *StartReply) fields() []field {
 	return []field{
 		{1, number(&m.ID)},
 		{2, str(&m.Error)},
+		{3, numbers(&m.CPUs, tracefs.MaxCPU, MaxCPUs)},
+		{4, records(&m.Unstreamed, MaxCPUs)},
 	}
 }
 
@@ -109,9 +116,10 @@ func (m *Stop) fields() []field {
 
 // StopReply is sent after the last page was pushed (guest → host).
 type StopReply struct {
-	ID    uint64
-	Error string
-	CPUs  []CPUStats // final
+	ID         uint64
+	Error      string
+	CPUs       []CPUStats      // final, one entry per CPU streamed
+	Unstreamed []UnstreamedCPU // CPUs the recording did not stream, and why, as known at its stop
 }
 
 func (*StopReply) Type() Type { return TypeStopReply }
@@ -121,6 +129,7 @@ func (m *StopReply) fields() []field {
 		{1, number(&m.ID)},
 		{2, str(&m.Error)},
 		{3, records(&m.CPUs, MaxCPUs)},
+		{4, records(&m.Unstreamed, MaxCPUs)},
 	}
 }
 
@@ -212,9 +221,10 @@ func (m *StatusRequest) fields() []field {
 type Status struct {
 	ID           uint64
 	State        State
-	Settings     Settings // of the current or last recording
-	CPUs         []CPUStats
+	Settings     Settings   // of the current or last recording
+	CPUs         []CPUStats // one entry per CPU streamed
 	AgentVersion string
+	Unstreamed   []UnstreamedCPU // CPUs not streamed, and why: now while recording, else at the last stop
 }
 
 func (*Status) Type() Type { return TypeStatus }
@@ -226,6 +236,7 @@ func (m *Status) fields() []field {
 		{3, record(&m.Settings)},
 		{4, records(&m.CPUs, MaxCPUs)},
 		{5, str(&m.AgentVersion)},
+		{6, records(&m.Unstreamed, MaxCPUs)},
 	}
 }
 
@@ -319,6 +330,22 @@ func (c *CPUStats) fields() []field {
 		{10, number(&c.BytesSent)},
 		{11, number(&c.PagesSent)},
 		{12, str(&c.Raw)},
+	}
+}
+
+// UnstreamedCPU is a CPU the agent does not stream, and why: offline, come
+// online during the recording (streamed from the next Start), or what kept
+// it out (no data port, ...). A CPU is either streamed or said to be
+// unstreamed, so the host never shows it as an empty stream.
+type UnstreamedCPU struct {
+	CPU    uint32
+	Reason string
+}
+
+func (c *UnstreamedCPU) fields() []field {
+	return []field{
+		{1, numberUpTo(&c.CPU, tracefs.MaxCPU)},
+		{2, str(&c.Reason)},
 	}
 }
 

@@ -116,14 +116,25 @@ func checkOptName(what, s string) error {
 	return checkName(what, s)
 }
 
-// checkCPUs accepts a list of CPU numbers or of CPU stats: at most MaxCPUs
-// entries, each for a CPU from 0 to tracefs.MaxCPU that no other entry
-// names, and each stats entry's Raw printable.
-func checkCPUs[T uint32 | CPUStats](entries []T) error {
-	if len(entries) > MaxCPUs {
-		return fmt.Errorf("%d CPU entries: %w", len(entries), ErrTooLarge)
+// checkCPUs accepts a list of CPU numbers or of CPU stats, and the list of
+// CPUs not streamed beside it: at most MaxCPUs entries each, each for a CPU
+// from 0 to tracefs.MaxCPU that no other entry of either list names, each
+// stats entry's Raw and each reason printable.
+func checkCPUs[T uint32 | CPUStats](entries []T, unstreamed []UnstreamedCPU) error {
+	if len(entries) > MaxCPUs || len(unstreamed) > MaxCPUs {
+		return fmt.Errorf("%d CPU entries, %d unstreamed: %w", len(entries), len(unstreamed), ErrTooLarge)
 	}
 	var seen [MaxCPUs]bool
+	see := func(cpu uint32) error {
+		if cpu > tracefs.MaxCPU {
+			return fmt.Errorf("CPU %d: want 0 to %d: %w", cpu, tracefs.MaxCPU, ErrMalformed)
+		}
+		if seen[cpu] {
+			return fmt.Errorf("CPU %d twice: %w", cpu, ErrMalformed)
+		}
+		seen[cpu] = true
+		return nil
+	}
 	for _, e := range entries {
 		var cpu uint32
 		var raw string
@@ -133,14 +144,21 @@ func checkCPUs[T uint32 | CPUStats](entries []T) error {
 		case CPUStats:
 			cpu, raw = e.CPU, e.Raw
 		}
-		if cpu > tracefs.MaxCPU {
-			return fmt.Errorf("CPU %d: want 0 to %d: %w", cpu, tracefs.MaxCPU, ErrMalformed)
+		if err := see(cpu); err != nil {
+			return err
 		}
-		if seen[cpu] {
-			return fmt.Errorf("CPU %d twice: %w", cpu, ErrMalformed)
-		}
-		seen[cpu] = true
 		if err := checkText(fmt.Sprintf("cpu%d stats", cpu), raw, true); err != nil {
+			return err
+		}
+	}
+	for _, u := range unstreamed {
+		if err := see(u.CPU); err != nil {
+			return err
+		}
+		if u.Reason == "" {
+			return fmt.Errorf("CPU %d not streamed without a reason: %w", u.CPU, ErrMalformed)
+		}
+		if err := checkText(fmt.Sprintf("why cpu%d is not streamed", u.CPU), u.Reason, true); err != nil {
 			return err
 		}
 	}
@@ -168,7 +186,7 @@ func (m *HelloReply) check() error {
 	if m.Version == 0 {
 		return fmt.Errorf("version 0: %w", ErrMalformed)
 	}
-	if err := checkCPUs(m.CPUs); err != nil {
+	if err := checkCPUs(m.CPUs, m.Unstreamed); err != nil {
 		return err
 	}
 	if p := m.PageSize; p != 0 && (p < 4096 || p > MaxFrame || p&(p-1) != 0) {
@@ -188,7 +206,12 @@ func (m *HelloReply) check() error {
 
 func (m *Start) check() error { return m.Settings.check() }
 
-func (m *StartReply) check() error { return checkText("error", m.Error, true) }
+func (m *StartReply) check() error {
+	if err := checkText("error", m.Error, true); err != nil {
+		return err
+	}
+	return checkCPUs(m.CPUs, m.Unstreamed)
+}
 
 func (m *Stop) check() error { return nil }
 
@@ -196,7 +219,7 @@ func (m *StopReply) check() error {
 	if err := checkText("error", m.Error, true); err != nil {
 		return err
 	}
-	return checkCPUs(m.CPUs)
+	return checkCPUs(m.CPUs, m.Unstreamed)
 }
 
 func (m *MetaRequest) check() error {
@@ -250,7 +273,7 @@ func (m *MetaEnd) check() error {
 	return nil
 }
 
-func (m *Stats) check() error { return checkCPUs(m.CPUs) }
+func (m *Stats) check() error { return checkCPUs(m.CPUs, nil) }
 
 func (m *StatusRequest) check() error { return nil }
 
@@ -258,7 +281,7 @@ func (m *Status) check() error {
 	if err := m.Settings.check(); err != nil {
 		return err
 	}
-	if err := checkCPUs(m.CPUs); err != nil {
+	if err := checkCPUs(m.CPUs, m.Unstreamed); err != nil {
 		return err
 	}
 	return checkText("agent version", m.AgentVersion, false)

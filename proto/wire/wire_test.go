@@ -52,6 +52,12 @@ func samples() map[string]Message {
 		"status-request": &StatusRequest{ID: 5},
 		"status":         &Status{ID: 5, State: StateRecording, Settings: sampleSettings(), CPUs: sampleCPUs(), AgentVersion: "0.3.0"},
 		"error":          &Error{ID: 6, Code: CodeUnsupported, Message: "message type 200"},
+		"hello-reply-unstreamed": &HelloReply{ID: 1, Version: 1, CPUs: []uint32{0, 2}, State: StateIdle,
+			Unstreamed: []UnstreamedCPU{{CPU: 1, Reason: "offline"}, {CPU: 3, Reason: "find port trace-path-cpu3: not in /dev/virtio-ports"}}},
+		"start-reply-cpus": &StartReply{ID: 2, CPUs: []uint32{0, 1, 2}, Unstreamed: []UnstreamedCPU{{CPU: 3, Reason: "offline"}}},
+		"stop-reply-unstreamed": &StopReply{ID: 3, CPUs: sampleCPUs(),
+			Unstreamed: []UnstreamedCPU{{CPU: 1, Reason: "came online during the recording: streamed from the next start"}}},
+		"status-unstreamed": &Status{ID: 5, State: StateIdle, CPUs: sampleCPUs(), Unstreamed: []UnstreamedCPU{{CPU: 1, Reason: "offline"}}},
 	}
 }
 
@@ -177,6 +183,13 @@ func TestUnmarshalRejects(t *testing.T) {
 		{"stats cpu over the largest", &Stats{}, tlv(1, tlv(1, u64(tracefs.MaxCPU+1))), ErrMalformed},
 		{"stats too many", &Stats{}, many(MaxCPUs+1, tlv(1, nil)), ErrTooLarge},
 		{"status bad cpu", &Status{}, cpu(tracefs.MaxCPU + 1), ErrMalformed},
+		{"reply cpu streamed and not", &HelloReply{}, cat(tlv(2, u64(1)), tlv(4, u64(3)), tlv(10, cat(tlv(1, u64(3)), tlv(2, []byte("offline"))))), ErrMalformed},
+		{"reply unstreamed without reason", &HelloReply{}, cat(tlv(2, u64(1)), tlv(10, tlv(1, u64(3)))), ErrMalformed},
+		{"reply unstreamed reason escape", &HelloReply{}, cat(tlv(2, u64(1)), tlv(10, cat(tlv(1, u64(3)), tlv(2, []byte("\x1b[2J"))))), ErrMalformed},
+		{"start reply cpu twice", &StartReply{}, cat(tlv(3, u64(1)), tlv(3, u64(1))), ErrMalformed},
+		{"start reply unstreamed over the largest", &StartReply{}, tlv(4, cat(tlv(1, u64(tracefs.MaxCPU+1)), tlv(2, []byte("x")))), ErrMalformed},
+		{"stop reply stats and unstreamed", &StopReply{}, cat(tlv(3, tlv(1, u64(2))), tlv(4, cat(tlv(1, u64(2)), tlv(2, []byte("x"))))), ErrMalformed},
+		{"status unstreamed too many", &Status{}, many(MaxCPUs+1, tlv(6, tlv(2, []byte("x")))), ErrTooLarge},
 		{"chunk kind 0", &MetaChunk{}, tlv(7, u64(1)), ErrMalformed},
 		{"chunk format without name", &MetaChunk{}, cat(tlv(2, u64(3)), tlv(7, u64(1))), ErrMalformed},
 		{"chunk format path", &MetaChunk{}, cat(tlv(2, u64(3)), tlv(3, []byte("../../etc/passwd")), tlv(7, u64(1))), ErrMalformed},
