@@ -55,7 +55,7 @@ func TestIntegrationSecondAgentRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := fifoDir(t, onlineCPUs(t))
-	fds := openFDs(t)
+	fds := testutil.OpenFDs(t)
 	for _, path := range []string{inst, other} {
 		_, err := guest.New(guest.Config{Tracefs: path, PortsDir: dir, StateDir: t.TempDir()}, nil)
 		want := fmt.Sprintf("another vtrace agent streams this ring buffer (pid %d, vtrace)", first.Process.Pid)
@@ -64,17 +64,17 @@ func TestIntegrationSecondAgentRefused(t *testing.T) {
 			t.Errorf("New on %s while another agent streams it: %v; want an error saying %q", path, err, want)
 		}
 	}
-	checkFDs(t, fds)
+	testutil.SameFDs(t, fds)
 
 	first.Process.Kill()
 	first.Wait() // closes the pipe of its stderr
-	fds = openFDs(t)
+	fds = testutil.OpenFDs(t)
 	a, err := guest.New(guest.Config{Tracefs: inst, PortsDir: dir, StateDir: t.TempDir()}, nil)
 	if err != nil {
 		t.Fatalf("New once the other agent has exited: %v", err)
 	}
 	a.Close()
-	checkFDs(t, fds)
+	testutil.SameFDs(t, fds)
 }
 
 // TestIntegrationInstanceOfAnotherAgent: an agent's own instance, which it
@@ -104,7 +104,7 @@ func TestIntegrationInstanceOfAnotherAgent(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("another vtrace agent streams this ring buffer (pid %d", os.Getpid())) {
 		t.Errorf("second agent in the first one's instance: %v; want it refused, naming the first", err)
 	}
-	if !isDir(filepath.Join(root, "instances", name)) {
+	if fi, err := os.Stat(filepath.Join(root, "instances", name)); err != nil || !fi.IsDir() {
 		t.Fatal("the first agent's instance is gone")
 	}
 	// The first agent still streams it: stop it, then the second may.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vtrace/vtrace/guest"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/internal/testutil"
 )
 
 // markers writes n trace markers of size bytes into inst from cpu.
@@ -58,7 +59,7 @@ func TestIntegrationStopNamesTheCPU(t *testing.T) {
 	dir := fifoDir(t, cpus)
 	newHost(t, dir, inst, cpus[:len(cpus)-1]) // nobody reads the last CPU's port
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	fds := openFDs(t)
+	fds := testutil.OpenFDs(t)
 	a, err := guest.New(guest.Config{Tracefs: inst, PortsDir: dir, PipeSize: 64 << 10, StateDir: t.TempDir()}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +76,7 @@ func TestIntegrationStopNamesTheCPU(t *testing.T) {
 	cancel()
 	err = <-ran
 	a.Close()
-	checkFDs(t, fds)
+	testutil.SameFDs(t, fds)
 	if err == nil {
 		t.Fatalf("Run: no error though the host never read cpu %d's port", stuck)
 	}
@@ -90,7 +91,7 @@ func TestIntegrationStopNamesTheCPU(t *testing.T) {
 	if pages == 0 {
 		t.Errorf("cpu %d: no page left in a 64 KiB pipe that could not drain", stuck)
 	}
-	if ks := cpuStats(t, inst, stuck); events != ks["entries"] || events == 0 {
+	if ks := testutil.CPUStats(t, inst, stuck); events != ks["entries"] || events == 0 {
 		t.Errorf("cpu %d: %d events said left in the ring buffer, the kernel has %d entries", stuck, events, ks["entries"])
 	}
 	for _, cpu := range cpus[:len(cpus)-1] {
