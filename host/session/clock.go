@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vtrace/vtrace/host/timesync"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/wire"
 )
@@ -14,30 +15,6 @@ import (
 // older than them); there is no way to place its trace on the host's
 // timeline.
 var ErrNoClockProbes = errors.New("the agent does not answer clock probes")
-
-// ClockSample is one answered clock probe: four readings of one trace
-// clock in nanoseconds, the host's just before the probe was written and
-// just after the read that brought the reply, the guest's as the probe
-// came off its port and just before its reply (docs/protocol.md).
-type ClockSample struct {
-	ID            uint64
-	HostSent      int64
-	GuestReceived int64
-	GuestSent     int64
-	HostReceived  int64
-}
-
-// Delay is the time the probe and its reply spent between host and guest:
-// the round trip less the guest's time between its readings.
-func (c ClockSample) Delay() int64 {
-	return (c.HostReceived - c.HostSent) - (c.GuestSent - c.GuestReceived)
-}
-
-// Offset is the midpoint estimate of guest minus host clock; the true
-// offset is within Delay()/2 of it.
-func (c ClockSample) Offset() int64 {
-	return ((c.GuestReceived - c.HostSent) + (c.GuestSent - c.HostReceived)) / 2
-}
 
 // ProbeOptions say how to probe.
 type ProbeOptions struct {
@@ -53,8 +30,9 @@ type ProbeOptions struct {
 }
 
 // ProbeClock sends opts.Count clock probes one after another and returns
-// their samples. It stops at the first probe left unanswered or refused.
-func (s *Session) ProbeClock(ctx context.Context, opts ProbeOptions) ([]ClockSample, error) {
+// their readings (docs/protocol.md, "Clock probes"). It stops at the first
+// probe left unanswered or refused, and returns those answered before it.
+func (s *Session) ProbeClock(ctx context.Context, opts ProbeOptions) ([]timesync.Probe, error) {
 	if s.LineProtocol() {
 		return nil, fmt.Errorf("probe the guest's clock: %w", ErrLineProtocol)
 	}
@@ -66,7 +44,7 @@ func (s *Session) ProbeClock(ctx context.Context, opts ProbeOptions) ([]ClockSam
 	}
 	s.probeClock = &opts.Clock
 	defer func() { s.probeClock = nil }()
-	out := make([]ClockSample, 0, opts.Count)
+	out := make([]timesync.Probe, 0, opts.Count)
 	for range opts.Count {
 		c, err := s.probe(ctx, opts)
 		if err != nil {
@@ -78,17 +56,17 @@ func (s *Session) ProbeClock(ctx context.Context, opts ProbeOptions) ([]ClockSam
 }
 
 // probe sends one ClockProbe and waits for its reply.
-func (s *Session) probe(ctx context.Context, opts ProbeOptions) (ClockSample, error) {
+func (s *Session) probe(ctx context.Context, opts ProbeOptions) (timesync.Probe, error) {
 	id := s.nextID()
 	m := &wire.ClockProbe{ID: id, Clock: opts.Clock.Name, Mark: opts.Mark != nil}
 	b, err := wire.AppendMessage(nil, m)
 	if err != nil {
-		return ClockSample{}, err
+		return timesync.Probe{}, err
 	}
 	if opts.Mark != nil {
 		opts.Mark(id, "send")
 	}
-	c := ClockSample{ID: id}
+	c := timesync.Probe{ID: id}
 	if c.HostSent, err = opts.Clock.Now(); err != nil {
 		return c, err
 	}
