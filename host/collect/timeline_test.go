@@ -51,6 +51,10 @@ func TestIntegrationCollectTimelineLoopback(t *testing.T) {
 	if off := math.Abs(f.At(f.First)); off > float64(f.BestDelay) || math.Abs(f.Drift)*span > 2*float64(f.BestDelay) || f.Margin < 0 {
 		t.Errorf("one clock, yet offset %.0f ns, drift %g over %.1f s, margin %.0f ns (best delay %d ns)", off, f.Drift, span/1e9, f.Margin, f.BestDelay)
 	}
+	st, err := exec.Command(bin, "host", "stats", out).CombinedOutput()
+	if err != nil || !strings.Contains(string(st), "clock sync: trace clock mono") || !strings.Contains(string(st), "uncertainty: ±") {
+		t.Errorf("vtrace host stats: %v, want the clock sync:\n%s", err, st)
+	}
 	probes, lines := timesynctest.Merged(t, tc, filepath.Join(out, "host.dat"), filepath.Join(out, "trace.dat"))
 	if len(probes) != len(r.Probes) || lines != 3*len(r.Probes) {
 		t.Errorf("trace-cmd shows %d probes with three markers (%d marker lines); %d probes were answered", len(probes), lines, len(r.Probes))

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -192,5 +193,30 @@ func TestRecordSaveLoad(t *testing.T) {
 		if _, err := Load(d); err == nil {
 			t.Errorf("%s: Load accepted %s", name, text)
 		}
+	}
+}
+
+func TestRecordWrite(t *testing.T) {
+	t.Parallel()
+	c := clocks{offset: 2e9, drift: 10e-6, rng: rand.New(rand.NewPCG(3, 3))}
+	var probes []Probe
+	for b := range 3 {
+		ps, _ := c.burst(100e9+float64(b)*1e9, 4, b)
+		probes = append(probes, ps...)
+	}
+	f, _ := Solve(probes)
+	var sb strings.Builder
+	if err := (&Record{Clock: "mono", Probes: probes, Fit: &f}).Write(&sb); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"trace clock mono, 12 probes in 3 bursts", "drift: +", "uncertainty: ±", "every probe's bounds hold"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, sb.String())
+		}
+	}
+	sb.Reset()
+	(&Record{Clock: "boot"}).Write(&sb)
+	if !strings.Contains(sb.String(), "no offset") {
+		t.Errorf("summary without a fit: %q", sb.String())
 	}
 }
