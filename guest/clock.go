@@ -3,8 +3,8 @@ package guest
 // Clock probes (docs/protocol.md, "Clock probes"): the host measures the
 // offset between the guest's trace clock and its own. The control reader
 // reads the clock the moment a probe comes off the port (receiveProbe);
-// the control loop answers with a second reading taken just before the
-// reply is queued (clockProbe).
+// the control loop answers (clockProbe), and the writer goroutine reads
+// the clock again as it writes the reply (sendLate).
 
 import (
 	"fmt"
@@ -70,7 +70,54 @@ func (s *session) clockProbe(r *probeReceipt) {
 		return
 	}
 	reply.Received, reply.Sent = uint64(r.at), uint64(sent)
-	s.reply(reply)
+	if !s.spoken || s.out == nil {
+		return
+	}
+	if err := s.out.sendLate(reply, func() {
+		if now, err := r.clock.Now(); err == nil {
+			reply.Sent = uint64(now)
+		}
+	}); err != nil {
+		a.log.Warn("control: reply dropped", "err", err)
+	}
+}
+
+// sendLate queues m, a reply, like send; restamp is called as m is
+// written, to update it (a clock probe's Sent reading, taken then rather
+// than when m was queued), and m encoded again. An update that does not
+// encode leaves the bytes queued.
+func (o *ctlOut) sendLate(m *wire.ClockReply, restamp func()) error {
+	b, err := wire.AppendMessage(nil, m)
+	if err != nil {
+		return fmt.Errorf("encode %v: %w", m.Type(), err)
+	}
+	late := func() []byte {
+		restamp()
+		if nb, err := wire.AppendMessage(nil, m); err == nil {
+			return nb
+		}
+		return b
+	}
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return fmt.Errorf("send %v: control port closed", m.Type())
+	}
+	if o.bytes+len(b) > o.max {
+		o.dropStats(len(b))
+	}
+	if o.bytes+len(b) > o.max && len(o.queue) > 0 {
+		o.mu.Unlock()
+		return fmt.Errorf("send %v: %w (%d bytes queued)", m.Type(), errNotReading, o.max)
+	}
+	o.queue = append(o.queue, outFrame{b: b, late: late})
+	o.bytes += len(b)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // mark writes text into the trace_marker of the recording in progress.

@@ -268,7 +268,7 @@ func (m *ClockProbe) fields() []field {
 
 // ClockReply answers a ClockProbe (guest → host) with two readings of the
 // trace clock in its units (ns): as the probe was read from the port, and
-// just before the reply was queued. Error says why the clock could not be
+// just before the reply was written. Error says why the clock could not be
 // read (both readings are then 0).
 type ClockReply struct {
 	ID       uint64

@@ -100,3 +100,26 @@ func Causality(probes []Probe) (minSlack int64, bad []string) {
 	}
 	return minSlack, bad
 }
+
+// rawMarker is a guest marker in `trace-cmd report --raw-ts` of one file.
+var rawMarker = regexp.MustCompile(`\[\d+\]\s+(?:\S+\s+)?(\d+):\s+print:.*vtrace-clock probe=(\d+) recv\s*$`)
+
+// GuestStamps runs `trace-cmd report --raw-ts -i guest` and returns each
+// probe's recv marker as the guest's ring buffer stamped it, before any
+// shift: a time of the guest's own clock.
+func GuestStamps(t testing.TB, traceCmd, guest string) map[uint64]int64 {
+	t.Helper()
+	out, err := exec.Command(traceCmd, "report", "--raw-ts", "-i", guest).Output()
+	if err != nil {
+		t.Fatalf("trace-cmd report --raw-ts -i %s: %v", guest, err)
+	}
+	stamps := map[uint64]int64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := rawMarker.FindStringSubmatch(line); m != nil {
+			ts, _ := strconv.ParseInt(m[1], 10, 64)
+			id, _ := strconv.ParseUint(m[2], 10, 64)
+			stamps[id] = ts
+		}
+	}
+	return stamps
+}
