@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -134,9 +135,13 @@ func openTimeline(ctx context.Context, cfg Config, ag *agent, sum *Summary) (*ti
 		s.Clock = name
 	}
 	tl.record = timesync.Record{Clock: name, HostTraceID: traceID(), GuestTraceID: traceID()}
+	tl.record.Guest = tl.cfg.Guest
 	if tl.cfg.VCPUs != nil {
 		if tl.vcpus, err = tl.cfg.VCPUs(ctx); err != nil {
 			sum.Notes = append(sum.Notes, fmt.Sprintf("host.dat maps no vCPU to its host thread: %v", err))
+		}
+		for _, v := range tl.vcpus {
+			tl.record.VCPUs = append(tl.record.VCPUs, timesync.VCPU{CPU: v.CPU, Thread: v.Thread})
 		}
 	}
 	return tl, nil
@@ -247,16 +252,11 @@ func (t *timeline) finish(sum *Summary, opts *tracedat.Options) {
 		note("no host.dat: %v", err)
 		return
 	}
-	guest := &tracedat.Timeline{TraceID: t.record.GuestTraceID}
 	if fit, err := timesync.Solve(t.record.Probes); err != nil {
 		note("no clock offset: %v: trace.dat keeps the guest's own times", err)
 	} else {
 		t.record.Fit = &fit
 		ts.Fit = &fit
-		guest.Peer = t.record.HostTraceID
-		for _, p := range fit.Points(timesync.DefaultStep) {
-			guest.Shift = append(guest.Shift, tracedat.ShiftPoint{Guest: p.Guest, Shift: p.Shift})
-		}
 		if fit.Margin < 0 {
 			note("clock fit: some probe lies %.0f ns outside the line: the guest's clock did not keep a steady rate against the host's", -fit.Margin)
 		}
@@ -264,22 +264,14 @@ func (t *timeline) finish(sum *Summary, opts *tracedat.Options) {
 	if err := t.record.Save(t.out); err != nil {
 		note("%v", err)
 	}
-	opts.Timeline = guest
-	host := &tracedat.Timeline{TraceID: t.record.HostTraceID}
-	if len(t.vcpus) > 0 {
-		g := tracedat.Guest{Name: t.cfg.Guest, TraceID: t.record.GuestTraceID}
-		for _, v := range t.vcpus {
-			g.VCPUs = append(g.VCPUs, tracedat.VCPU{CPU: v.CPU, TID: v.Thread})
-		}
-		host.Guests = []tracedat.Guest{g}
-	}
+	opts.Timeline = guestOptions(&t.record)
 	cpus, err := tracedat.CaptureCPUs(hostDir)
 	if err != nil {
 		note("no host.dat: %v", err)
 		return
 	}
 	hopts := *opts
-	hopts.Timeline = host
+	hopts.Timeline = hostOptions(&t.record)
 	path := filepath.Join(t.out, HostDat)
 	if _, err := tracedat.WriteFile(path, set, cpus, hopts, true); err != nil {
 		note("no host.dat: %v", err)
@@ -306,4 +298,56 @@ func (ts *TimelineSummary) write(w io.Writer, traceDat string) {
 // to a capture directory.
 func isTimelineName(name string) bool {
 	return name == HostDir || name == HostDat || name == timesync.FileName
+}
+
+// guestOptions are trace.dat's options of a timeline: TRACEID, and
+// TIME_SHIFT when there is a fit.
+func guestOptions(r *timesync.Record) *tracedat.Timeline {
+	tl := &tracedat.Timeline{TraceID: r.GuestTraceID}
+	if r.Fit != nil {
+		tl.Peer = r.HostTraceID
+		for _, p := range r.Fit.Points(timesync.DefaultStep) {
+			tl.Shift = append(tl.Shift, tracedat.ShiftPoint{Guest: p.Guest, Shift: p.Shift})
+		}
+	}
+	return tl
+}
+
+// hostOptions are host.dat's options of a timeline: TRACEID, and GUEST
+// when the vCPU threads are known.
+func hostOptions(r *timesync.Record) *tracedat.Timeline {
+	tl := &tracedat.Timeline{TraceID: r.HostTraceID}
+	if len(r.VCPUs) > 0 {
+		g := tracedat.Guest{Name: r.Guest, TraceID: r.GuestTraceID}
+		for _, v := range r.VCPUs {
+			g.VCPUs = append(g.VCPUs, tracedat.VCPU{CPU: v.CPU, TID: v.Thread})
+		}
+		tl.Guests = []tracedat.Guest{g}
+	}
+	return tl
+}
+
+// TimelineOptions are the trace.dat options that put capture directory
+// dir on the timeline it was recorded on: the guest's (dir holds
+// clock.json) or the host's (dir is the OUT/host of such a capture). It
+// returns nil for a capture without a timeline.
+func TimelineOptions(dir string) (*tracedat.Timeline, error) {
+	r, err := timesync.Load(dir)
+	if err == nil {
+		return guestOptions(r), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if filepath.Base(filepath.Clean(dir)) != HostDir {
+		return nil, nil
+	}
+	r, err = timesync.Load(filepath.Dir(filepath.Clean(dir)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return hostOptions(r), nil
 }

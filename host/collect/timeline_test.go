@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/vtrace/vtrace/host/timesync"
 	"github.com/vtrace/vtrace/host/timesync/timesynctest"
 	"github.com/vtrace/vtrace/internal/testutil"
@@ -64,6 +65,19 @@ func TestIntegrationCollectTimelineLoopback(t *testing.T) {
 		t.Error(b)
 	}
 	t.Logf("%d probes; smallest slack %d ns; best delay %d ns", len(probes), slack, f.BestDelay)
+
+	// vtrace host convert keeps the timeline, for the guest's capture and
+	// for the host's.
+	host2, guest2 := filepath.Join(out, "host2.dat"), filepath.Join(out, "trace2.dat")
+	for _, args := range [][]string{{"host", "convert", out, "-o", guest2}, {"host", "convert", filepath.Join(out, "host"), "-o", host2}} {
+		if b, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("vtrace %v: %v\n%s", args, err, b)
+		}
+	}
+	again, _ := timesynctest.Merged(t, tc, host2, guest2)
+	if diff := cmp.Diff(probes, again); diff != "" {
+		t.Errorf("converted again, the merged timeline differs (-collect +convert):\n%s", diff)
+	}
 }
 
 // TestIntegrationCollectTimelineLineProtocol: an agent of the line protocol

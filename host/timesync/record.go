@@ -17,13 +17,22 @@ const maxRecord = 64 << 20
 
 // Record is what a capture keeps of its clock synchronisation: the trace
 // clock both sides recorded with, the trace ids written into host.dat and
-// trace.dat, every probe, and the fit.
+// trace.dat, the guest's name and the host thread of each of its vCPUs
+// (host.dat's GUEST option), every probe, and the fit.
 type Record struct {
 	Clock        string  `json:"clock"`
 	HostTraceID  uint64  `json:"host_trace_id"`
 	GuestTraceID uint64  `json:"guest_trace_id"`
+	Guest        string  `json:"guest,omitempty"`
+	VCPUs        []VCPU  `json:"vcpus,omitempty"`
 	Probes       []Probe `json:"probes"`
 	Fit          *Fit    `json:"fit,omitempty"` // nil: no fit (no probe answered)
+}
+
+// VCPU is a guest CPU and the host thread that runs it.
+type VCPU struct {
+	CPU    int `json:"cpu"`
+	Thread int `json:"thread"`
 }
 
 // Save writes r as DIR/clock.json.

@@ -168,7 +168,7 @@ func TestRecordSaveLoad(t *testing.T) {
 	dir := t.TempDir()
 	probes := []Probe{{ID: 1, HostSent: 10, GuestReceived: 100, GuestSent: 105, HostReceived: 20}}
 	f, _ := Solve(probes)
-	r := &Record{Clock: "mono", HostTraceID: 1, GuestTraceID: 2, Probes: probes, Fit: &f}
+	r := &Record{Clock: "mono", HostTraceID: 1, GuestTraceID: 2, Guest: "vm", VCPUs: []VCPU{{0, 41}, {1, 42}}, Probes: probes, Fit: &f}
 	if err := r.Save(dir); err != nil {
 		t.Fatal(err)
 	}
