@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,6 +98,23 @@ func TestIntegrationMergedTimelineCausality(t *testing.T) {
 		len(probes), span.Round(time.Millisecond), float64(slack)/1e3, float64(rtt[0])/1e3, float64(rtt[len(rtt)/2])/1e3, float64(rtt[len(rtt)-1])/1e3)
 	t.Logf("fit: guest − host %.3f s at the first probe, drift %+.3f ppm (%+.1f µs over the minute), uncertainty ±%.1f µs, margin %.1f µs",
 		f.Offset/1e9, f.Drift*1e6, f.Drift*60e6, f.Uncertainty()/1e3, f.Margin/1e3)
+
+	// How steady the offset was: each burst's best probe against the line.
+	best := map[int]timesync.Probe{}
+	for _, p := range rec.Probes {
+		if b, ok := best[p.Burst]; !ok || p.Delay() < b.Delay() {
+			best[p.Burst] = p
+		}
+	}
+	var dev float64
+	var delays []int64
+	for _, p := range best {
+		dev = max(dev, math.Abs(float64(p.Offset())-f.At((p.GuestReceived+p.GuestSent)/2)))
+		delays = append(delays, p.Delay())
+	}
+	slices.Sort(delays)
+	t.Logf("%d bursts: best delay per burst min %.1f µs, median %.1f µs, max %.1f µs; each burst's best probe within %.1f µs of the line",
+		len(best), float64(delays[0])/1e3, float64(delays[len(delays)/2])/1e3, float64(delays[len(delays)-1])/1e3, dev/1e3)
 
 	// In the guest, the agent's two readings of the clock (clock_gettime)
 	// bracket the ring buffer's stamp of the marker written between them:
