@@ -31,7 +31,8 @@ type ProbeOptions struct {
 
 // ProbeClock sends opts.Count clock probes one after another and returns
 // their readings (docs/protocol.md, "Clock probes"). It stops at the first
-// probe left unanswered or refused, and returns those answered before it.
+// probe left unanswered or refused, or when ctx ends (after the probe in
+// flight is answered), and returns those answered before.
 func (s *Session) ProbeClock(ctx context.Context, opts ProbeOptions) ([]timesync.Probe, error) {
 	if s.LineProtocol() {
 		return nil, fmt.Errorf("probe the guest's clock: %w", ErrLineProtocol)
@@ -46,7 +47,12 @@ func (s *Session) ProbeClock(ctx context.Context, opts ProbeOptions) ([]timesync
 	defer func() { s.probeClock = nil }()
 	out := make([]timesync.Probe, 0, opts.Count)
 	for range opts.Count {
-		c, err := s.probe(ctx, opts)
+		if ctx.Err() != nil {
+			return out, context.Cause(ctx)
+		}
+		// A probe sent is waited for (at most Timeout) even when ctx
+		// ends meanwhile: its markers, when asked for, get their answer.
+		c, err := s.probe(context.WithoutCancel(ctx), opts)
 		if err != nil {
 			return out, fmt.Errorf("probe the guest's %s clock: %w", opts.Clock.Name, err)
 		}

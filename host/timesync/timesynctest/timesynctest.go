@@ -114,12 +114,18 @@ func GuestStamps(t testing.TB, traceCmd, guest string) map[uint64]int64 {
 		t.Fatalf("trace-cmd report --raw-ts -i %s: %v", guest, err)
 	}
 	stamps := map[uint64]int64{}
+	var unread []string
 	for _, line := range strings.Split(string(out), "\n") {
 		if m := rawMarker.FindStringSubmatch(line); m != nil {
 			ts, _ := strconv.ParseInt(m[1], 10, 64)
 			id, _ := strconv.ParseUint(m[2], 10, 64)
 			stamps[id] = ts
+		} else if strings.Contains(line, "vtrace-clock") && len(unread) < 3 {
+			unread = append(unread, line)
 		}
+	}
+	if len(unread) > 0 {
+		t.Errorf("trace-cmd report --raw-ts -i %s: marker lines not understood:\n%s", guest, strings.Join(unread, "\n"))
 	}
 	return stamps
 }
