@@ -19,7 +19,8 @@ import (
 type input struct {
 	order control.Item // text: an order or garbage, when frame and err are nil
 	frame *wire.Frame
-	err   error // a frame that could not be read
+	probe *probeReceipt // frame is a ClockProbe, its clock read on receipt
+	err   error         // a frame that could not be read
 }
 
 // Run obeys the control port until ctx ends or a CPU fails, then stops
@@ -95,7 +96,7 @@ func (a *Agent) readControl(inputs chan<- input, done <-chan struct{}) {
 			}
 			switch {
 			case it.Frame != nil:
-				if !hand(input{frame: it.Frame}) {
+				if !hand(input{frame: it.Frame, probe: receiveProbe(it.Frame)}) {
 					return
 				}
 			case it.Err != nil:

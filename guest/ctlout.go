@@ -47,6 +47,7 @@ type ctlOut struct {
 type outFrame struct {
 	b     []byte
 	stats bool
+	late  func() []byte // when not nil, gives the bytes to write instead of b, as they are written (clock.go)
 }
 
 func newCtlOut(f *os.File, path string, max int, log *slog.Logger) *ctlOut {
@@ -81,7 +82,7 @@ func (o *ctlOut) send(m wire.Message, stop, abort <-chan struct{}) error {
 			o.dropStats(len(b))
 		}
 		if o.bytes+len(b) <= o.max || len(o.queue) == 0 {
-			o.queue = append(o.queue, outFrame{b, stats})
+			o.queue = append(o.queue, outFrame{b: b, stats: stats})
 			o.bytes += len(b)
 			o.mu.Unlock()
 			select {
@@ -156,11 +157,15 @@ func (o *ctlOut) run() {
 			<-o.wake
 			o.mu.Lock()
 		}
-		b := o.queue[0].b
+		b, late := o.queue[0].b, o.queue[0].late
 		o.mu.Unlock()
 		var err error
 		if o.f != nil {
-			_, err = o.f.Write(b)
+			w := b
+			if late != nil {
+				w = late()
+			}
+			_, err = o.f.Write(w)
 		}
 		o.mu.Lock()
 		o.queue[0] = outFrame{}

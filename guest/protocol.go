@@ -37,6 +37,10 @@ func (s *session) handle(ctx context.Context, in input) error {
 	case in.frame != nil:
 		s.spoken = true
 		s.recording(a.rec != nil)
+		if in.probe != nil {
+			s.clockProbe(in.probe)
+			return nil
+		}
 		return s.message(ctx, in.frame)
 	case in.order.Long:
 		a.log.Warn("control: line too long, ignored", "start", string(in.order.Garbage))

@@ -4,7 +4,7 @@
 # the guest's init takes commands from. See docs/guest.md.
 #
 #   scripts/run-guest.sh [-k KERNEL] [-c CPUS] [-m MB] [-d DIR] [-g GUESTDIR]
-#                        [-a APPEND] [-C mux|stdio|file:PATH] [-p PIDFILE] [-n] [-T]
+#                        [-a APPEND] [-C mux|stdio|file:PATH] [-p PIDFILE] [-Q SOCKET] [-n] [-T]
 #
 #   -k  kernel series: 6.1 (default) or 6.12 (see build-guest.sh); also $KERNEL
 #   -c  vCPUs (2)                  -m  memory in MiB (512)
@@ -15,7 +15,7 @@
 #   -C  console: mux (default: console and qemu monitor on this terminal,
 #       Ctrl-a x quits), stdio (console only, for programs), file:PATH
 #   -p  write qemu's pid to PIDFILE    -n  do not (re)build the guest first
-#   -T  no vtrace-test port
+#   -T  no vtrace-test port            -Q  QMP socket (for --qmp of host collect)
 #
 # VTRACE_BIN names the vtrace whose `host qemu-args` lays out the channels
 # (default: GUESTDIR/vtrace, the one packed into the guest, else bin/vtrace).
@@ -25,10 +25,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 cpus=2 mem=512 dir=/tmp/virtio-trace guest="" append="" console=mux kernel=${KERNEL:-6.1}
-pidfile="" build=1 testport=1
+pidfile="" build=1 testport=1 qmp=""
 
-usage() { sed -n '5,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-while getopts "k:c:m:d:g:a:C:p:nTh" opt; do
+usage() { sed -n '5,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while getopts "k:c:m:d:g:a:C:p:Q:nTh" opt; do
 	case $opt in
 	k) kernel=$OPTARG ;;
 	c) cpus=$OPTARG ;;
@@ -38,6 +38,7 @@ while getopts "k:c:m:d:g:a:C:p:nTh" opt; do
 	a) append=$OPTARG ;;
 	C) console=$OPTARG ;;
 	p) pidfile=$OPTARG ;;
+	Q) qmp=$OPTARG ;;
 	n) build=0 ;;
 	T) testport=0 ;;
 	*) usage ;;
@@ -90,9 +91,11 @@ file:*) con=(-display none -monitor none -serial "file:${console#file:}") ;;
 *) echo "run-guest: -C wants mux, stdio or file:PATH, not '$console'" >&2; exit 2 ;;
 esac
 [ -n "$pidfile" ] && con+=(-pidfile "$pidfile")
+[ -n "$qmp" ] && con+=(-qmp "unix:${qmp//,/,,},server=on,wait=off")
 
 # -no-reboot with panic=-1: a kernel panic ends qemu instead of hanging.
-exec "$qemu" -accel tcg -nodefaults -no-user-config -no-reboot \
+# debug-threads names each vCPU thread "CPU N/TCG" in the host's traces.
+exec "$qemu" -accel tcg -nodefaults -no-user-config -no-reboot -name vtrace-guest,debug-threads=on \
 	-m "$mem" -smp "$cpus" \
 	-kernel "$guest/vmlinuz" -initrd "$guest/initramfs.gz" \
 	-append "console=ttyS0 quiet panic=-1 no_timer_check $append" \

@@ -21,6 +21,7 @@ type hostCollectOptions struct {
 	target
 	cfg      collect.Config
 	settings settingsFlags
+	timeline timelineFlags
 	pageSet  bool // --page-size given: it wins over the agent's
 	quiet    bool
 	format   string // --format of OUT/trace.dat
@@ -43,7 +44,17 @@ per-CPU counters (live, and at the end: lost events are warned about), and
 collect writes OUT/trace.dat for trace-cmd and KernelShark (--format v6, the
 default, or v7; --compress zstd compresses a v7 file). An agent that does not
 answer the handshake (the kernel's C agent) gets the line protocol's bare
-orders: raw pages only.`,
+orders: raw pages only.
+
+With --host-events, collect also records the host's own events (in an
+ftrace instance of its own) into OUT/host.dat, and places both files on one
+timeline: clock probes over the control port at the start, every
+--sync-interval and at the stop fit the offset and drift between the two
+trace clocks (OUT/clock.json), so that
+  trace-cmd report -i OUT/host.dat -i OUT/trace.dat
+and kernelshark OUT/host.dat -a OUT/trace.dat show them merged. host.dat maps
+each vCPU to the qemu thread that runs it (from libvirt for a domain, from
+--qmp SOCKET otherwise).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.fill(args)
@@ -63,6 +74,7 @@ orders: raw pages only.`,
 	f.DurationVar(&opts.cfg.OrderTimeout, "timeout", orders.DefaultTimeout, "with --start, how long to wait for a reader of the control FIFO, and for each reply")
 	f.DurationVar(&opts.cfg.HandshakeTimeout, "handshake-timeout", session.DefaultHandshakeTimeout, "with --start, how long to wait for the agent's answer to the handshake")
 	opts.settings.addFlags(cmd)
+	opts.timeline.addFlags(cmd)
 	f.DurationVar(&opts.cfg.Settle, "settle", collect.DefaultSettle, "with --start, how long the streams must stay quiet after the stop order")
 	f.DurationVar(&opts.cfg.DrainTimeout, "drain-timeout", collect.DefaultDrainTimeout, "bound on the drain at the end")
 	f.BoolVarP(&opts.quiet, "quiet", "q", false, "no progress line")
@@ -94,6 +106,9 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 	}
 	if !cfg.Start && !cfg.Settings.IsZero() {
 		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --clock and --instance need --start")}
+	}
+	if cfg.Timeline, err = opts.timeline.timeline(opts.target, dir, cfg.Settings.Clock, cfg.Start); err != nil {
+		return err
 	}
 	for name, d := range map[string]time.Duration{"--duration": cfg.Duration, "--timeout": cfg.OrderTimeout, "--handshake-timeout": cfg.HandshakeTimeout,
 		"--settle": cfg.Settle, "--drain-timeout": cfg.DrainTimeout} {

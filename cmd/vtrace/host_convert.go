@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vtrace/vtrace/host/collect"
 	"github.com/vtrace/vtrace/host/meta"
 	"github.com/vtrace/vtrace/host/tracedat"
 )
@@ -38,7 +39,12 @@ saved as DIR/meta for next time. Only whole pages are written.
 
 --format v6 (the default) is read by every trace-cmd and KernelShark;
 --format v7 is trace-cmd 3.x's sectioned file, and --compress zstd (v7 only;
-alone it selects v7) compresses it as trace-cmd record does.`,
+alone it selects v7) compresses it as trace-cmd record does.
+
+A capture made with --host-events keeps its timeline: DIR/trace.dat gets
+TRACEID and TIME_SHIFT from DIR/clock.json again, and DIR/host (the host's
+own capture) converts with TRACEID and GUEST, for
+trace-cmd report -i DIR/host/trace.dat -i DIR/trace.dat.`,
 		Args: oneArg("capture directory"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.dir = args[0]
@@ -83,7 +89,11 @@ func runHostConvert(ctx context.Context, opts *hostConvertOptions) error {
 	if out == "" {
 		out = filepath.Join(opts.dir, "trace.dat")
 	}
-	res, err := tracedat.WriteFile(out, s, cpus, tracedat.Options{Format: format, Compression: compress}, opts.force)
+	timeline, err := collect.TimelineOptions(opts.dir)
+	if err != nil {
+		return err
+	}
+	res, err := tracedat.WriteFile(out, s, cpus, tracedat.Options{Format: format, Compression: compress, Timeline: timeline}, opts.force)
 	if err != nil {
 		return err
 	}

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vtrace/vtrace/host/meta"
 	"github.com/vtrace/vtrace/host/stats"
+	"github.com/vtrace/vtrace/host/timesync"
 )
 
 type hostStatsOptions struct {
@@ -25,7 +28,11 @@ func newHostStatsCmd() *cobra.Command {
 		Long: `Stats reads the cpuN.raw files of capture directory DIR and prints, per CPU
 and per event, the number of events, the first and last timestamps, and the
 pages the kernel flagged for missed events. Event names come from DIR/meta
-(or --meta DIR); without metadata, events are shown by id.`,
+(or --meta DIR); without metadata, events are shown by id. A capture made
+with --host-events also gets its clock synchronisation: the offset between
+the guest's and the host's trace clocks, their drift, and the uncertainty
+(half the best round trip of a clock probe). DIR/host holds the host's own
+events, a capture of its own.`,
 		Args: oneArg("capture directory"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.dir = args[0]
@@ -49,5 +56,22 @@ func runHostStats(_ context.Context, opts *hostStatsOptions) error {
 	if err != nil {
 		return err
 	}
-	return r.WriteTable(opts.stdout)
+	if err := r.WriteTable(opts.stdout); err != nil {
+		return err
+	}
+	return writeClockSync(opts.stdout, opts.dir)
+}
+
+// writeClockSync prints the clock synchronisation of a capture made with
+// --host-events (DIR/clock.json); a capture without one prints nothing.
+func writeClockSync(w io.Writer, dir string) error {
+	rec, err := timesync.Load(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return rec.Write(w)
 }

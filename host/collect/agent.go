@@ -25,6 +25,7 @@ type agent struct {
 	sess  *session.Session
 	set   *meta.Set                       // metadata so far; nil in line-protocol mode
 	stats atomic.Pointer[[]wire.CPUStats] // the last Stats, for the progress line
+	tl    *timeline                       // clock probes while recording; nil without a timeline
 
 	watchStop context.CancelFunc
 	watchDone sync.WaitGroup
@@ -101,7 +102,7 @@ func (a *agent) start(ctx context.Context) error {
 		a.watchDone.Add(1)
 		go func() {
 			defer a.watchDone.Done()
-			a.sess.Watch(wctx)
+			a.watch(wctx)
 		}()
 	}
 	return nil
@@ -115,6 +116,7 @@ func (a *agent) stop(ctx context.Context, drainBy time.Time, sum *Summary) {
 		a.watchStop()
 		a.watchDone.Wait()
 	}
+	a.tl.burst(context.WithoutCancel(ctx)) // the last probes, at the stop
 	// ctx may be done already: the stop must go out anyway.
 	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), drainBy.Add(a.cfg.OrderTimeout))
 	defer cancel()

@@ -26,7 +26,7 @@ func prepareOut(out string, force bool) error {
 	}
 	var old []string
 	for _, e := range ents {
-		if isFileName(e.Name()) || e.Name() == MetaDir || e.Name() == TraceDat {
+		if isFileName(e.Name()) || e.Name() == MetaDir || e.Name() == TraceDat || isTimelineName(e.Name()) {
 			old = append(old, e.Name())
 		}
 	}

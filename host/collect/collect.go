@@ -91,6 +91,9 @@ type Config struct {
 	// TraceDatOptions choose the version and compression of OUT/trace.dat
 	// (the zero value: tracedat.DefaultFormat, uncompressed).
 	TraceDatOptions tracedat.Options
+	// Timeline, when not nil, records the host's own events too and puts
+	// both on one timeline (timeline.go).
+	Timeline *Timeline
 }
 
 // CPU is what was saved for one CPU.
@@ -115,6 +118,7 @@ type Summary struct {
 	AgentStats []wire.CPUStats  // each CPU's final counters, from the agent's StopReply
 	Meta       string           // OUT/meta, when saved
 	TraceDat   string           // OUT/trace.dat, when written
+	Timeline   *TimelineSummary // with Config.Timeline and an agent that answered clock probes
 }
 
 func withDefaults(cfg Config) Config {

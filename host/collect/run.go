@@ -46,6 +46,9 @@ func run(ctx context.Context, cfg Config, onStart func()) (Summary, error) {
 	if !cfg.Start && !cfg.Settings.IsZero() {
 		return sum, fmt.Errorf("check the recording's settings: %w: without it collect does not talk to the agent", errNoStart)
 	}
+	if !cfg.Start && cfg.Timeline != nil {
+		return sum, fmt.Errorf("check --host-events: %w: the clocks are compared over the agent's control port", errNoStart)
+	}
 	cpus, err := fifo.TraceCPUs(cfg.Dir)
 	if err != nil {
 		return sum, err
@@ -71,6 +74,14 @@ func run(ctx context.Context, cfg Config, onStart func()) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
+	tl, err := openTimeline(ctx, cfg, ag, &sum)
+	if err != nil {
+		closeStreams(streams, true)
+		return sum, err
+	}
+	if ag != nil {
+		ag.tl = tl
+	}
 	if ag.protocol() {
 		if err := ag.fetchMeta(ctx, &sum); err != nil {
 			closeStreams(streams, true)
@@ -86,6 +97,11 @@ func run(ctx context.Context, cfg Config, onStart func()) (Summary, error) {
 	}
 	defer wake.Close()
 
+	if err := tl.startHost(); err != nil {
+		closeStreams(streams, true)
+		ag.discard()
+		return sum, err
+	}
 	c := &capture{cfg: cfg, agent: ag, wake: wake, onStart: onStart}
 	if cfg.Start {
 		c.settle = cfg.Settle
@@ -110,6 +126,9 @@ func run(ctx context.Context, cfg Config, onStart func()) (Summary, error) {
 	}()
 
 	started, runErr := c.wait(ctx, errs, &sum)
+	if !started {
+		tl.abort()
+	}
 
 	wg.Wait()
 	close(stopProgress)
@@ -136,6 +155,9 @@ func run(ctx context.Context, cfg Config, onStart func()) (Summary, error) {
 		sum.CPUs = append(sum.CPUs, CPU{CPU: s.cpu, File: s.file, Bytes: s.written.Load(), Dropped: s.dropped, Stats: st, ScanErr: serr})
 	}
 	if started {
+		if tl != nil { // tl implies an agent
+			tl.finish(&sum, &ag.cfg.TraceDatOptions)
+		}
 		if err := ag.finish(ctx, &sum); err != nil && runErr == nil {
 			runErr = err
 		}

@@ -77,6 +77,7 @@ func (s Summary) Write(w io.Writer) error {
 	if s.TraceDat != "" {
 		fmt.Fprintf(&b, "wrote %s: trace-cmd report -i %s\n", s.TraceDat, s.TraceDat)
 	}
+	s.Timeline.write(&b, s.TraceDat)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -105,6 +105,7 @@ func (s *Session) read(ctx context.Context, deadline time.Time) (int, error) {
 		s.mu.Unlock()
 	})
 	n, err := out.Read(s.buf)
+	s.stamp()
 	if !stop() {
 		// The callback has started: let it finish, or it could set its
 		// past deadline during the next read (a Stop right after Watch)

@@ -105,6 +105,9 @@ type Session struct {
 	skipped int             // frames that could not be read, or not expected
 	problem error           // the last of them
 
+	probeClock *sys.TraceClock // while probing: read as each read returns (clock.go)
+	readAt     int64           // its reading at the last read
+
 	mu        sync.Mutex // guards cancelled against the read deadline
 	cancelled bool
 	closeOnce sync.Once

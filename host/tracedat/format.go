@@ -101,6 +101,9 @@ func check(f Format, c Compression) error {
 
 // resolve fills in the defaults of opts and checks them.
 func (o Options) resolve() (Format, Compression, error) {
+	if err := o.Timeline.check(); err != nil {
+		return 0, "", fmt.Errorf("%w: %w", ErrFormat, err)
+	}
 	f, c := o.Format, o.Compression
 	if c == "" {
 		c = CompressNone

@@ -64,6 +64,9 @@ type Options struct {
 	Format Format
 	// Compression applies to version 7 only ("": CompressNone).
 	Compression Compression
+	// Timeline, when not nil, adds TRACEID, TIME_SHIFT and GUEST
+	// (options.go).
+	Timeline *Timeline
 }
 
 var magic = []byte{0x17, 0x08, 0x44, 't', 'r', 'a', 'c', 'i', 'n', 'g', '6', 0}
@@ -156,7 +159,8 @@ type Option struct {
 // Encode lists the options vtrace writes, in order: DATE (when known),
 // TRACECLOCK and UNAME (when the Set has them), CPUCOUNT, then one CPUSTAT
 // per CPU with statistics, as trace-cmd record writes them ("CPU: N\n" and
-// the text of per_cpu/cpuN/stats), which `trace-cmd report --stat` prints.
+// the text of per_cpu/cpuN/stats), which `trace-cmd report --stat` prints;
+// last the Timeline's TRACEID, TIME_SHIFT and GUEST, when opts has one.
 func Encode(s *meta.Set, cpus int, opts Options) []Option {
 	var out []Option
 	cstr := func(str string) []byte { return append([]byte(str), 0) }
@@ -178,7 +182,7 @@ func Encode(s *meta.Set, cpus int, opts Options) []Option {
 		text := "CPU: " + strconv.Itoa(cpu) + "\n" + string(st)
 		out = append(out, Option{OptionCPUStat, cstr(text)})
 	}
-	return out
+	return append(out, opts.Timeline.options(cpus)...)
 }
 
 // encoder writes little-endian numbers and keeps the first error.

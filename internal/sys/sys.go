@@ -3,8 +3,8 @@
 // close, read, write), pipe.go (pipes and splice), poll.go (poll and the
 // Waker that interrupts it), affinity.go, at.go (the *at calls that never
 // follow a symlink), durable.go (fsync, syncfs), fifo.go, flock.go,
-// memory.go (memfd, page size), copy.go (copy_file_range), uname.go and
-// term.go.
+// memory.go (memfd, page size), copy.go (copy_file_range), uname.go, term.go and
+// clock.go (the trace clocks clock_gettime reads).
 //
 // Every wrapper retries on EINTR (retry) and reports failures as *os.SyscallError
 // or *os.PathError, so callers compare with errors.Is(err, sys.EAGAIN) and

@@ -71,6 +71,7 @@ type Options struct {
 	Cmdline         []string      // more kernel command line words
 	ReadyTimeout    time.Duration // bound on reaching VTRACE-READY, per boot (60s)
 	CommandTimeout  time.Duration // default bound on a test-port command (60s)
+	QMP             bool          // give qemu a QMP socket (Guest.QMP)
 }
 
 // Guest is a running test guest.
@@ -81,6 +82,7 @@ type Guest struct {
 	CPUs    int               // vCPUs
 	Ports   map[string]string // port name to guest device (/dev/vportXpY), from VTRACE-PORT
 	Boots   int               // boots it took (2 when the first showed no sign of life)
+	QMP     string            // qemu's QMP socket, with Options.QMP
 
 	t       testing.TB
 	opts    Options
@@ -153,6 +155,9 @@ func Boot(t testing.TB, opts Options) *Guest {
 	if err := g.makeFIFOs(); err != nil {
 		t.Fatal(err)
 	}
+	if opts.QMP {
+		g.QMP = filepath.Join(t.TempDir(), "qmp.sock")
+	}
 	t.Cleanup(g.cleanup)
 	for g.Boots = 1; ; g.Boots++ {
 		begin := time.Now()
@@ -221,6 +226,10 @@ func (g *Guest) boot(guestDir, vtrace string) error {
 	args := []string{runScript(g.t), "-n", "-C", "stdio", "-k", g.Kernel,
 		"-c", strconv.Itoa(g.CPUs), "-m", strconv.Itoa(g.opts.MemoryMB),
 		"-d", g.Dir, "-g", guestDir, "-a", g.cmdline() + fmt.Sprintf(" vtrace.boot=%d", g.Boots)}
+	if g.QMP != "" {
+		os.Remove(g.QMP) // an earlier boot's
+		args = append(args, "-Q", g.QMP)
+	}
 	g.cmd = exec.Command("bash", args...)
 	g.cmd.Env = append(os.Environ(), "VTRACE_BIN="+vtrace)
 	f, err := os.OpenFile(g.conFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)

@@ -111,6 +111,8 @@ func (m *Stats) MarshalBinary() ([]byte, error)         { return marshal(m) }
 func (m *StatusRequest) MarshalBinary() ([]byte, error) { return marshal(m) }
 func (m *Status) MarshalBinary() ([]byte, error)        { return marshal(m) }
 func (m *Error) MarshalBinary() ([]byte, error)         { return marshal(m) }
+func (m *ClockProbe) MarshalBinary() ([]byte, error)    { return marshal(m) }
+func (m *ClockReply) MarshalBinary() ([]byte, error)    { return marshal(m) }
 
 func (m *Hello) UnmarshalBinary(p []byte) error         { return unmarshal(m, p) }
 func (m *HelloReply) UnmarshalBinary(p []byte) error    { return unmarshal(m, p) }
@@ -125,6 +127,8 @@ func (m *Stats) UnmarshalBinary(p []byte) error         { return unmarshal(m, p)
 func (m *StatusRequest) UnmarshalBinary(p []byte) error { return unmarshal(m, p) }
 func (m *Status) UnmarshalBinary(p []byte) error        { return unmarshal(m, p) }
 func (m *Error) UnmarshalBinary(p []byte) error         { return unmarshal(m, p) }
+func (m *ClockProbe) UnmarshalBinary(p []byte) error    { return unmarshal(m, p) }
+func (m *ClockReply) UnmarshalBinary(p []byte) error    { return unmarshal(m, p) }
 
 // The kinds of value.
 

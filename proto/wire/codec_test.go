@@ -19,8 +19,8 @@ func TestFieldTables(t *testing.T) {
 			sets = append(sets, m.(fieldSet))
 		}
 	}
-	if len(sets) != 3+13 {
-		t.Fatalf("%d field tables, want 16", len(sets))
+	if len(sets) != 3+15 {
+		t.Fatalf("%d field tables, want 18", len(sets))
 	}
 	for _, s := range sets {
 		name := reflect.TypeOf(s).Elem().Name()

@@ -32,6 +32,7 @@ func goldenMessages() map[string]Message {
 	m["zero-start-reply"] = &StartReply{}
 	m["zero-stop-reply"] = &StopReply{}
 	m["zero-meta-chunk-empty-mid"] = &MetaChunk{Kind: MetaUname, Offset: 3, Total: 9}
+	m["zero-clock-reply"] = &ClockReply{}
 	m["zero-filter-only"] = &Start{Settings: Settings{Filters: []Filter{{Event: "irq", Expr: "irq == 1"}}}}
 	return m
 }

@@ -257,6 +257,52 @@ func (m *Error) fields() []field {
 	}
 }
 
+// ClockProbe asks the agent to read a trace clock at once (host → guest),
+// so that the host can place the guest's trace on its own timeline. The
+// host sends many, one at a time, and keeps those of the shortest round
+// trip.
+type ClockProbe struct {
+	ID    uint64
+	Clock string // trace clock to read: one user space can read ("mono", "mono_raw", "boot", "tai")
+	Mark  bool   // also write the marker "vtrace-clock ID recv" into the recording's trace_marker
+}
+
+func (*ClockProbe) Type() Type { return TypeClockProbe }
+
+func (m *ClockProbe) fields() []field {
+	return []field{
+		{1, number(&m.ID)},
+		{2, str(&m.Clock)},
+		{3, boolean(&m.Mark)},
+	}
+}
+
+// ClockReply answers a ClockProbe (guest → host) with two readings of the
+// trace clock in its units (ns): as the probe was read from the port, and
+// just before the reply was written. Error says why the clock could not be
+// read (both readings are then 0).
+type ClockReply struct {
+	ID       uint64
+	Clock    string
+	Received uint64
+	Sent     uint64
+	Error    string
+	Marked   bool // the marker the probe asked for is in the guest's trace
+}
+
+func (*ClockReply) Type() Type { return TypeClockReply }
+
+func (m *ClockReply) fields() []field {
+	return []field{
+		{1, number(&m.ID)},
+		{2, str(&m.Clock)},
+		{3, number(&m.Received)},
+		{4, number(&m.Sent)},
+		{5, str(&m.Error)},
+		{6, boolean(&m.Marked)},
+	}
+}
+
 // Records: nested in messages as the value of one field.
 
 // Settings are what a recording traces; zero fields leave the guest's

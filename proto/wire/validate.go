@@ -289,6 +289,26 @@ func (m *Status) check() error {
 
 func (m *Error) check() error { return checkText("message", m.Message, true) }
 
+func (m *ClockProbe) check() error {
+	if m.Clock == "" {
+		return fmt.Errorf("clock probe without a clock: %w", ErrMalformed)
+	}
+	return checkName("clock", m.Clock)
+}
+
+func (m *ClockReply) check() error {
+	if err := checkOptName("clock", m.Clock); err != nil {
+		return err
+	}
+	if err := checkText("error", m.Error, true); err != nil {
+		return err
+	}
+	if m.Received > m.Sent {
+		return fmt.Errorf("clock read at %d on receipt, after the %d at the reply: %w", m.Received, m.Sent, ErrMalformed)
+	}
+	return nil
+}
+
 func (s *Settings) check() error {
 	if len(s.Events) > MaxEvents || len(s.Filters) > MaxEvents {
 		return fmt.Errorf("%d events, %d filters: %w", len(s.Events), len(s.Filters), ErrTooLarge)

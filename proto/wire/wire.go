@@ -86,6 +86,8 @@ const (
 	TypeStatusRequest Type = 11 // host → guest
 	TypeStatus        Type = 12 // guest → host
 	TypeError         Type = 13 // either way
+	TypeClockProbe    Type = 14 // host → guest
+	TypeClockReply    Type = 15 // guest → host
 )
 
 var typeNames = [...]string{
@@ -93,7 +95,7 @@ var typeNames = [...]string{
 	TypeStartReply: "start-reply", TypeStop: "stop", TypeStopReply: "stop-reply",
 	TypeMetaRequest: "meta-request", TypeMetaChunk: "meta-chunk", TypeMetaEnd: "meta-end",
 	TypeStats: "stats", TypeStatusRequest: "status-request", TypeStatus: "status",
-	TypeError: "error",
+	TypeError: "error", TypeClockProbe: "clock-probe", TypeClockReply: "clock-reply",
 }
 
 func (t Type) String() string {
@@ -139,6 +141,10 @@ func New(t Type) Message {
 		return new(Status)
 	case TypeError:
 		return new(Error)
+	case TypeClockProbe:
+		return new(ClockProbe)
+	case TypeClockReply:
+		return new(ClockReply)
 	}
 	return nil
 }

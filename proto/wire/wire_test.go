@@ -58,6 +58,9 @@ func samples() map[string]Message {
 		"stop-reply-unstreamed": &StopReply{ID: 3, CPUs: sampleCPUs(),
 			Unstreamed: []UnstreamedCPU{{CPU: 1, Reason: "came online during the recording: streamed from the next start"}}},
 		"status-unstreamed": &Status{ID: 5, State: StateIdle, CPUs: sampleCPUs(), Unstreamed: []UnstreamedCPU{{CPU: 1, Reason: "offline"}}},
+		"clock-probe":    &ClockProbe{ID: 7, Clock: "mono", Mark: true},
+		"clock-reply":    &ClockReply{ID: 7, Clock: "mono", Received: 4318113906000, Sent: 4318113921000, Marked: true},
+		"clock-refused":  &ClockReply{ID: 8, Clock: "local", Error: "trace clock local: not readable from user space"},
 	}
 }
 
@@ -207,6 +210,13 @@ func TestUnmarshalRejects(t *testing.T) {
 		{"end too many errors", &MetaEnd{}, many(MaxErrors+1, tlv(3, []byte("x"))), ErrTooLarge},
 		{"error code too big", &Error{}, tlv(2, u64(1<<32)), ErrMalformed},
 		{"payload too big", &Stop{}, make([]byte, MaxFrame+1), ErrTooLarge},
+		{"probe without clock", &ClockProbe{}, tlv(1, u64(1)), ErrMalformed},
+		{"probe clock path", &ClockProbe{}, tlv(2, []byte("../mono")), ErrMalformed},
+		{"probe mark 2", &ClockProbe{}, cat(tlv(2, []byte("mono")), tlv(3, u64(2))), ErrMalformed},
+		{"clock reply backwards", &ClockReply{}, cat(tlv(3, u64(10)), tlv(4, u64(9))), ErrMalformed},
+		{"clock reply received only", &ClockReply{}, tlv(3, u64(10)), ErrMalformed},
+		{"clock reply escape", &ClockReply{}, tlv(5, []byte("\x1b[2J")), ErrMalformed},
+		{"clock reply short integer", &ClockReply{}, tlv(3, []byte{1}), ErrMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
