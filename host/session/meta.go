@@ -25,7 +25,7 @@ var (
 // Chunks must come as wire.MetaAssembler demands, each item within
 // host/meta's bounds, and of a kind that was asked for; anything else, or
 // an unreadable frame in the middle of the transfer, ends it with an
-// error. The wait for each chunk is bounded by ReplyTimeout, the whole
+// error. The wait for each chunk is bounded by MetaIdleTimeout, the whole
 // transfer by MetaTimeout.
 func (s *Session) Meta(ctx context.Context, kinds []wire.MetaKind, set *meta.Set) ([]string, error) {
 	if s.LineProtocol() {
@@ -40,13 +40,13 @@ func (s *Session) Meta(ctx context.Context, kinds []wire.MetaKind, set *meta.Set
 	got := 0
 	end := time.Now().Add(s.opts.MetaTimeout)
 	for {
-		deadline := time.Now().Add(s.opts.ReplyTimeout)
+		deadline := time.Now().Add(s.opts.MetaIdleTimeout)
 		if deadline.After(end) {
 			deadline = end
 		}
 		msg, ferr, err := s.recv(ctx, deadline)
 		if errors.Is(err, ErrTimeout) {
-			return fail(fmt.Errorf("%w: nothing for %v after %d items", ErrTimeout, s.opts.ReplyTimeout, got))
+			return fail(fmt.Errorf("%w: nothing for %v after %d items", ErrTimeout, s.opts.MetaIdleTimeout, got))
 		}
 		if err != nil {
 			return fail(err)

@@ -47,9 +47,14 @@ import (
 const (
 	DefaultHandshakeTimeout = 2 * time.Second
 	DefaultReplyTimeout     = 5 * time.Second
-	// DefaultMetaTimeout bounds a whole metadata transfer; ReplyTimeout
+	// DefaultMetaTimeout bounds a whole metadata transfer; MetaIdleTimeout
 	// bounds each wait for its next chunk.
 	DefaultMetaTimeout = 5 * time.Minute
+	// DefaultMetaIdleTimeout bounds each wait for the next metadata chunk.
+	// It is longer than a reply's: an agent on a loaded TCG guest reading
+	// kallsyms (7 MB on Debian's 6.12) can be silent for seconds and is
+	// still sound; only one that stays silent this long is given up on.
+	DefaultMetaIdleTimeout = 30 * time.Second
 )
 
 // maxFlush bounds the stale bytes discarded before Hello, so that a peer
@@ -82,6 +87,7 @@ type Options struct {
 	HandshakeTimeout time.Duration // for the HelloReply (DefaultHandshakeTimeout)
 	ReplyTimeout     time.Duration // for every later reply (DefaultReplyTimeout)
 	MetaTimeout      time.Duration // for a whole metadata transfer (DefaultMetaTimeout)
+	MetaIdleTimeout  time.Duration // for each metadata chunk (the larger of DefaultMetaIdleTimeout and ReplyTimeout)
 	HostVersion      string        // sent in Hello
 }
 
@@ -124,6 +130,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 	}
 	if opts.ReplyTimeout <= 0 {
 		opts.ReplyTimeout = DefaultReplyTimeout
+	}
+	if opts.MetaIdleTimeout <= 0 {
+		opts.MetaIdleTimeout = max(DefaultMetaIdleTimeout, opts.ReplyTimeout)
 	}
 	if opts.MetaTimeout <= 0 {
 		opts.MetaTimeout = DefaultMetaTimeout

@@ -506,7 +506,7 @@ func TestSessionScriptedPeerHostile(t *testing.T) {
 					p.raw(b)
 				}
 			})
-			s := open(t, dir, session.Options{HandshakeTimeout: guard, ReplyTimeout: 2 * time.Second})
+			s := open(t, dir, session.Options{HandshakeTimeout: guard, ReplyTimeout: 2 * time.Second, MetaIdleTimeout: 2 * time.Second})
 			set := &meta.Set{}
 			_, err := s.Meta(context.Background(), []wire.MetaKind{wire.MetaFormat, wire.MetaKallsyms, wire.MetaUname}, set)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
