@@ -93,14 +93,27 @@ type Config struct {
 	TraceDatOptions tracedat.Options
 }
 
+// maxBadShown bounds the corrupt pages a CPU lists; Stats.CorruptPages
+// counts them all.
+const maxBadShown = 3
+
 // CPU is what was saved for one CPU.
 type CPU struct {
 	CPU     int
 	File    string        // OUT/cpuN.raw
 	Bytes   int64         // bytes kept: whole pages only
 	Dropped int64         // bytes of a trailing partial page cut off at the end
-	Stats   ringbuf.Stats // what the page reader found in File
-	ScanErr error         // why the page reader stopped early, if it did
+	Stats   ringbuf.Stats // what the page reader found in File's good pages (CorruptPages counts the others)
+	Bad     []ringbuf.BadPage
+	ScanErr error // why the page reader stopped early, if it did
+	Late    bool  // still streaming when the drain timed out
+	// Stale is the bytes discarded from the FIFO before the start order:
+	// an earlier recording's.
+	Stale int64
+	// NotStreamed: the agent did not stream this CPU (it has a FIFO, but
+	// the agent named it neither in its handshake nor in its final
+	// counters, and nothing came).
+	NotStreamed bool
 }
 
 // Summary is the outcome of a capture.
@@ -115,6 +128,9 @@ type Summary struct {
 	AgentStats []wire.CPUStats  // each CPU's final counters, from the agent's StopReply
 	Meta       string           // OUT/meta, when saved
 	TraceDat   string           // OUT/trace.dat, when written
+	// TraceDatBadPages counts the pages OUT/trace.dat holds as empty
+	// pages in place of corrupt ones.
+	TraceDatBadPages int64
 }
 
 func withDefaults(cfg Config) Config {
