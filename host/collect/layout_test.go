@@ -193,7 +193,7 @@ func TestCollectPageLayoutOfStreamedDir(t *testing.T) {
 		wire.MetaSavedCmdlines: []byte("1 subbuf-writer\n"),
 	}}
 	for _, f := range []struct {
-		p   **os.File
+		p    **os.File
 		path string
 	}{{&a.in, ctlIn}, {&a.out, ctlOut}, {&a.data, data}} {
 		if *f.p, err = os.OpenFile(f.path, os.O_RDWR, 0); err != nil {

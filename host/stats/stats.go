@@ -29,11 +29,11 @@ const maxBadShown = 3
 // CPU is one CPU's summary.
 type CPU struct {
 	CPU       int
-	Stats     ringbuf.Stats       // of the good pages; CorruptPages counts the others
-	Truncated bool                // the file ends inside a page (those bytes are not counted)
-	Bad       []ringbuf.BadPage   // the first corrupt pages, skipped
-	Err       error               // a read error stopped the scan; Stats cover the pages before it
-	Counters  *Counters   // the kernel's counters saved with the capture; nil without
+	Stats     ringbuf.Stats     // of the good pages; CorruptPages counts the others
+	Truncated bool              // the file ends inside a page (those bytes are not counted)
+	Bad       []ringbuf.BadPage // the first corrupt pages, skipped
+	Err       error             // a read error stopped the scan; Stats cover the pages before it
+	Counters  *Counters         // the kernel's counters saved with the capture; nil without
 }
 
 // Lost is the number of events the CPU lost and whether it is exact: the
