@@ -24,8 +24,8 @@ type Channel struct {
 
 // Info is what Inspect reads from a domain document.
 type Info struct {
-	Name     string
-	UUID     string
+	Name string
+	UUID string
 	// CPUs is the maximum vCPU count, the text of <vcpu> (its current=
 	// attribute only says how many are online at boot); 0 if absent or
 	// unreadable.

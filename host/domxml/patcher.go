@@ -14,8 +14,8 @@ type patcher struct {
 	root  *node
 	dev   *node // <devices>, nil when the document has none
 	edits []edit
-	used  map[addr]bool  // ports taken, by devices that stay and by our channels
-	ctls  []*serialCtl   // the virtio-serial controllers, by index; then those Patch adds
+	used  map[addr]bool // ports taken, by devices that stay and by our channels
+	ctls  []*serialCtl  // the virtio-serial controllers, by index; then those Patch adds
 
 	newDev strings.Builder // devices for a <devices> element finish writes
 
