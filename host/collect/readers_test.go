@@ -64,3 +64,49 @@ func TestIntegrationCollectNamesAnotherReader(t *testing.T) {
 		t.Errorf("want one warning, for CPU 0: 1000 handed out, %d arrived, %d taken; got %q", arrived, 1000-arrived, m)
 	}
 }
+
+// TestIntegrationCollectNamesCPUsNotStreamed: FIFOs for every CPU, an agent
+// that streams CPU 0 only (as one started while the others were offline):
+// the summary says the others were not streamed instead of showing zeros,
+// and names no CPU the agent streamed.
+func TestIntegrationCollectNamesCPUsNotStreamed(t *testing.T) {
+	bin := testutil.BuildVtrace(t)
+	inst := testutil.Instance(t, "vtrace-collect-not-streamed")
+	cpus := instanceCPUs(t, inst)
+	if cpus < 2 {
+		t.Fatalf("the instance has %d CPU: the test needs two", cpus)
+	}
+	dir := fifoDir(t, cpus)
+	agent := exec.Command(bin, "guest", "agent", "--tracefs", inst, "--ports-dir", dir, "--cpus", "0")
+	var log strings.Builder
+	agent.Stdout, agent.Stderr = &log, &log
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sum, err := collect.RunStarted(ctx, collect.Config{Dir: dir, Out: filepath.Join(t.TempDir(), "capture"), Start: true,
+		OrderTimeout: 30 * time.Second}, cancel)
+	var text strings.Builder
+	sum.Write(&text)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s\nagent: %s", err, text.String(), log.String())
+	}
+	t.Logf("summary:\n%s", text.String())
+	for _, c := range sum.CPUs {
+		if c.NotStreamed != (c.CPU != 0) {
+			t.Errorf("CPU %d: not streamed %v, want %v", c.CPU, c.NotStreamed, c.CPU != 0)
+		}
+	}
+	for cpu := 1; cpu < cpus; cpu++ {
+		if !strings.Contains(text.String(), fmt.Sprintf("WARNING: CPU %d was not streamed", cpu)) ||
+			!regexp.MustCompile(fmt.Sprintf(`(?m)^\s*%d\s+cpu%d\.raw\s+not streamed\s*$`, cpu, cpu)).MatchString(text.String()) {
+			t.Errorf("the summary does not say CPU %d was not streamed:\n%s", cpu, text.String())
+		}
+	}
+	if strings.Contains(text.String(), "CPU 0 was not streamed") {
+		t.Errorf("the summary says CPU 0, which the agent streamed, was not:\n%s", text.String())
+	}
+}

@@ -40,7 +40,7 @@ func (s Summary) Write(w io.Writer) error {
 	}
 	for _, c := range s.CPUs {
 		if c.NotStreamed {
-			fmt.Fprintf(tw, "%d\t%s\tnot streamed\t\t\t\t\t\t%s\n", c.CPU, filepath.Base(c.File), strings.Repeat("\t", strings.Count(extraHead, "\t")))
+			fmt.Fprintf(tw, "%d\t%s\tnot streamed\t\n", c.CPU, filepath.Base(c.File))
 			continue
 		}
 		a := agent[c.CPU]

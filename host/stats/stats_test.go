@@ -3,17 +3,21 @@ package stats
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vtrace/vtrace/host/meta"
 	"github.com/vtrace/vtrace/host/tracedat"
 	"github.com/vtrace/vtrace/host/tracedat/tracedattest"
+	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/proto/ringbuf"
 )
 
 const metaFixture = "../meta/testdata/tracefs"
@@ -170,6 +174,96 @@ func TestStatsLostEvents(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "WARNING: CPU 0 lost at least") {
 		t.Errorf("with the kernel's counters, the pages' lower bound is still warned about:\n%s", buf.String())
+	}
+	t.Logf("\n%s", buf.String())
+}
+
+// TestIntegrationStatsLostEvents: markers of one size flood a small buffer
+// on CPU 0 between reads, so the kernel overwrites some each time and
+// flags the first page read after; the markers fill pages exactly, so a
+// flagged page has no room for the count. With the instance's own counters
+// (a fresh instance: they count this recording), stats shows the kernel's
+// figure; without them, what the flagged pages say: "at least", never
+// more than the kernel's, exact only when every flagged page has a count.
+func TestIntegrationStatsLostEvents(t *testing.T) {
+	inst := testutil.Instance(t, "vtrace-stats-lost")
+	l, err := ringbuf.LayoutFromTracefs(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracedattest.Write(t, inst, "buffer_size_kb", "16")
+	out := t.TempDir()
+	var raw []byte
+	// Pinned to CPU 0 for good: the thread, still locked, ends with the
+	// test's goroutine, and no other test runs on it.
+	runtime.LockOSThread()
+	if err := sys.SetAffinity(0); err != nil {
+		t.Fatal(err)
+	}
+	marker, err := os.OpenFile(filepath.Join(inst, "trace_marker"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer marker.Close()
+	// 26 characters: with the newline and NUL the kernel adds, a print
+	// event of 48 bytes; 85 of them fill a page's 4080 bytes.
+	for cycle := range 20 {
+		for i := range 600 {
+			fmt.Fprintf(marker, "vtrace-lost-%04d-%08d", cycle, i)
+		}
+		tracedattest.Drain(t, inst, out, l.PageSize)
+		b, err := os.ReadFile(filepath.Join(out, "cpu0.raw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, b...)
+	}
+	tracedattest.Write(t, inst, "tracing_on", "0")
+	tracedattest.Drain(t, inst, out, l.PageSize)
+	for _, cpu := range tracedattest.CPUs(t, inst) {
+		os.Remove(filepath.Join(out, fmt.Sprintf("cpu%d.raw", cpu)))
+	}
+	if err := os.WriteFile(filepath.Join(out, "cpu0.raw"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := meta.FromTracefs(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.CPUStats = map[int][]byte{0: s.CPUStats[0]}
+	withCounters, err := Collect(out, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.CPUStats = nil
+	pagesOnly, err := Collect(out, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, p := withCounters.CPUs[0], pagesOnly.CPUs[0]
+	kernel := uint64(tracedattest.KernelStat(t, inst, 0, "overrun") + tracedattest.KernelStat(t, inst, 0, "commit overrun") +
+		tracedattest.KernelStat(t, inst, 0, "dropped events"))
+	if n, exact := c.Lost(); n != kernel || !exact {
+		t.Errorf("with the kernel's counters: lost %d (exact %v), the kernel says %d", n, exact, kernel)
+	}
+	low, exact := p.Lost()
+	t.Logf("the kernel lost %d; pages: %d flagged, %d without a count, at least %d", kernel, p.Stats.MissedPages, p.Stats.MissedUncounted, low)
+	if kernel == 0 || p.Stats.MissedUncounted == 0 {
+		t.Fatalf("%d lost, %d flagged pages without a count: the test's premise (full flagged pages) failed", kernel, p.Stats.MissedUncounted)
+	}
+	if low > kernel || exact || low != p.Stats.MissedEvents+uint64(p.Stats.MissedUncounted) {
+		t.Errorf("from the pages: at least %d (exact %v); the kernel lost %d", low, exact, kernel)
+	}
+	var buf bytes.Buffer
+	pagesOnly.WriteTable(&buf)
+	want := fmt.Sprintf("at least %d (%d pages flagged, %d without a count)", low, p.Stats.MissedPages, p.Stats.MissedUncounted)
+	if !strings.Contains(buf.String(), want) || !strings.Contains(buf.String(), "WARNING: CPU 0 lost at least") {
+		t.Errorf("the table without counters lacks %q and its warning:\n%s", want, buf.String())
+	}
+	buf.Reset()
+	withCounters.WriteTable(&buf)
+	if want := fmt.Sprintf("%d (kernel counters;", kernel); !strings.Contains(buf.String(), want) {
+		t.Errorf("the table with counters lacks %q:\n%s", want, buf.String())
 	}
 	t.Logf("\n%s", buf.String())
 }
