@@ -61,6 +61,10 @@ func openAgent(ctx context.Context, cfg Config, sum *Summary) (*agent, error) {
 
 func (a *agent) protocol() bool { return a != nil && !a.sess.LineProtocol() }
 
+// recording reports whether the agent said, in its handshake, that it
+// records already.
+func (a *agent) recording() bool { return a.protocol() && a.sess.Hello().State == wire.StateRecording }
+
 func (a *agent) close() {
 	if a != nil {
 		a.sess.Close()

@@ -78,9 +78,10 @@ func run(ctx context.Context, cfg Config, onStart func()) (Summary, error) {
 			return sum, err
 		}
 	}
-	if cfg.Start {
+	if cfg.Start && !ag.recording() {
 		// Before the start order: what the FIFOs hold is not this
-		// recording's.
+		// recording's. (An agent that says it records refuses the start
+		// order at once.)
 		err := drainStale(streams, cfg.Settle, time.Now().Add(cfg.DrainTimeout))
 		staleNotes(streams, &sum)
 		if err != nil {
