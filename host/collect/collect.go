@@ -23,8 +23,11 @@
 //
 // Where things are: run.go holds Run and the phases of a capture; stream.go
 // the hot path, one CPU's FIFO spliced into its file, drained and cut to
-// whole pages; capturedir.go when a capture directory may be used or
-// replaced; agent.go the conversation with the guest agent; this file the
+// whole pages; stale.go what an earlier recording left in the FIFOs,
+// discarded before a start order; capturedir.go when a capture directory
+// may be used or replaced; agent.go the conversation with the guest agent
+// (the page layout of the directory it streams, asked for after each
+// start); summary.go what the capture holds and lost; this file the
 // configuration and the names of a capture's files.
 package collect
 
@@ -54,12 +57,14 @@ const (
 type Config struct {
 	Dir string // the domain's FIFO directory
 	Out string // the capture directory, made if missing
-	// PageSize is the guest's ring-buffer page size; when 0, the one the
-	// agent gave in the handshake, else DefaultPageSize.
+	// PageSize is the guest's ring-buffer page size; when 0, the one of
+	// the header_page the agent sent after the start (the directory it
+	// streams), else the one of its handshake, else DefaultPageSize.
 	PageSize int
 	Duration time.Duration // stop after this long (0: only when ctx is done)
-	// Start sends the start order once every FIFO is open and the stop
-	// order at the end, before draining.
+	// Start sends the start order once every FIFO is open and emptied of
+	// what an earlier recording left there, and the stop order at the end,
+	// before draining.
 	Start        bool
 	OrderTimeout time.Duration // for each order or reply (orders.DefaultTimeout when 0)
 	// HandshakeTimeout is how long Start waits for the agent's answer to
