@@ -194,10 +194,10 @@ func pages(n, extra int, base byte) []byte {
 }
 
 // garbage is a page the page reader refuses: its commit runs past the page.
-func garbage(seed byte) []byte {
+func garbage(base byte) []byte {
 	p := make([]byte, 4096)
 	for i := range p {
-		p[i] = seed + byte(i*13)
+		p[i] = base + byte(i*13)
 	}
 	binary.LittleEndian.PutUint64(p[8:], 0x7ffffff)
 	return p
