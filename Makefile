@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/vtrace
 export CGO_ENABLED := 0
 
-.PHONY: all build test bench lint clean deps demo fuzz
+.PHONY: all build test bench lint clean deps demo-deps demo fuzz
 
 all: build
 
@@ -16,14 +16,18 @@ test: deps
 	$(GO) test -count=1 -p 1 -timeout 80m ./...
 
 deps:
-	bash scripts/deps.sh
+	bash scripts/deps.sh test
+
+# Only what the demo needs (no libvirt, ssh server, kernel source or compiler).
+demo-deps:
+	bash scripts/deps.sh demo
 
 bench: deps build
 	bash scripts/bench.sh
 
 # The README's first command: a real guest traced end to end (docs/demo.md).
 # KERNEL=6.12 boots Debian's bookworm-backports kernel instead of 6.1.
-demo: deps build
+demo: demo-deps build
 	bash scripts/demo.sh $(if $(KERNEL),-k $(KERNEL))
 
 lint:

@@ -38,8 +38,8 @@ type metaSender struct {
 	items  uint64
 	errs   []string
 	buf    []byte // one chunk, for streamed files
-	root   string // tracefs root: headers, formats, printk_formats, saved_*
-	inUse  string // the tracefs directory streamed: trace_clock
+	root   string // tracefs root: header_event, formats, printk_formats, saved_*
+	inUse  string // the tracefs directory streamed: header_page, trace_clock
 	failed error  // sending failed: the answer is cut short
 }
 
@@ -71,7 +71,15 @@ func (m *metaSender) errorf(format string, args ...any) {
 func (m *metaSender) item(k wire.MetaKind) {
 	switch k {
 	case wire.MetaHeaderPage:
-		m.small(k, "", filepath.Join(m.root, "events", "header_page"), maxHeaderItem)
+		// The page layout is the streamed buffer's: an instance has its
+		// own sub-buffer size (buffer_subbuf_size_kb), and its own
+		// events/header_page shows it. A kernel without one per instance
+		// has only the root's.
+		p := filepath.Join(m.inUse, "events", "header_page")
+		if !exists(p) {
+			p = filepath.Join(m.root, "events", "header_page")
+		}
+		m.small(k, "", p, maxHeaderItem)
 	case wire.MetaHeaderEvent:
 		m.small(k, "", filepath.Join(m.root, "events", "header_event"), maxHeaderItem)
 	case wire.MetaFormat:

@@ -6,7 +6,9 @@
 # v7, v7 with zstd) next to `trace-cmd convert` of the same data into v7
 # (when trace-cmd is installed). Writes the "## trace.dat writer" section
 # of docs/PERFORMANCE.md (REPORT=0 to skip). Needs root and tracefs.
-# Usage: scripts/bench-tracedat.sh   (env: SIZE_MB=200 RUNS=3 WORK=dir VTRACE=bin)
+# BASELINE=bin (with BASELINE_LABEL=text) times another vtrace's convert of
+# the same capture in the same run, for a before/after row.
+# Usage: scripts/bench-tracedat.sh   (env: SIZE_MB=200 RUNS=3 WORK=dir VTRACE=bin BASELINE=bin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -76,9 +78,9 @@ run_cp() {
 	rm -rf "$WORK/cp"; mkdir "$WORK/cp"; sync
 	local t0; t0=$(now); cp "$cap"/cpu*.raw "$WORK/cp/"; sync; echo "$(now) - $t0" | bc
 }
-run_convert() {
+run_convert() { # [VTRACE]
 	rm -f "$WORK/out.dat"; sync
-	local t0; t0=$(now); "$VTRACE" host convert "$cap" -o "$WORK/out.dat" --force >/dev/null; sync; echo "$(now) - $t0" | bc
+	local t0; t0=$(now); "${1:-$VTRACE}" host convert "$cap" -o "$WORK/out.dat" --force >/dev/null; sync; echo "$(now) - $t0" | bc
 }
 # The fixed cost: loading and checking the metadata, writing the header
 # (the sample capture is a few hundred KiB of pages).
@@ -88,6 +90,11 @@ run_fixed() {
 }
 cp_s=$(for i in $(seq "$RUNS"); do run_cp; done | best)
 conv_s=$(for i in $(seq "$RUNS"); do run_convert; done | best)
+base_row=
+if [ -n "${BASELINE:-}" ]; then
+	base_s=$(for i in $(seq "$RUNS"); do run_convert "$BASELINE"; done | best)
+	base_row="| ${BASELINE_LABEL:-$BASELINE}, whole run | $(printf '%.3f' "$base_s") | $(echo "scale=0; $(cat "$cap"/cpu*.raw | wc -c) / 1048576 / $base_s" | bc) |"
+fi
 fixed_s=$(for i in $(seq "$RUNS"); do run_fixed; done | best)
 out_bytes=$(stat -c %s "$WORK/out.dat")
 
@@ -138,6 +145,9 @@ fmt_row() { # NAME LABEL
 	[ "$name" = v6 ] && fly=$(echo "scale=1; $bytes / 1048576" | bc)
 	echo "| $label | $(sec "${fmt_s[$name]}") | $(printf '%.2f' "${fmt_cpu[$name]}") | $rate | $mib | ${fly:-?} | $(printf '%.1f' "$(echo "scale=2; $bytes / ${fmt_bytes[$name]}" | bc)") | $((${fmt_rss[$name]} / 1024)) |"
 }
+# The page check alone: the page reader's parse of real pages, one core.
+check_rate=$("${GO:-$(command -v go || echo /usr/local/go/bin/go)}" test -run XXX -bench BenchmarkPageCheck -benchtime 2s ./host/tracedat 2>/dev/null |
+	sed -n 's/.*[[:space:]]\([0-9.]*\) MB\/s.*/\1/p' | head -1)
 mb=$(echo "scale=1; $bytes / 1048576" | bc)
 cp_rate=$(echo "scale=0; $bytes / 1048576 / $cp_s" | bc)
 conv_rate=$(echo "scale=0; $bytes / 1048576 / $conv_s" | bc)
@@ -158,9 +168,16 @@ each timed to the end of \`sync\`, best of $RUNS.
 | | seconds | MiB/s |
 |---|---|---|
 | cp cpuN.raw | $(sec "$cp_s") | ${cp_rate} |
-| vtrace host convert (copy_file_range), whole run | $(sec "$conv_s") | ${conv_rate} |
+| vtrace host convert (every page checked), whole run | $(sec "$conv_s") | ${conv_rate} |
 | of which the fixed cost (metadata load and check, header) | $(sec "$fixed_s") | |
-| pages only (whole run minus fixed cost) | $(sec "$(echo "$conv_s - $fixed_s" | bc)") | ${pages_rate} |
+| pages only (whole run minus fixed cost) | $(sec "$(echo "$conv_s - $fixed_s" | bc)") | ${pages_rate} |${base_row:+
+$base_row}
+
+Every page is checked with the page reader on its way into the file (a page it
+refuses becomes an empty page, reported): user-space reads and writes of 1 MiB
+instead of copy_file_range, and a parse of each page, which alone runs at
+${check_rate:-?} MB/s on one core (\`go test -bench PageCheck ./host/tracedat\`,
+real sched/irq pages): well under a tenth of a second of CPU for this capture.
 
 convert / cp speed, whole run: ${ratio}. The trace.dat is $((out_bytes / 1048576)) MiB; its header
 carries $(($(stat -c %s "$cap/meta/kallsyms" 2>/dev/null || echo 0) / 1024)) KiB of kallsyms and

@@ -51,7 +51,7 @@ die() { echo "demo: $*" >&2; exit 1; }
 
 # --- what is missing -------------------------------------------------------
 step "checking packages"
-bash "$here/deps.sh" >/dev/null
+bash "$here/deps.sh" demo >/dev/null
 export CGO_ENABLED=0
 go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 

@@ -35,7 +35,9 @@ func newHostConvertCmd() *cobra.Command {
 the cpuN.raw files of capture directory DIR and its metadata (DIR/meta). A
 capture without metadata needs --meta DIR: a copy of the guest's
 /sys/kernel/tracing, a metadata directory, or another capture; it is then
-saved as DIR/meta for next time. Only whole pages are written.
+saved as DIR/meta for next time. Only whole pages are written, each checked
+with the page reader: a page it refuses is written as an empty page and
+named on standard error (CPU, page, offset, reason).
 
 --format v6 (the default) is read by every trace-cmd and KernelShark;
 --format v7 is trace-cmd 3.x's sectioned file, and --compress zstd (v7 only;
@@ -95,6 +97,9 @@ func runHostConvert(ctx context.Context, opts *hostConvertOptions) error {
 	}
 	res, err := tracedat.WriteFile(out, s, cpus, tracedat.Options{Format: format, Compression: compress, Timeline: timeline}, opts.force)
 	if err != nil {
+		return err
+	}
+	if err := res.WriteBadPages(opts.stderr); err != nil {
 		return err
 	}
 	var pages, stored int64

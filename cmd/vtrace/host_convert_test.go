@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/vtrace/vtrace/host/meta"
+	"github.com/vtrace/vtrace/host/tracedat"
 	"github.com/vtrace/vtrace/host/tracedat/tracedattest"
 	"github.com/vtrace/vtrace/internal/testutil"
 )
@@ -115,5 +118,48 @@ func TestHostTraceDatFormatUsage(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("a refused command left %d entries in %s", len(ents), dir)
+	}
+}
+
+// TestIntegrationHostConvertNamesBadPages: a random page at the start of a
+// CPU's file: convert writes it as an empty page and names it (CPU, page,
+// offset, reason) on stderr, trace-cmd reads the rest, and stats names it
+// too while counting the good pages.
+func TestIntegrationHostConvertNamesBadPages(t *testing.T) {
+	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
+	inst := testutil.Instance(t, "vtrace-cmd-convert-bad")
+	dir := t.TempDir()
+	tracedattest.Record(t, inst, dir, 3)
+	cpus, err := tracedat.CaptureCPUs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := make([]byte, 4096)
+	for i := range bad {
+		bad[i] = byte(i*131 + 7)
+	}
+	binary.LittleEndian.PutUint64(bad[8:], 0x123456) // a commit far beyond the page
+	raw, _ := os.ReadFile(cpus[0].Path)
+	os.WriteFile(cpus[0].Path, append(bad, raw...), 0o644)
+	var stdout, stderr bytes.Buffer
+	err = runHostConvert(context.Background(), &hostConvertOptions{dir: dir, meta: inst, stdout: &stdout, stderr: &stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("WARNING: cpu%d.raw: page 0 (offset 0) is corrupt, written as an empty page: commit", cpus[0].CPU)
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("convert's stderr lacks %q:\n%s", want, stderr.String())
+	}
+	rep, err := exec.Command(tc, "report", "-i", filepath.Join(dir, "trace.dat")).CombinedOutput()
+	if err != nil || !strings.Contains(string(rep), tracedattest.ProbeComm) {
+		t.Errorf("trace-cmd report: %v, probe %q not named:\n%.2000s", err, tracedattest.ProbeComm, rep)
+	}
+	var table bytes.Buffer
+	if err := runHostStats(context.Background(), &hostStatsOptions{dir: dir, stdout: &table}); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("WARNING: cpu%d.raw: page 0 (offset 0) is corrupt and was skipped", cpus[0].CPU); !strings.Contains(table.String(), want) ||
+		!strings.Contains(table.String(), "1 corrupt pages skipped") {
+		t.Errorf("stats lacks %q:\n%s", want, table.String())
 	}
 }

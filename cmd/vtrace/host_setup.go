@@ -30,9 +30,12 @@ func newHostSetupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "setup <domain>",
 		Short: "Add the trace channels to a libvirt domain and make its FIFOs",
-		Long: "Adds a virtio-serial controller (if none) and the pipe channels agent-ctl-path and\n" +
-			"trace-path-cpu0..N-1 to the domain's persistent XML, and makes their FIFOs\n" +
-			"DIR/NAME.in and DIR/NAME.out (DIR defaults to " + fifo.DefaultBase + "/<domain>).\n" +
+		Long: "Adds the pipe channels agent-ctl-path and trace-path-cpu0..N-1 to the domain's\n" +
+			"persistent XML, N being its maximum vCPU count (<vcpu>N</vcpu>, vCPUs brought online\n" +
+			"later included), and makes their FIFOs DIR/NAME.in and DIR/NAME.out (DIR defaults to\n" +
+			fifo.DefaultBase + "/<domain>). Channels take free ports of the virtio-serial controllers\n" +
+			"there are; when those run out, setup adds controllers of its own (or more ports on\n" +
+			"one), so any vCPU count fits. Channels already there keep their addresses.\n" +
 			"Running it again changes nothing; a changed vCPU count adds or removes ports.",
 		Args: oneArg("domain"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -43,7 +46,7 @@ func newHostSetupCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVarP(&o.uri, "connect", "c", "", "libvirt URI (default $LIBVIRT_DEFAULT_URI, else "+virt.DefaultURI+")")
 	f.StringVar(&o.dir, "dir", "", "FIFO directory (default "+fifo.DefaultBase+"/<domain>)")
-	f.IntVar(&o.cpus, "cpus", 0, "number of trace ports (default: the domain's vCPU count)")
+	f.IntVar(&o.cpus, "cpus", 0, "number of trace ports (default: the domain's maximum vCPU count)")
 	f.StringVar(&o.group, "group", "", "group (name or id) whose members may collect without root: the group of the directory and FIFOs,\n"+
 		"and an ACL entry on the FIFOs that lasts while libvirt hands them to qemu's user")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the XML diff and the FIFOs to make; change nothing")
@@ -159,15 +162,17 @@ func newHostQemuArgsCmd() *cobra.Command {
 		Use:   "qemu-args --cpus N [--dir DIR]",
 		Short: "Print the qemu options for the trace channels",
 		Long: "Prints the qemu options that give a guest started without libvirt the trace channels,\n" +
-			"one per line with trailing backslashes. With --create it also makes DIR and the FIFOs\n" +
-			"DIR/NAME.in and DIR/NAME.out, with the same safety rules as setup.",
+			"one per line with trailing backslashes: virtio-serial controllers with enough ports\n" +
+			"(max_ports) for any vCPU count, a pipe chardev and a virtserialport per channel. With\n" +
+			"--create it also makes DIR and the FIFOs DIR/NAME.in and DIR/NAME.out, with the same\n" +
+			"safety rules as setup.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.out, o.errOut = cmd.OutOrStdout(), cmd.ErrOrStderr()
 			return runHostQemuArgs(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().IntVar(&o.cpus, "cpus", 0, "number of guest vCPUs (trace ports)")
+	cmd.Flags().IntVar(&o.cpus, "cpus", 0, "the guest's maximum vCPU count (-smp maxcpus=): one trace port each")
 	cmd.Flags().StringVar(&o.dir, "dir", "/tmp/virtio-trace", "FIFO directory")
 	cmd.Flags().BoolVar(&o.create, "create", false, "also create the directory and its FIFOs")
 	cmd.Flags().StringVar(&o.group, "group", "", "with --create: group (name or id) of the directory and FIFOs")

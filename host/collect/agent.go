@@ -13,6 +13,7 @@ import (
 	"github.com/vtrace/vtrace/host/meta"
 	"github.com/vtrace/vtrace/host/session"
 	"github.com/vtrace/vtrace/host/tracedat"
+	"github.com/vtrace/vtrace/proto/ringbuf"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -61,6 +62,10 @@ func openAgent(ctx context.Context, cfg Config, sum *Summary) (*agent, error) {
 
 func (a *agent) protocol() bool { return a != nil && !a.sess.LineProtocol() }
 
+// recording reports whether the agent said, in its handshake, that it
+// records already.
+func (a *agent) recording() bool { return a.protocol() && a.sess.Hello().State == wire.StateRecording }
+
 func (a *agent) close() {
 	if a != nil {
 		a.sess.Close()
@@ -82,6 +87,37 @@ func (a *agent) fetchMeta(ctx context.Context, sum *Summary) error {
 	return a.save(sum)
 }
 
+// MetaAtStart is the metadata that belongs to the directory a recording
+// streams, asked for again once the agent started it: the settings (an
+// instance of the agent's) or the guest (a sub-buffer size changed since
+// the handshake) may have given it another page layout or clock.
+var MetaAtStart = []wire.MetaKind{wire.MetaHeaderPage, wire.MetaTraceClock}
+
+// refetch replaces the header_page and trace_clock fetched before the
+// start with the streamed directory's, and saves OUT/meta again. A failure
+// leaves the earlier ones, with a note.
+func (a *agent) refetch(ctx context.Context, sum *Summary) {
+	fresh := &meta.Set{}
+	errs, err := a.sess.Meta(ctx, MetaAtStart, fresh)
+	for _, e := range errs {
+		sum.Notes = append(sum.Notes, "the agent could not send metadata: "+e)
+	}
+	if err == nil && len(fresh.HeaderPage) > 0 {
+		if _, err = fresh.Layout(); err == nil {
+			a.set.HeaderPage = fresh.HeaderPage
+		}
+	}
+	if err != nil {
+		sum.Notes = append(sum.Notes, fmt.Sprintf("the page layout of the recording is the one from before the start: %v", err))
+	}
+	if fresh.Clock != "" {
+		a.set.Clock = session.SelectClock(fresh.Clock, a.cfg.Settings.Clock)
+	}
+	if err := a.save(sum); err != nil {
+		sum.Notes = append(sum.Notes, err.Error())
+	}
+}
+
 func (a *agent) save(sum *Summary) error {
 	dir := filepath.Join(a.cfg.Out, MetaDir)
 	if err := meta.Save(a.set, dir); err != nil {
@@ -91,10 +127,14 @@ func (a *agent) save(sum *Summary) error {
 	return nil
 }
 
-// start asks the agent to record, and starts reading its Stats.
-func (a *agent) start(ctx context.Context) error {
+// start asks the agent to record, asks again for the page layout and
+// clock of the directory it now streams, and starts reading its Stats.
+func (a *agent) start(ctx context.Context, sum *Summary) error {
 	if err := a.sess.Start(ctx, a.cfg.Settings); err != nil {
 		return err
+	}
+	if a.protocol() && a.set != nil {
+		a.refetch(ctx, sum)
 	}
 	if a.protocol() {
 		wctx, cancel := context.WithCancel(ctx)
@@ -163,8 +203,12 @@ func (a *agent) finish(ctx context.Context, sum *Summary) error {
 		return err
 	}
 	path := filepath.Join(a.cfg.Out, TraceDat)
-	if _, err := tracedat.WriteFile(path, a.set, cpus, a.cfg.TraceDatOptions, true); err != nil {
+	res, err := tracedat.WriteFile(path, a.set, cpus, a.cfg.TraceDatOptions, true)
+	if err != nil {
 		return err
+	}
+	for _, c := range res.CPUs {
+		sum.TraceDatBadPages += c.BadPages
 	}
 	sum.TraceDat = path
 	return nil
@@ -178,15 +222,49 @@ func (a *agent) discard() {
 }
 
 // pageSize is the page size to cut and read the files with: the one the
-// user gave, else the agent's, else the default.
+// user gave, else the one of the header_page of the directory the agent
+// streamed, else the one of its handshake, else the default.
 func pageSize(cfg Config, a *agent) int {
-	switch {
-	case cfg.PageSize > 0:
+	if cfg.PageSize > 0 {
 		return cfg.PageSize
-	case a.protocol() && a.sess.Hello().PageSize > 0:
+	}
+	if l, ok := a.layout(); ok {
+		return l.PageSize
+	}
+	if a.protocol() && a.sess.Hello().PageSize > 0 {
 		return int(a.sess.Hello().PageSize)
 	}
 	return DefaultPageSize
+}
+
+// layout is the page layout of the agent's header_page, if it sent one
+// that parses.
+func (a *agent) layout() (ringbuf.Layout, bool) {
+	if !a.protocol() || a.set == nil || len(a.set.HeaderPage) == 0 {
+		return ringbuf.Layout{}, false
+	}
+	l, err := a.set.Layout()
+	return l, err == nil
+}
+
+// streamed is the set of CPUs the agent streamed: those its final
+// counters cover, else those its handshake listed; nil when unknown (the
+// line protocol).
+func (a *agent) streamed(sum *Summary) map[int]bool {
+	if !a.protocol() {
+		return nil
+	}
+	m := map[int]bool{}
+	if len(sum.AgentStats) > 0 {
+		for _, c := range sum.AgentStats {
+			m[int(c.CPU)] = true
+		}
+		return m
+	}
+	for _, cpu := range a.sess.Hello().CPUs {
+		m[int(cpu)] = true
+	}
+	return m
 }
 
 // liveStats is the last Stats for the progress line, or nil.

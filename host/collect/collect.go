@@ -23,8 +23,11 @@
 //
 // Where things are: run.go holds Run and the phases of a capture; stream.go
 // the hot path, one CPU's FIFO spliced into its file, drained and cut to
-// whole pages; capturedir.go when a capture directory may be used or
-// replaced; agent.go the conversation with the guest agent; this file the
+// whole pages; stale.go what an earlier recording left in the FIFOs,
+// discarded before a start order; capturedir.go when a capture directory
+// may be used or replaced; agent.go the conversation with the guest agent
+// (the page layout of the directory it streams, asked for after each
+// start); summary.go what the capture holds and lost; this file the
 // configuration and the names of a capture's files.
 package collect
 
@@ -54,12 +57,14 @@ const (
 type Config struct {
 	Dir string // the domain's FIFO directory
 	Out string // the capture directory, made if missing
-	// PageSize is the guest's ring-buffer page size; when 0, the one the
-	// agent gave in the handshake, else DefaultPageSize.
+	// PageSize is the guest's ring-buffer page size; when 0, the one of
+	// the header_page the agent sent after the start (the directory it
+	// streams), else the one of its handshake, else DefaultPageSize.
 	PageSize int
 	Duration time.Duration // stop after this long (0: only when ctx is done)
-	// Start sends the start order once every FIFO is open and the stop
-	// order at the end, before draining.
+	// Start sends the start order once every FIFO is open and emptied of
+	// what an earlier recording left there, and the stop order at the end,
+	// before draining.
 	Start        bool
 	OrderTimeout time.Duration // for each order or reply (orders.DefaultTimeout when 0)
 	// HandshakeTimeout is how long Start waits for the agent's answer to
@@ -96,14 +101,27 @@ type Config struct {
 	Timeline *Timeline
 }
 
+// maxBadShown bounds the corrupt pages a CPU lists; Stats.CorruptPages
+// counts them all.
+const maxBadShown = 3
+
 // CPU is what was saved for one CPU.
 type CPU struct {
 	CPU     int
 	File    string        // OUT/cpuN.raw
 	Bytes   int64         // bytes kept: whole pages only
 	Dropped int64         // bytes of a trailing partial page cut off at the end
-	Stats   ringbuf.Stats // what the page reader found in File
-	ScanErr error         // why the page reader stopped early, if it did
+	Stats   ringbuf.Stats // what the page reader found in File's good pages (CorruptPages counts the others)
+	Bad     []ringbuf.BadPage
+	ScanErr error // why the page reader stopped early, if it did
+	Late    bool  // still streaming when the drain timed out
+	// Stale is the bytes discarded from the FIFO before the start order:
+	// an earlier recording's.
+	Stale int64
+	// NotStreamed: the agent did not stream this CPU (it has a FIFO, but
+	// the agent named it neither in its handshake nor in its final
+	// counters, and nothing came).
+	NotStreamed bool
 }
 
 // Summary is the outcome of a capture.
@@ -119,6 +137,9 @@ type Summary struct {
 	Meta       string           // OUT/meta, when saved
 	TraceDat   string           // OUT/trace.dat, when written
 	Timeline   *TimelineSummary // with Config.Timeline and an agent that answered clock probes
+	// TraceDatBadPages counts the pages OUT/trace.dat holds as empty
+	// pages in place of corrupt ones.
+	TraceDatBadPages int64
 }
 
 func withDefaults(cfg Config) Config {

@@ -123,8 +123,9 @@ func TestCollectOddSizesAndGarbage(t *testing.T) {
 	if !bytes.Equal(got, sent[:8192]) {
 		t.Errorf("cpu0.raw holds %d bytes that are not the first 8192 bytes sent", len(got))
 	}
-	if !errors.Is(c.ScanErr, ringbuf.ErrCorrupt) {
-		t.Errorf("page reader on garbage: got %v, want an error wrapping ErrCorrupt", c.ScanErr)
+	if c.Stats.CorruptPages != 2 || len(c.Bad) != 2 || !errors.Is(c.Bad[0].Err, ringbuf.ErrCorrupt) || c.Stats.Events != 0 {
+		t.Errorf("page reader on garbage: %d corrupt pages %v, %d events; want both pages corrupt (ErrCorrupt), no events",
+			c.Stats.CorruptPages, c.Bad, c.Stats.Events)
 	}
 	if c1 := r.sum.CPUs[1]; c1.Bytes != 0 || c1.ScanErr != nil {
 		t.Errorf("CPU 1 (silent): got %d bytes and %v, want 0 and no error", c1.Bytes, c1.ScanErr)
@@ -134,7 +135,7 @@ func TestCollectOddSizesAndGarbage(t *testing.T) {
 	if err := r.sum.Write(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"cut a trailing partial page of 811 bytes", "corrupt page", "cpu0.raw"} {
+	for _, want := range []string{"cut a trailing partial page of 811 bytes", "page 0 of cpu0.raw (offset 0) is corrupt", "page 1 of cpu0.raw (offset 4096) is corrupt"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("summary does not say %q:\n%s", want, text.String())
 		}

@@ -49,6 +49,13 @@ func run(ctx context.Context, cfg Config, onStart func()) (Summary, error) {
 	if !cfg.Start && cfg.Timeline != nil {
 		return sum, fmt.Errorf("check --host-events: %w: the clocks are compared over the agent's control port", errNoStart)
 	}
+	if cfg.PageSize > 0 {
+		l := ringbuf.DefaultLayout()
+		l.PageSize = cfg.PageSize
+		if err := l.Validate(); err != nil {
+			return sum, fmt.Errorf("check the page size: %w", err)
+		}
+	}
 	cpus, err := fifo.TraceCPUs(cfg.Dir)
 	if err != nil {
 		return sum, err
@@ -59,13 +66,6 @@ func run(ctx context.Context, cfg Config, onStart func()) (Summary, error) {
 			return sum, err
 		}
 		defer ag.close()
-	}
-	cfg.PageSize = pageSize(cfg, ag)
-	sum.PageSize = cfg.PageSize
-	layout := ringbuf.DefaultLayout()
-	layout.PageSize = cfg.PageSize
-	if err := layout.Validate(); err != nil {
-		return sum, fmt.Errorf("check the ring-buffer layout: %w", err)
 	}
 	if err := prepareOut(cfg.Out, cfg.Force); err != nil {
 		return sum, err
@@ -84,6 +84,18 @@ func run(ctx context.Context, cfg Config, onStart func()) (Summary, error) {
 	}
 	if ag.protocol() {
 		if err := ag.fetchMeta(ctx, &sum); err != nil {
+			closeStreams(streams, true)
+			ag.discard()
+			return sum, err
+		}
+	}
+	if cfg.Start && !ag.recording() {
+		// Before the start order: what the FIFOs hold is not this
+		// recording's. (An agent that says it records refuses the start
+		// order at once.)
+		err := drainStale(streams, cfg.Settle, time.Now().Add(cfg.DrainTimeout))
+		staleNotes(streams, &sum)
+		if err != nil {
 			closeStreams(streams, true)
 			ag.discard()
 			return sum, err
@@ -147,12 +159,27 @@ func run(ctx context.Context, cfg Config, onStart func()) (Summary, error) {
 		default:
 		}
 	}
+	// The page size of the recording: known only now that the agent
+	// has said which directory it streams (its header_page after Start).
+	sum.PageSize = pageSize(cfg, ag)
+	layout := ringbuf.DefaultLayout()
+	if l, ok := ag.layout(); ok && l.PageSize == sum.PageSize {
+		layout = l
+	}
+	layout.PageSize = sum.PageSize // validated: the user's above, the agent's by its parser
 	if ferr := finish(streams, &sum); runErr == nil {
 		runErr = ferr
 	}
+	streamed := ag.streamed(&sum)
 	for _, s := range streams {
-		st, serr := ringbuf.ScanFile(layout, s.file, nil)
-		sum.CPUs = append(sum.CPUs, CPU{CPU: s.cpu, File: s.file, Bytes: s.written.Load(), Dropped: s.dropped, Stats: st, ScanErr: serr})
+		c := CPU{CPU: s.cpu, File: s.file, Bytes: s.written.Load(), Dropped: s.dropped, Late: s.late, Stale: s.stale}
+		c.Stats, c.ScanErr = ringbuf.ScanFileSkipping(layout, s.file, nil, func(b ringbuf.BadPage) {
+			if len(c.Bad) < maxBadShown {
+				c.Bad = append(c.Bad, b)
+			}
+		})
+		c.NotStreamed = streamed != nil && !streamed[s.cpu] && c.Bytes == 0
+		sum.CPUs = append(sum.CPUs, c)
 	}
 	if started {
 		if tl != nil { // tl implies an agent
@@ -181,7 +208,7 @@ func (c *capture) wait(ctx context.Context, errs <-chan error, sum *Summary) (bo
 		c.wake.Wake()
 	}
 	if c.agent != nil {
-		if err := c.agent.start(ctx); err != nil {
+		if err := c.agent.start(ctx, sum); err != nil {
 			if c.agent.protocol() && !errors.Is(err, session.ErrAgent) {
 				// The Start went out but its answer did not come in
 				// (interrupted, timed out): the agent may be recording.

@@ -27,7 +27,8 @@ type stream struct {
 	in, out int
 	written atomic.Int64
 	dropped int64
-	late    bool // still flowing when the drain timed out
+	late    bool  // still flowing when the drain timed out
+	stale   int64 // bytes discarded before the start order (drainStale)
 }
 
 // openStreams opens every CPU's FIFO and creates its capture file.

@@ -13,8 +13,12 @@ import (
 )
 
 // Write prints the summary as a table, one row per CPU and a total (with
-// the agent's final counters when it sent them), then a WARNING line per
-// CPU that lost events, the page reader's complaints and the notes.
+// the agent's final counters when it sent them), then WARNING lines: per
+// CPU that lost events (the kernel's counters when the agent sent them,
+// else at least what the flagged pages say), per CPU whose ring buffer
+// handed out events that did not arrive (another reader took them), per
+// corrupt page and per CPU that was not streamed; then the page reader's
+// complaints and the notes.
 func (s Summary) Write(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	agent := map[int]wire.CPUStats{}
@@ -35,6 +39,10 @@ func (s Summary) Write(w io.Writer) error {
 		return fmt.Sprintf("%d\t%d\t%d\t%d\t", c.Entries, c.ReadEvents, c.Overrun+c.CommitOverrun, c.DroppedEvents)
 	}
 	for _, c := range s.CPUs {
+		if c.NotStreamed {
+			fmt.Fprintf(tw, "%d\t%s\tnot streamed\t\n", c.CPU, filepath.Base(c.File))
+			continue
+		}
 		a := agent[c.CPU]
 		totalAgent.Entries += a.Entries
 		totalAgent.ReadEvents += a.ReadEvents
@@ -48,6 +56,7 @@ func (s Summary) Write(w io.Writer) error {
 		total.Stats.Events += c.Stats.Events
 		total.Stats.MissedPages += c.Stats.MissedPages
 		total.Stats.MissedEvents += c.Stats.MissedEvents
+		total.Stats.MissedUncounted += c.Stats.MissedUncounted
 	}
 	fmt.Fprintf(tw, "all\t\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", total.Bytes, total.Stats.Pages, total.Stats.Events,
 		total.Stats.MissedPages, total.Stats.MissedEvents, total.Dropped, extra(totalAgent))
@@ -56,12 +65,22 @@ func (s Summary) Write(w io.Writer) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "saved %s in %s (%s pages) in %v\n", size(total.Bytes), s.Out, size(int64(s.PageSize)), s.Elapsed.Round(time.Millisecond))
-	if lost := totalAgent.Overrun + totalAgent.DroppedEvents; lost > 0 {
-		session.WriteLossWarnings(&b, s.AgentStats)
-		fmt.Fprintf(&b, "WARNING: %d events lost in all: the capture is incomplete\n", lost)
+	s.writeLosses(&b, agent, total, totalAgent)
+	s.writeTaken(&b, agent)
+	for _, c := range s.CPUs {
+		for _, bad := range c.Bad {
+			fmt.Fprintf(&b, "WARNING: CPU %d: page %d of %s (offset %d) is corrupt and left out of the counts: %v\n",
+				c.CPU, bad.Index, filepath.Base(c.File), bad.Index*int64(s.PageSize), bad.Err)
+		}
+		if n := c.Stats.CorruptPages - int64(len(c.Bad)); n > 0 {
+			fmt.Fprintf(&b, "WARNING: CPU %d: %d more corrupt pages in %s\n", c.CPU, n, filepath.Base(c.File))
+		}
+		if c.NotStreamed {
+			fmt.Fprintf(&b, "WARNING: CPU %d was not streamed: the agent does not read it (it was offline when the agent started, or left out by its --cpus); what it recorded is not in the capture\n", c.CPU)
+		}
 	}
-	if total.Stats.MissedPages > 0 {
-		fmt.Fprintf(&b, "the guest's ring buffer overwrote events before %d pages: the missed events are lost\n", total.Stats.MissedPages)
+	if s.TraceDatBadPages > 0 {
+		fmt.Fprintf(&b, "trace.dat holds %d empty pages in place of the corrupt ones\n", s.TraceDatBadPages)
 	}
 	for _, c := range s.CPUs {
 		if c.ScanErr != nil {
@@ -80,6 +99,62 @@ func (s Summary) Write(w io.Writer) error {
 	s.Timeline.write(&b, s.TraceDat)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeLosses says what was lost: the kernel's counters of the recording
+// when the agent sent them (exact), else the flagged pages (at least the
+// stored counts, plus one event per page flagged without a count).
+func (s Summary) writeLosses(b *strings.Builder, agent map[int]wire.CPUStats, total CPU, totalAgent wire.CPUStats) {
+	if len(agent) > 0 {
+		if lost := totalAgent.Overrun + totalAgent.DroppedEvents; lost > 0 {
+			session.WriteLossWarnings(b, s.AgentStats)
+			fmt.Fprintf(b, "WARNING: %d events lost in all: the capture is incomplete\n", lost)
+		} else if total.Stats.MissedPages > 0 {
+			fmt.Fprintf(b, "%d pages are flagged for events the ring buffer lost before this recording (its own counters show no loss)\n", total.Stats.MissedPages)
+		}
+		return
+	}
+	if total.Stats.MissedPages == 0 {
+		return
+	}
+	for _, c := range s.CPUs {
+		if c.Stats.MissedPages == 0 {
+			continue
+		}
+		if c.Stats.MissedUncounted == 0 {
+			fmt.Fprintf(b, "WARNING: %d events lost on CPU %d: the guest's ring buffer overwrote them (%d pages flagged)\n",
+				c.Stats.MissedAtLeast(), c.CPU, c.Stats.MissedPages)
+			continue
+		}
+		fmt.Fprintf(b, "WARNING: at least %d events lost on CPU %d: the guest's ring buffer overwrote them (%d pages flagged, %d without a count: the kernel stores one only when the page has room)\n",
+			c.Stats.MissedAtLeast(), c.CPU, c.Stats.MissedPages, c.Stats.MissedUncounted)
+	}
+	if total.Stats.MissedUncounted == 0 {
+		fmt.Fprintf(b, "WARNING: %d events lost in all: the capture is incomplete\n", total.Stats.MissedAtLeast())
+	} else {
+		fmt.Fprintf(b, "WARNING: at least %d events lost in all: the capture is incomplete (the agent sent no counters to tell exactly)\n", total.Stats.MissedAtLeast())
+	}
+}
+
+// writeTaken compares, per CPU, the events the kernel handed out during
+// the recording (the agent's final "read events") with those that arrived:
+// the difference went to another reader of the same ring buffer (tracefs
+// has no exclusive open of trace_pipe_raw), unless pages were cut or
+// refused on the way.
+func (s Summary) writeTaken(b *strings.Builder, agent map[int]wire.CPUStats) {
+	for _, c := range s.CPUs {
+		a, ok := agent[c.CPU]
+		if !ok || c.NotStreamed || a.ReadEvents <= uint64(c.Stats.Events) {
+			continue
+		}
+		missing := a.ReadEvents - uint64(c.Stats.Events)
+		why := fmt.Sprintf("another reader of the same ring buffer took them (a second reader of per_cpu/cpu%d/trace_pipe_raw in the guest, such as a cat of it, or another agent)", c.CPU)
+		if c.Dropped > 0 || c.Stats.CorruptPages > 0 || c.Late || c.ScanErr != nil {
+			why = "pages cut or refused on the way (see below) hold some; another reader of the same ring buffer may have taken the rest"
+		}
+		fmt.Fprintf(b, "WARNING: CPU %d: the kernel handed out %d events, %d arrived: %d are not in the capture: %s\n",
+			c.CPU, a.ReadEvents, c.Stats.Events, missing, why)
+	}
 }
 
 // size prints n bytes the way people read them.

@@ -16,14 +16,20 @@ type Channel struct {
 	Name string // agent-ctl-path or trace-path-cpuN
 	Type string // the channel's type attribute ("pipe" when set up by Patch)
 	Path string // the source path
-	Port int    // the virtio-serial port, -1 when the element has no address
+	// Controller and Port are its virtio-serial address (bus 0); Port is
+	// -1 when the element has no such address.
+	Controller int
+	Port       int
 }
 
 // Info is what Inspect reads from a domain document.
 type Info struct {
-	Name     string
-	UUID     string
-	CPUs     int       // the vCPU count at boot: <vcpu current=...>, else its text; 0 if absent or unreadable
+	Name string
+	UUID string
+	// CPUs is the maximum vCPU count, the text of <vcpu> (its current=
+	// attribute only says how many are online at boot); 0 if absent or
+	// unreadable.
+	CPUs     int
 	Channels []Channel // our channels, in document order
 }
 
@@ -92,18 +98,24 @@ func parseDomain(doc []byte) (*node, error) {
 	return root, nil
 }
 
+// vcpus is the domain's maximum vCPU count, <vcpu>N</vcpu>: the vCPUs
+// that are not online at boot (current='M') may come online later, and
+// each needs its trace port from boot on. A current attribute is checked
+// but not used.
 func vcpus(root *node) (int, error) {
 	n := root.child("vcpu")
 	if n == nil {
 		return 0, nil
 	}
-	s, what := n.attrs["current"], "current attribute"
-	if s == "" {
-		s, what = strings.TrimSpace(n.text.String()), "count"
-	}
+	s := strings.TrimSpace(n.text.String())
 	v, err := strconv.Atoi(s)
 	if err != nil || v < 1 || v > tracefs.MaxCPU+1 {
-		return 0, fmt.Errorf("read <vcpu> %s %q: not a count from 1 to %d", what, s, tracefs.MaxCPU+1)
+		return 0, fmt.Errorf("read <vcpu> count %q: not a count from 1 to %d", s, tracefs.MaxCPU+1)
+	}
+	if c, ok := n.attrs["current"]; ok {
+		if cur, err := strconv.Atoi(strings.TrimSpace(c)); err != nil || cur < 1 || cur > v {
+			return 0, fmt.Errorf("read <vcpu> current attribute %q: not a count from 1 to %d", c, v)
+		}
 	}
 	return v, nil
 }
@@ -131,31 +143,43 @@ func channelOf(c *node, name string) Channel {
 		ch.Path = s.attrs["path"]
 	}
 	if a := c.child("address"); a != nil {
-		if p, ok := serialPort(a); ok {
-			ch.Port = p
+		if at, ok := serialAddr(a); ok {
+			ch.Controller, ch.Port = at.ctl, at.port
 		}
 	}
 	return ch
 }
 
-// serialPort returns the port of an address element on bus 0 of the
-// virtio-serial controller 0.
-func serialPort(a *node) (int, bool) {
+// addr is a virtio-serial address: a controller's index and a port on
+// its bus 0.
+type addr struct{ ctl, port int }
+
+// serialAddr returns the controller and port of a virtio-serial address
+// element on bus 0 (a virtio-serial controller has one bus; a missing
+// controller or bus attribute is 0).
+func serialAddr(a *node) (addr, bool) {
 	if a.attrs["type"] != "virtio-serial" {
-		return 0, false
+		return addr{}, false
 	}
-	for _, k := range []string{"controller", "bus"} {
-		if v, ok := a.attrs[k]; ok {
-			if n, err := parseUint(v); err != nil || n != 0 {
-				return 0, false
-			}
+	var at addr
+	if v, ok := a.attrs["controller"]; ok {
+		n, err := parseUint(v)
+		if err != nil {
+			return addr{}, false
+		}
+		at.ctl = n
+	}
+	if v, ok := a.attrs["bus"]; ok {
+		if n, err := parseUint(v); err != nil || n != 0 {
+			return addr{}, false
 		}
 	}
 	p, err := parseUint(a.attrs["port"])
 	if err != nil {
-		return 0, false
+		return addr{}, false
 	}
-	return p, true
+	at.port = p
+	return at, true
 }
 
 // parseUint reads a libvirt unsigned attribute (decimal or 0x hex).

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -30,6 +31,11 @@ var goldenCases = []struct {
 	{"pty-console", Spec{Dir: "/srv/trace dir/it's"}},
 	{"no-devices", Spec{Dir: "/var/lib/vtrace/bare", CPUs: 3}},
 	{"crlf-devices-empty", Spec{Dir: "/var/lib/vtrace/crlf"}},
+	// 64 vCPUs (8 online at boot) beside a guest agent on a controller
+	// of the user's: a controller of ours takes what does not fit.
+	{"many-vcpus", Spec{Dir: "/var/lib/vtrace/bigvm"}},
+	// 288 vCPUs (q35's most), no controller: one of ours with 290 ports.
+	{"huge-vcpus", Spec{Dir: "/var/lib/vtrace/huge"}},
 }
 
 func golden(t *testing.T, path string, got []byte) {
@@ -102,14 +108,14 @@ func checkPatched(t *testing.T, in, out []byte, spec Spec) {
 	if got := info.ChannelNames(); strings.Join(sortedCopy(got), ",") != strings.Join(sortedCopy(want), ",") {
 		t.Errorf("channels %q, want %q", got, want)
 	}
-	ports := map[int]string{}
+	ports := map[addr]string{}
 	root, _ := parse(out)
 	root.walk(func(n *node) {
-		if p, ok := serialPort(n); ok && n.name == "address" {
-			if prev, dup := ports[p]; dup {
-				t.Errorf("port %d used twice (%s)", p, prev)
+		if a, ok := serialAddr(n); ok && n.name == "address" {
+			if prev, dup := ports[a]; dup {
+				t.Errorf("controller %d port %d used twice (%s)", a.ctl, a.port, prev)
 			}
-			ports[p] = n.parent.name
+			ports[a] = n.parent.name
 		}
 	})
 	for _, ch := range info.Channels {
@@ -172,18 +178,93 @@ func TestPatchCPUsChange(t *testing.T) {
 	}
 }
 
-func TestPatchPortsRunOut(t *testing.T) {
-	in, _ := os.ReadFile("testdata/guest-agent.xml")
-	if _, _, err := Patch(in, Spec{Dir: "/d", CPUs: 40}); err == nil || !strings.Contains(err.Error(), "no free port") {
-		t.Errorf("Patch with 40 CPUs on a 31-port controller: %v", err)
+// controllersOf lists the virtio-serial controllers of doc as
+// "index:ports[:ours]".
+func controllersOf(t *testing.T, doc []byte) []string {
+	t.Helper()
+	root, err := parse(doc)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// A controller Patch adds gets enough ports.
+	var out []string
+	for _, c := range root.child("devices").all("controller") {
+		if c.attrs["type"] != "virtio-serial" {
+			continue
+		}
+		s := c.attrs["index"] + ":" + c.attrs["ports"]
+		if isOurController(c) {
+			s += ":ours"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// ctlRun is n controllers of ours of 100 ports, the last of last ports.
+func ctlRun(n, last int) []string {
+	var out []string
+	for i := range n - 1 {
+		out = append(out, fmt.Sprintf("%d:100:ours", i))
+	}
+	return append(out, fmt.Sprintf("%d:%d:ours", n-1, last))
+}
+
+// TestPatchManyVCPUs: vCPU counts past one controller's ports fit, on a
+// domain with a controller of the user's and on one without; the
+// channels that were there keep their addresses as the count grows and
+// shrinks; a controller of ours that nothing uses any more goes.
+func TestPatchManyVCPUs(t *testing.T) {
+	agent, _ := os.ReadFile("testdata/guest-agent.xml")
 	plain, _ := os.ReadFile("testdata/plain.xml")
-	out, _, err := Patch(plain, Spec{Dir: "/d", CPUs: 40})
-	if err != nil || !bytes.Contains(out, []byte("ports='42'")) {
-		t.Errorf("Patch with 40 CPUs and no controller: %v\n%s", err, out)
+	for _, c := range []struct {
+		name string
+		in   []byte
+		cpus []int
+		ctls [][]string // per step
+	}{
+		{"user's controller", agent, []int{40, 64, 288, 2}, [][]string{
+			{"0:", "1::ours"}, {"0:", "1:38:ours"}, {"0:", "1:100:ours", "2:100:ours", "3:64:ours"}, {"0:"}}},
+		{"no controller", plain, []int{40, 64, 600, 64, 8191}, [][]string{
+			{"0:42:ours"}, {"0:66:ours"}, {"0:100:ours", "1:100:ours", "2:100:ours", "3:100:ours", "4:100:ours", "5:100:ours", "6::ours"},
+			{"0:100:ours"}, ctlRun(83, 75)}},
+	} {
+		prev := c.in
+		for i, cpus := range c.cpus {
+			spec := Spec{Dir: "/d", CPUs: cpus}
+			out, _, err := Patch(prev, spec)
+			if err != nil {
+				t.Fatalf("%s, %d vCPUs: %v", c.name, cpus, err)
+			}
+			checkPatched(t, c.in, out, spec)
+			if got := controllersOf(t, out); strings.Join(got, " ") != strings.Join(c.ctls[i], " ") {
+				t.Errorf("%s, %d vCPUs: controllers %v, want %v", c.name, cpus, got, c.ctls[i])
+			}
+			before, _ := Inspect(prev)
+			after, _ := Inspect(out)
+			at := map[string]Channel{}
+			for _, ch := range after.Channels {
+				at[ch.Name] = ch
+			}
+			for _, ch := range before.Channels {
+				if now, ok := at[ch.Name]; ok && (now.Controller != ch.Controller || now.Port != ch.Port) {
+					t.Errorf("%s, %d vCPUs: %s moved from %d:%d to %d:%d", c.name, cpus, ch.Name, ch.Controller, ch.Port, now.Controller, now.Port)
+				}
+			}
+			if !bytes.Equal(c.in, agent) || bytes.Contains(out, []byte("org.qemu.guest_agent.0'/>\n      <address type='virtio-serial' controller='0' bus='0' port='1'/>")) {
+				prev = out
+				continue
+			}
+			t.Errorf("%s, %d vCPUs: the guest agent channel moved or changed", c.name, cpus)
+			prev = out
+		}
+		un, _, err := Unpatch(prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := Diff("original", "unpatched", c.in, un); d != "" {
+			t.Errorf("%s: Unpatch did not restore the document:\n%s", c.name, d)
+		}
 	}
-	checkPatched(t, plain, out, Spec{Dir: "/d", CPUs: 40})
 }
 
 func TestPatchErrors(t *testing.T) {
@@ -197,6 +278,7 @@ func TestPatchErrors(t *testing.T) {
 		{"<domain/>", Spec{Dir: "/d"}, "no <vcpu>"},
 		{"<domain><vcpu>two</vcpu></domain>", Spec{Dir: "/d"}, "<vcpu> count"},
 		{"<domain><vcpu current='x'>2</vcpu></domain>", Spec{Dir: "/d"}, "current"},
+		{"<domain><vcpu current='3'>2</vcpu></domain>", Spec{Dir: "/d"}, "current"},
 		{"<domain><vcpu>2</vcpu></domain>", Spec{Dir: "rel"}, "absolute"},
 		{"<domain><vcpu>2</vcpu></domain><x/>", Spec{Dir: "/d"}, "root"},
 	} {
@@ -216,12 +298,12 @@ func TestInspect(t *testing.T) {
 	if info.Name != "shrunk" || info.UUID != "7a1e4f8e-2a0c-4a3a-9c1c-1f9e7b7d5e02" || info.CPUs != 2 || len(info.Channels) != 5 {
 		t.Errorf("Inspect = %+v", info)
 	}
-	if c := info.Channels[1]; c != (Channel{"trace-path-cpu0", "pipe", "/tmp/virtio-trace/trace-path-cpu0", 2}) {
+	if c := info.Channels[1]; c != (Channel{Name: "trace-path-cpu0", Type: "pipe", Path: "/tmp/virtio-trace/trace-path-cpu0", Port: 2}) {
 		t.Errorf("channel 1 = %+v", c)
 	}
 	in, _ = os.ReadFile("testdata/guest-agent.xml")
-	if info, _ := Inspect(in); info.CPUs != 2 {
-		t.Errorf("CPUs of <vcpu current='2'>4</vcpu> = %d", info.CPUs)
+	if info, _ := Inspect(in); info.CPUs != 4 {
+		t.Errorf("CPUs of <vcpu current='2'>4</vcpu> = %d, want the maximum, 4", info.CPUs)
 	}
 }
 
@@ -292,7 +374,8 @@ func FuzzPatch(f *testing.F) {
 	}
 	f.Add([]byte("<domain><vcpu>1</vcpu><devices><channel><target type='virtio' name='agent-ctl-path'/></channel></devices></domain>"), uint8(0))
 	f.Fuzz(func(t *testing.T, doc []byte, cpus uint8) {
-		spec := Spec{Dir: "/var/lib/vtrace/f", CPUs: int(cpus % 40)}
+		// Up to 765 vCPUs: more than one controller holds.
+		spec := Spec{Dir: "/var/lib/vtrace/f", CPUs: int(cpus) * 3}
 		out, changed, err := Patch(doc, spec)
 		if err != nil {
 			return

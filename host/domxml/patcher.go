@@ -2,6 +2,8 @@ package domxml
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -12,9 +14,8 @@ type patcher struct {
 	root  *node
 	dev   *node // <devices>, nil when the document has none
 	edits []edit
-	used  map[int]bool
-	max   int  // highest usable port on controller 0
-	ctl   bool // a virtio-serial controller of index 0 is there
+	used  map[addr]bool // ports taken, by devices that stay and by our channels
+	ctls  []*serialCtl  // the virtio-serial controllers, by index; then those Patch adds
 
 	newDev strings.Builder // devices for a <devices> element finish writes
 
@@ -56,59 +57,158 @@ func (p *patcher) unit() string {
 	return "  "
 }
 
-func (p *patcher) hasController() bool {
-	p.max = maxDefaultPort
+// serialCtl is a virtio-serial controller of the document, or one Patch
+// adds.
+type serialCtl struct {
+	index int
+	node  *node // nil for one Patch adds
+	ports int   // its ports attribute, or defaultPorts
+	ours  bool  // added by Patch (ControllerAlias)
+	grown bool  // ports raised by this Patch
+	drop  bool  // removed by this Patch
+}
+
+// controllers finds the virtio-serial controllers, in index order.
+func (p *patcher) controllers() {
 	for _, c := range p.dev.allOrNil("controller") {
 		if c.attrs["type"] != "virtio-serial" {
 			continue
 		}
-		idx, err := parseUint(c.attrs["index"])
-		if c.attrs["index"] != "" && (err != nil || idx != 0) {
-			continue
-		}
+		sc := &serialCtl{index: controllerIndex(c), node: c, ports: defaultPorts, ours: isOurController(c)}
 		if n, err := parseUint(c.attrs["ports"]); err == nil && n > 0 {
-			p.max = min(n, maxPorts) - 1
+			sc.ports = min(n, maxPorts)
 		}
-		return true
+		if p.ctl(sc.index) == nil { // libvirt refuses duplicates; the first counts
+			p.ctls = append(p.ctls, sc)
+		}
 	}
-	return false
+	slices.SortFunc(p.ctls, func(a, b *serialCtl) int { return a.index - b.index })
 }
 
-// addController adds <controller type='virtio-serial' index='0'> with our
-// alias, with enough ports for the channels being added.
-func (p *patcher) addController(adding int) {
-	need := min(len(p.used)+adding, maxPorts)
-	ports := ""
-	if need > maxDefaultPort+1 {
-		ports = fmt.Sprintf(" ports='%d'", need)
-		p.max = need - 1
+func (p *patcher) ctl(index int) *serialCtl {
+	for _, c := range p.ctls {
+		if c.index == index && !c.drop {
+			return c
+		}
 	}
+	return nil
+}
+
+// portOK reports whether a is a port channels may use: 1 and up on a
+// controller that has it.
+func (p *patcher) portOK(a addr) bool {
+	c := p.ctl(a.ctl)
+	return c != nil && a.port >= 1 && a.port < c.ports
+}
+
+// allocate takes n free ports, up to port 99 of a controller (see
+// maxXMLPorts): first those of the controllers there are, in index order;
+// then more ports on the last controller Patch added; then new
+// controllers.
+func (p *patcher) allocate(n int) []addr {
+	var free []addr
+	// take adds c's free ports from from up to its ports, and returns
+	// the highest it took (0: none).
+	take := func(c *serialCtl, from int) int {
+		last := 0
+		for port := from; port < min(c.ports, maxXMLPorts) && len(free) < n; port++ {
+			if a := (addr{c.index, port}); !p.used[a] {
+				p.used[a] = true
+				free = append(free, a)
+				last = port
+			}
+		}
+		return last
+	}
+	for _, c := range p.ctls {
+		take(c, 1)
+	}
+	if len(free) < n {
+		var last *serialCtl
+		for _, c := range p.ctls {
+			if c.ours {
+				last = c
+			}
+		}
+		if last != nil && last.ports < maxXMLPorts {
+			old := last.ports
+			last.ports = maxXMLPorts
+			last.ports = max(old, take(last, old)+1)
+			last.grown = last.ports != old
+		}
+	}
+	for len(free) < n {
+		next := 0
+		if len(p.ctls) > 0 {
+			next = p.ctls[len(p.ctls)-1].index + 1
+		}
+		c := &serialCtl{index: next, ports: maxXMLPorts, ours: true}
+		p.ctls = append(p.ctls, c)
+		c.ports = max(defaultPorts, take(c, 1)+1)
+	}
+	return free
+}
+
+// dropUnused removes the controllers Patch added, other than index 0,
+// that no port in use is on.
+func (p *patcher) dropUnused() {
+	on := map[int]bool{}
+	for a := range p.used {
+		on[a.ctl] = true
+	}
+	for _, c := range p.ctls {
+		if c.ours && c.node != nil && c.index > 0 && !on[c.index] {
+			c.drop = true
+			p.edits = append(p.edits, removal(p.doc, c.node))
+		}
+	}
+}
+
+// addControllers writes the controllers Patch added and the new ports
+// attribute of those it grew.
+func (p *patcher) addControllers() {
 	u := p.unit()
-	text := fmt.Sprintf("<controller type='virtio-serial' index='0'%s>%s%s%s<alias name='%s'/>%s%s</controller>",
-		ports, p.nl, p.childIndent, u, ControllerAlias, p.nl, p.childIndent)
-	p.insert(p.nl+p.childIndent+text, "controller")
-}
-
-func (p *patcher) portOK(port int) bool { return port >= 1 && port <= p.max }
-
-func (p *patcher) freePort() (int, error) {
-	for port := 1; port <= p.max; port++ {
-		if !p.used[port] {
-			p.used[port] = true
-			return port, nil
+	for _, c := range p.ctls {
+		ports := ""
+		if c.ports != defaultPorts {
+			ports = fmt.Sprintf(" ports='%d'", c.ports)
+		}
+		switch {
+		case c.node == nil:
+			alias := ControllerAlias
+			if c.index > 0 {
+				alias += strconv.Itoa(c.index)
+			}
+			text := fmt.Sprintf("<controller type='virtio-serial' index='%d'%s>%s%s%s<alias name='%s'/>%s%s</controller>",
+				c.index, ports, p.nl, p.childIndent, u, alias, p.nl, p.childIndent)
+			p.insert(p.nl+p.childIndent+text, "controller")
+		case c.grown:
+			p.edits = append(p.edits, edit{c.node.start, c.node.openEnd, setPorts(string(p.doc[c.node.start:c.node.openEnd]), c.ports)})
 		}
 	}
-	return 0, fmt.Errorf("patch domain XML: no free port on virtio-serial controller 0 (ports 1-%d taken): "+
-		"raise its ports attribute or use fewer vCPUs (--cpus)", p.max)
+}
+
+// portsAttr matches an attribute named ports in a start tag.
+var portsAttr = regexp.MustCompile(`(\s)ports\s*=\s*('[^']*'|"[^"]*")`)
+
+// setPorts returns the start tag tag with its ports attribute set to n,
+// added at the end of the tag when it has none.
+func setPorts(tag string, n int) string {
+	v := "ports='" + strconv.Itoa(n) + "'"
+	if portsAttr.MatchString(tag) {
+		return portsAttr.ReplaceAllString(tag, "${1}"+v)
+	}
+	end := strings.TrimSuffix(strings.TrimSuffix(tag, ">"), "/")
+	return end + " " + v + tag[len(end):]
 }
 
 // channel renders one channel element indented for a device at indent.
-func (p *patcher) channel(name, src string, port int, indent string) string {
+func (p *patcher) channel(name, src string, a addr, indent string) string {
 	in := p.nl + indent + p.unit()
 	return "<channel type='pipe'>" +
 		in + "<source path='" + escape(src) + "'/>" +
 		in + "<target type='virtio' name='" + name + "'/>" +
-		in + "<address type='virtio-serial' controller='0' bus='0' port='" + strconv.Itoa(port) + "'/>" +
+		in + "<address type='virtio-serial' controller='" + strconv.Itoa(a.ctl) + "' bus='0' port='" + strconv.Itoa(a.port) + "'/>" +
 		p.nl + indent + "</channel>"
 }
 

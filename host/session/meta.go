@@ -166,14 +166,39 @@ func SelectClock(text, clock string) string {
 	return strings.Join(fields, " ")
 }
 
-// StatsText is a CPU's per_cpu/cpuN/stats as the agent read it, or, when
-// it sent none, the same lines made from its counters.
+// StatsText is a CPU's per_cpu/cpuN/stats text with the counters of the
+// recording: the agent's text (Raw) with its entries, overrun, commit
+// overrun, dropped events and read events lines replaced by c's values
+// (which count from the start of the recording, where the text counts
+// from the buffer's creation), or, when it sent no text, those lines made
+// from c.
 func StatsText(c wire.CPUStats) []byte {
-	if c.Raw != "" {
-		return []byte(c.Raw)
+	counters := []struct {
+		key string
+		v   uint64
+	}{{"entries", c.Entries}, {"overrun", c.Overrun}, {"commit overrun", c.CommitOverrun},
+		{"dropped events", c.DroppedEvents}, {"read events", c.ReadEvents}}
+	if c.Raw == "" {
+		return fmt.Appendf(nil, "entries: %d\noverrun: %d\ncommit overrun: %d\nbytes: %d\ndropped events: %d\nread events: %d\n",
+			c.Entries, c.Overrun, c.CommitOverrun, c.Bytes, c.DroppedEvents, c.ReadEvents)
 	}
-	return fmt.Appendf(nil, "entries: %d\noverrun: %d\ncommit overrun: %d\nbytes: %d\ndropped events: %d\nread events: %d\n",
-		c.Entries, c.Overrun, c.CommitOverrun, c.Bytes, c.DroppedEvents, c.ReadEvents)
+	lines := strings.SplitAfter(c.Raw, "\n")
+	for i, line := range lines {
+		key, _, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		for _, k := range counters {
+			if strings.TrimSpace(key) == k.key {
+				nl := ""
+				if strings.HasSuffix(line, "\n") {
+					nl = "\n"
+				}
+				lines[i] = fmt.Sprintf("%s: %d%s", k.key, k.v, nl)
+			}
+		}
+	}
+	return []byte(strings.Join(lines, ""))
 }
 
 // Lost is what a CPU's counters say was lost: events the ring buffer

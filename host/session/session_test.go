@@ -606,3 +606,19 @@ func TestCheckSettings(t *testing.T) {
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) }
+
+// StatsText keeps the kernel's text but gives the recording's counters,
+// which start at the recording's start where the text's start with the
+// buffer.
+func TestStatsTextRecordingCounters(t *testing.T) {
+	raw := "entries: 3\noverrun: 9000\ncommit overrun: 1\nbytes: 4080\noldest event ts:  5153.034283\nnow ts:  5160.117010\ndropped events: 0\nread events: 123456\n"
+	c := wire.CPUStats{Entries: 3, Overrun: 12, CommitOverrun: 0, DroppedEvents: 0, ReadEvents: 500, Raw: raw}
+	want := "entries: 3\noverrun: 12\ncommit overrun: 0\nbytes: 4080\noldest event ts:  5153.034283\nnow ts:  5160.117010\ndropped events: 0\nread events: 500\n"
+	if got := string(session.StatsText(c)); got != want {
+		t.Errorf("StatsText:\n%s\nwant:\n%s", got, want)
+	}
+	c.Raw = ""
+	if got := string(session.StatsText(c)); got != "entries: 3\noverrun: 12\ncommit overrun: 0\nbytes: 0\ndropped events: 0\nread events: 500\n" {
+		t.Errorf("StatsText without the kernel's text: %q", got)
+	}
+}

@@ -1,7 +1,9 @@
 // Package stats summarises a capture directory: per CPU and per event, how
-// many events its raw pages hold, their first and last timestamps, and the
-// pages the kernel flagged for missed events. Event ids become names
-// through the capture's format files (common_type → "system:event").
+// many events its raw pages hold, their first and last timestamps, the
+// pages the kernel flagged for missed events and the pages the page reader
+// refused. Event ids become names through the capture's format files
+// (common_type → "system:event"); the kernel's per-CPU counters saved with
+// the capture (meta/cpustats) give the number of events lost.
 package stats
 
 import (
@@ -12,6 +14,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/vtrace/vtrace/host/meta"
@@ -19,12 +22,45 @@ import (
 	"github.com/vtrace/vtrace/proto/ringbuf"
 )
 
+// maxBadShown bounds the corrupt pages a CPU lists; Stats.CorruptPages
+// counts them all.
+const maxBadShown = 3
+
 // CPU is one CPU's summary.
 type CPU struct {
 	CPU       int
-	Stats     ringbuf.Stats
-	Truncated bool  // the file ends inside a page (those bytes are not counted)
-	Err       error // a corrupt page stopped the scan; Stats cover the pages before it
+	Stats     ringbuf.Stats     // of the good pages; CorruptPages counts the others
+	Truncated bool              // the file ends inside a page (those bytes are not counted)
+	Bad       []ringbuf.BadPage // the first corrupt pages, skipped
+	Err       error             // a read error stopped the scan; Stats cover the pages before it
+	Counters  *Counters         // the kernel's counters saved with the capture; nil without
+}
+
+// Lost is the number of events the CPU lost and whether it is exact: the
+// kernel's counters (overrun, commit overrun, dropped) when the capture
+// has them, else what the flagged pages say, which is a lower bound when
+// a flagged page carries no count.
+func (c CPU) Lost() (n uint64, exact bool) {
+	if c.Counters != nil {
+		return c.Counters.Lost(), true
+	}
+	return c.Stats.MissedAtLeast(), c.Stats.MissedUncounted == 0
+}
+
+// NotStreamed reports whether nothing suggests the CPU was streamed at
+// all: its file is empty and the capture has no counters for it while it
+// has some for other CPUs (the agent sends counters for every CPU it
+// streams).
+func (r *Report) NotStreamed(c CPU) bool {
+	if c.Counters != nil || c.Stats.Bytes > 0 {
+		return false
+	}
+	for _, o := range r.CPUs {
+		if o.Counters != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Event is one event name on one CPU (CPU -1: all CPUs).
@@ -57,7 +93,15 @@ func Collect(dir string, s *meta.Set) (*Report, error) {
 	l := ringbuf.DefaultLayout()
 	var names map[uint16]meta.Event
 	r := &Report{Dir: dir}
+	counters := map[int]*Counters{}
 	if s != nil {
+		for cpu, text := range s.CPUStats {
+			c, err := ParseCounters(text)
+			if err != nil {
+				return nil, fmt.Errorf("collect stats: cpustats/cpu%d: %w", cpu, err)
+			}
+			counters[cpu] = &c
+		}
 		if l, err = s.Layout(); err != nil {
 			return nil, fmt.Errorf("collect stats: %w", err)
 		}
@@ -93,12 +137,17 @@ func Collect(dir string, s *meta.Set) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("collect stats: %w", err)
 		}
-		st, err := ringbuf.Scan(l, bufio.NewReaderSize(f, 1<<16), func(rec ringbuf.Record) error {
+		sc := CPU{CPU: c.CPU, Counters: counters[c.CPU]}
+		st, err := ringbuf.ScanSkipping(l, bufio.NewReaderSize(f, 1<<16), func(rec ringbuf.Record) error {
 			note(key{rec.Type(), c.CPU}, rec.TS)
 			return nil
+		}, func(b ringbuf.BadPage) {
+			if len(sc.Bad) < maxBadShown {
+				sc.Bad = append(sc.Bad, b)
+			}
 		})
 		f.Close()
-		sc := CPU{CPU: c.CPU, Stats: st}
+		sc.Stats = st
 		switch {
 		case errors.Is(err, ringbuf.ErrTruncated) && st.Bytes%int64(l.PageSize) != 0:
 			sc.Truncated = true
@@ -134,6 +183,24 @@ func Collect(dir string, s *meta.Set) (*Report, error) {
 	return r, nil
 }
 
+// lostText is the LOST EVENTS cell: the kernel's figure when the capture
+// has its counters, else what the flagged pages say.
+func lostText(c CPU) string {
+	n, exact := c.Lost()
+	switch {
+	case c.Counters != nil:
+		if n == 0 && c.Stats.MissedPages == 0 {
+			return "none"
+		}
+		return fmt.Sprintf("%d (kernel counters; %d pages flagged)", n, c.Stats.MissedPages)
+	case c.Stats.MissedPages == 0:
+		return "none"
+	case exact:
+		return fmt.Sprintf("%d (%d pages flagged)", n, c.Stats.MissedPages)
+	}
+	return fmt.Sprintf("at least %d (%d pages flagged, %d without a count)", n, c.Stats.MissedPages, c.Stats.MissedUncounted)
+}
+
 // TotalEvents is the number of events on all CPUs.
 func (r *Report) TotalEvents() int64 {
 	var n int64
@@ -164,30 +231,42 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "CPU\tPAGES\tEVENTS\tFIRST\tLAST\tMISSED EVENTS\tNOTES")
+	fmt.Fprintln(tw, "CPU\tPAGES\tEVENTS\tFIRST\tLAST\tLOST EVENTS\tNOTES")
 	for _, c := range r.CPUs {
+		if r.NotStreamed(c) {
+			fmt.Fprintf(tw, "%d\t-\t-\t-\t-\t-\tnot streamed: no data and no counters from the agent\n", c.CPU)
+			continue
+		}
 		first, last := "-", "-"
 		if c.Stats.Events > 0 {
 			first, last = r.ts(c.Stats.FirstTS), r.ts(c.Stats.LastTS)
 		}
-		missed := "none"
-		if c.Stats.MissedPages > 0 {
-			missed = fmt.Sprintf("yes: %d pages flagged", c.Stats.MissedPages)
-			if c.Stats.MissedEvents > 0 {
-				missed += fmt.Sprintf(", %d events lost", c.Stats.MissedEvents)
-			}
-		}
-		notes := ""
+		var notes []string
 		if c.Truncated {
-			notes = fmt.Sprintf("%d trailing bytes (a partial page) ignored", c.Stats.Bytes%int64(r.PageSize))
+			notes = append(notes, fmt.Sprintf("%d trailing bytes (a partial page) ignored", c.Stats.Bytes%int64(r.PageSize)))
+		}
+		if c.Stats.CorruptPages > 0 {
+			notes = append(notes, fmt.Sprintf("%d corrupt pages skipped", c.Stats.CorruptPages))
 		}
 		if c.Err != nil {
-			notes = "stopped: " + c.Err.Error()
+			notes = append(notes, "stopped: "+c.Err.Error())
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s\t%s\n", c.CPU, c.Stats.Pages, c.Stats.Events, first, last, missed, notes)
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s\t%s\n", c.CPU, c.Stats.Pages, c.Stats.Events, first, last, lostText(c), strings.Join(notes, "; "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, c := range r.CPUs {
+		for _, b := range c.Bad {
+			fmt.Fprintf(w, "WARNING: cpu%d.raw: page %d (offset %d) is corrupt and was skipped: %v\n", c.CPU, b.Index, b.Index*int64(r.PageSize), b.Err)
+		}
+		if n := c.Stats.CorruptPages - int64(len(c.Bad)); n > 0 {
+			fmt.Fprintf(w, "WARNING: cpu%d.raw: %d more corrupt pages skipped\n", c.CPU, n)
+		}
+		if n, exact := c.Lost(); n > 0 && !exact {
+			fmt.Fprintf(w, "WARNING: CPU %d lost at least %d events: %d pages are flagged for missed events, %d of them without a count (the kernel stores one only when the page has room)\n",
+				c.CPU, n, c.Stats.MissedPages, c.Stats.MissedUncounted)
+		}
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)

@@ -187,13 +187,38 @@ func TestWriteHeaderLayout(t *testing.T) {
 	}
 }
 
-// pages makes n synthetic pages plus extra trailing bytes.
+// pages makes n valid 4 KiB ring-buffer pages, full of events whose
+// payloads follow a pattern from base, plus extra trailing bytes.
 func pages(n, extra int, base byte) []byte {
-	b := make([]byte, n*4096+extra)
-	for i := range b {
-		b[i] = base + byte(i*7)
+	b := make([]byte, 0, n*4096+extra)
+	for i := range n {
+		p := make([]byte, 4096)
+		binary.LittleEndian.PutUint64(p, uint64(1000*(i+1)))
+		data := p[16:]
+		off := 0
+		for ; off+20 <= len(data); off += 20 { // type_len 4: a 16-byte payload
+			binary.LittleEndian.PutUint32(data[off:], 4|1<<5)
+			for k := range 16 {
+				data[off+4+k] = base + byte((i+off+k)*7)
+			}
+		}
+		binary.LittleEndian.PutUint64(p[8:], uint64(off))
+		b = append(b, p...)
+	}
+	for i := range extra {
+		b = append(b, base+byte(i*7))
 	}
 	return b
+}
+
+// garbage is a page the page reader refuses: its commit runs past the page.
+func garbage(base byte) []byte {
+	p := make([]byte, 4096)
+	for i := range p {
+		p[i] = base + byte(i*13)
+	}
+	binary.LittleEndian.PutUint64(p[8:], 0x7ffffff)
+	return p
 }
 
 func TestWriteFileMatchesWriter(t *testing.T) {

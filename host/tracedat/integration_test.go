@@ -2,6 +2,7 @@ package tracedat
 
 import (
 	"bytes"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -362,4 +363,108 @@ func countEvents(t *testing.T, l ringbuf.Layout, inst string, cpus []CPUData) (m
 		}
 	}
 	return ours, total
+}
+
+// corruptPage returns a random page the page reader refuses.
+func corruptPage(t *testing.T, l ringbuf.Layout) []byte {
+	t.Helper()
+	p := make([]byte, l.PageSize)
+	for {
+		if _, err := rand.Read(p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ringbuf.ParsePage(l, p, nil); err != nil {
+			return p
+		}
+	}
+}
+
+// TestIntegrationTraceCmdReadsAroundBadPages: a real capture with a random
+// page at the start of one CPU's file and another in the middle of the
+// busiest CPU's: in every format trace-cmd reads every event of every good
+// page (as many per CPU as the page reader counts, skipping the bad ones),
+// and the writer names both bad pages.
+func TestIntegrationTraceCmdReadsAroundBadPages(t *testing.T) {
+	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
+	inst := testutil.Instance(t, "vtrace-tracedat-bad")
+	l, err := ringbuf.LayoutFromTracefs(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	tracedattest.Record(t, inst, out, 40)
+	s, err := meta.FromTracefs(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpus, err := CaptureCPUs(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The busiest CPU gets a bad page in its middle, another (or the same
+	// on a one-CPU machine) one at its start.
+	busy, size := cpus[0], int64(-1)
+	for _, c := range cpus {
+		if fi, err := os.Stat(c.Path); err == nil && fi.Size() > size {
+			busy, size = c, fi.Size()
+		}
+	}
+	first := cpus[len(cpus)-1]
+	if first.CPU == busy.CPU {
+		first = cpus[0]
+	}
+	pages := size / int64(l.PageSize)
+	if pages < 3 {
+		t.Fatalf("CPU %d recorded %d pages, want 3 or more to corrupt one in the middle", busy.CPU, pages)
+	}
+	mid := pages / 2
+	raw, _ := os.ReadFile(busy.Path)
+	copy(raw[mid*int64(l.PageSize):], corruptPage(t, l))
+	os.WriteFile(busy.Path, raw, 0o644)
+	raw, _ = os.ReadFile(first.Path)
+	os.WriteFile(first.Path, append(corruptPage(t, l), raw...), 0o644)
+
+	ours := map[int]int64{}
+	var total int64
+	for _, c := range cpus {
+		st, err := ringbuf.ScanFileSkipping(l, c.Path, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours[c.CPU] = st.Events
+		total += st.Events
+	}
+	wantBad := []BadPage{{CPU: busy.CPU, Index: mid}, {CPU: first.CPU, Index: 0}}
+	if first.CPU < busy.CPU {
+		wantBad[0], wantBad[1] = wantBad[1], wantBad[0]
+	}
+	for _, o := range []Options{{Format: FormatV6}, {Format: FormatV7}, {Format: FormatV7, Compression: CompressZstd}} {
+		name := fmt.Sprintf("%v-%s", o.Format, o.Compression)
+		dat := filepath.Join(out, name+".dat")
+		res, err := WriteFile(dat, s, cpus, o, false)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var bad []BadPage
+		for _, b := range res.BadPages {
+			bad = append(bad, BadPage{CPU: b.CPU, Index: b.Index})
+		}
+		if fmt.Sprint(bad) != fmt.Sprint(wantBad) {
+			t.Errorf("%s: bad pages %v, want %v", name, bad, wantBad)
+		}
+		rep, rerr := traceCmd(t, "report", "-i", dat, "-N")
+		events, _ := parseReport(rep)
+		theirs := map[int]int64{}
+		for _, e := range events {
+			theirs[e.cpu]++
+		}
+		for cpu, n := range ours {
+			if theirs[cpu] != n {
+				t.Errorf("%s: CPU %d: trace-cmd shows %d events, the good pages hold %d (stderr %q)", name, cpu, theirs[cpu], n, rerr)
+			}
+		}
+		if int64(len(events)) != total || total == 0 {
+			t.Errorf("%s: trace-cmd shows %d events, the good pages hold %d", name, len(events), total)
+		}
+	}
 }

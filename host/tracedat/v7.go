@@ -275,8 +275,11 @@ func writeV7(w io.Writer, s *meta.Set, in *inputs, opts Options, comp Compressio
 	flySizeAt := pos()
 	e.u64(uint64(flySize))
 	var chunks *chunker
+	var copyBuf []byte
 	if enc != nil {
 		chunks = newChunker(enc, page)
+	} else {
+		copyBuf = newCopyBuf(page)
 	}
 	for cpu, n := range in.sizes {
 		off := alignUp(pos(), page)
@@ -293,13 +296,13 @@ func writeV7(w io.Writer, s *meta.Set, in *inputs, opts Options, comp Compressio
 			if err := e.flush(); err != nil {
 				return fail(err)
 			}
-			if err := copyPages(w, in.src[cpu], n); err != nil {
+			if err := copyChecked(w, in.src[cpu], n, in.check(&res, cpu), copyBuf); err != nil {
 				return fail(fmt.Errorf("copy CPU %d pages: %w", cpu, err))
 			}
 			cw.n += n
 			continue
 		}
-		stored, err := chunks.write(e, in.src[cpu], n)
+		stored, err := chunks.write(e, in.src[cpu], n, in.check(&res, cpu))
 		if err != nil {
 			return fail(fmt.Errorf("compress CPU %d pages: %w", cpu, err))
 		}
@@ -356,9 +359,10 @@ func newChunker(enc *zstd.Encoder, page int64) *chunker {
 	return &chunker{enc: enc, chunk: ChunkPages * page, workers: runtime.GOMAXPROCS(0)}
 }
 
-// write reads exactly n bytes (whole pages) from src and writes them as
-// u32 chunk count and chunks. It returns the bytes written.
-func (c *chunker) write(e *encoder, src io.Reader, n int64) (stored int64, err error) {
+// write reads exactly n bytes (whole pages) from src, checks them with
+// chk, and writes them as u32 chunk count and chunks. It returns the bytes
+// written.
+func (c *chunker) write(e *encoder, src io.Reader, n int64, chk *pageCheck) (stored int64, err error) {
 	count := (n + c.chunk - 1) / c.chunk
 	if count > math.MaxUint32 {
 		return 0, fmt.Errorf("%d chunks: more than a CPU can hold", count)
@@ -411,6 +415,7 @@ func (c *chunker) write(e *encoder, src io.Reader, n int64) (stored int64, err e
 			}
 			return 0, err
 		}
+		chk.pages(j.in)
 		j.done = make(chan struct{})
 		jobs <- j
 		queue = append(queue, j)

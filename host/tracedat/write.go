@@ -1,15 +1,14 @@
 package tracedat
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/vtrace/vtrace/host/meta"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/ringbuf"
 	"github.com/vtrace/vtrace/proto/tracefs"
 )
 
@@ -30,6 +29,9 @@ type CPUResult struct {
 	Size    int64 // bytes of pages written, uncompressed
 	Stored  int64 // bytes its data takes in the file: Size, or the compressed chunks
 	Dropped int64 // trailing bytes short of a page, not written
+	// BadPages counts the pages the page reader refused: each is an
+	// empty page in the file (see BadPage).
+	BadPages int64
 }
 
 // Result describes a written trace.dat.
@@ -38,18 +40,19 @@ type Result struct {
 	Compression Compression
 	CPUs        []CPUResult // one per CPU slot, 0 to the highest CPU
 	Size        int64       // file size
+	PageSize    int64       // bytes per ring-buffer page, from the header_page
+	// BadPages lists the first MaxBadListed pages written as empty pages
+	// because the page reader refused them, in file order.
+	BadPages []BadPage
 }
-
-// copyChunk bounds one copy_file_range call so a huge file is copied in
-// steps and an error names a position.
-const copyChunk = 1 << 30
 
 // Write writes a trace.dat to w, which must be at offset 0 of its file:
 // the header, then each CPU's whole pages, in the version and compression
-// opts choose. When w is an *os.File and a CPU comes from Path, the pages
-// of an uncompressed file move with copy_file_range. A compressed version
-// 7 file needs w to be an io.WriterAt as well (an *os.File): the sizes of
-// the compressed data are filled in once written.
+// opts choose. Every page is checked with the page reader on its way
+// (ringbuf.ParsePage with the layout of s's header_page): a page it
+// refuses is written as an empty page and listed in Result.BadPages. A
+// compressed version 7 file needs w to be an io.WriterAt as well (an
+// *os.File): the sizes of the compressed data are filled in once written.
 func Write(w io.Writer, s *meta.Set, cpus []CPUData, opts Options) (Result, error) {
 	format, comp, err := opts.resolve()
 	if err != nil {
@@ -71,13 +74,14 @@ func Write(w io.Writer, s *meta.Set, cpus []CPUData, opts Options) (Result, erro
 		return Result{}, err
 	}
 	res.Size = offsets[0]
+	buf := newCopyBuf(in.page)
 	for cpu, n := range in.sizes {
 		res.CPUs[cpu].Offset = offsets[cpu]
 		res.CPUs[cpu].Stored = n
 		if n == 0 {
 			continue
 		}
-		if err := copyPages(w, in.src[cpu], n); err != nil {
+		if err := copyChecked(w, in.src[cpu], n, in.check(&res, cpu), buf); err != nil {
 			return Result{}, fmt.Errorf("write trace.dat: copy CPU %d pages: %w", cpu, err)
 		}
 		res.Size += n
@@ -89,6 +93,7 @@ func Write(w io.Writer, s *meta.Set, cpus []CPUData, opts Options) (Result, erro
 // highest: sizes[cpu] whole pages from src[cpu] (nil and 0 for a CPU not
 // given), dropped[cpu] trailing bytes short of a page.
 type inputs struct {
+	layout  ringbuf.Layout // of the pages, from the Set's header_page
 	page    int64
 	sizes   []int64
 	dropped []int64
@@ -118,6 +123,7 @@ func openInputs(s *meta.Set, cpus []CPUData) (*inputs, error) {
 		maxCPU = max(maxCPU, c.CPU)
 	}
 	in := &inputs{
+		layout:  l,
 		page:    int64(l.PageSize),
 		sizes:   make([]int64, maxCPU+1),
 		dropped: make([]int64, maxCPU+1),
@@ -169,45 +175,11 @@ func (in *inputs) close() {
 
 // result is a Result with each CPU's Size and Dropped filled in.
 func (in *inputs) result() Result {
-	res := Result{CPUs: make([]CPUResult, len(in.sizes))}
+	res := Result{CPUs: make([]CPUResult, len(in.sizes)), PageSize: in.page}
 	for cpu := range res.CPUs {
 		res.CPUs[cpu] = CPUResult{CPU: cpu, Size: in.sizes[cpu], Dropped: in.dropped[cpu]}
 	}
 	return res
-}
-
-// copyPages copies exactly n bytes from src to w, in the kernel when both
-// are files that allow it.
-func copyPages(w io.Writer, src io.Reader, n int64) error {
-	out, okOut := w.(*os.File)
-	in, okIn := src.(*os.File)
-	if okOut && okIn {
-		left := n
-		for left > 0 {
-			m, err := sys.CopyFileRange(int(in.Fd()), nil, int(out.Fd()), nil, int(min(left, copyChunk)))
-			if errors.Is(err, sys.ErrCopyUnsupported) {
-				break // the rest through user space, from where the kernel stopped
-			}
-			if err != nil {
-				return err
-			}
-			if m == 0 {
-				return fmt.Errorf("%s ended %d bytes early", in.Name(), left)
-			}
-			left -= int64(m)
-		}
-		runtime.KeepAlive(in)
-		runtime.KeepAlive(out)
-		n = left
-	}
-	if n == 0 {
-		return nil
-	}
-	m, err := io.CopyN(w, src, n)
-	if errors.Is(err, io.EOF) {
-		return fmt.Errorf("input ended %d bytes early", n-m)
-	}
-	return err
 }
 
 // WriteFile writes a trace.dat at path through a temporary file in the same

@@ -28,6 +28,14 @@ func FuzzParsePage(f *testing.F) {
 		if err == nil && len(page) == l.PageSize && (serr != nil || s.Events != int64(ps.Events)) {
 			t.Fatalf("Scan %+v %v disagrees with ParsePage %+v", s, serr, ps)
 		}
+		// ScanSkipping counts a page ParsePage refuses as corrupt, and
+		// nothing of it.
+		k, kerr := ScanSkipping(l, bytes.NewReader(page), nil, nil)
+		if len(page) == l.PageSize {
+			if kerr != nil || (err == nil) != (k.CorruptPages == 0) || (err != nil && k.Events != 0) {
+				t.Fatalf("ScanSkipping %+v %v disagrees with ParsePage %+v %v", k, kerr, ps, err)
+			}
+		}
 	})
 }
 

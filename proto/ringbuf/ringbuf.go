@@ -88,6 +88,13 @@ func (l Layout) Validate() error {
 	return nil
 }
 
+// EmptyPage fills page (at least PageSize bytes) with a page that holds no
+// events: timestamp ts, commit 0, no flags, zero data. Readers pass over it.
+func (l Layout) EmptyPage(page []byte, ts uint64) {
+	clear(page[:l.PageSize])
+	binary.LittleEndian.PutUint64(page, ts)
+}
+
 // ParseHeaderPage reads the text of tracefs events/header_page.
 func ParseHeaderPage(text []byte) (Layout, error) {
 	type field struct{ off, size int }
@@ -186,7 +193,10 @@ type PageStats struct {
 	TimeExtends int
 	TimeStamps  int // absolute time stamps
 	Missed      bool
-	MissedCount uint64 // events lost before this page, when the kernel stored the count
+	// MissedCounted says the kernel stored the number of missed events
+	// after the data (it does only when the page has room for it).
+	MissedCounted bool
+	MissedCount   uint64 // events lost before this page, when MissedCounted
 }
 
 // ParsePage walks one page and calls fn, if not nil, for each event. An
@@ -224,6 +234,7 @@ func ParsePage(l Layout, page []byte, fn func(Record) error) (PageStats, error) 
 		} else {
 			ps.MissedCount = uint64(binary.LittleEndian.Uint32(data[size:]))
 		}
+		ps.MissedCounted = true
 	}
 	ts := ps.Timestamp
 	ps.LastTS = ts
@@ -323,6 +334,12 @@ type Stats struct {
 	TimeExtends  int64
 	MissedPages  int64  // pages flagged with missed events before them
 	MissedEvents uint64 // the sum of the stored missed counts
+	// MissedUncounted is how many of the MissedPages carry no count: the
+	// kernel stores one only when the page has room after its data.
+	MissedUncounted int64
+	// CorruptPages counts the pages ScanSkipping passed over because
+	// ParsePage refused them; they add nothing else to the Stats.
+	CorruptPages int64
 	Bytes        int64
 	FirstTS      uint64 // first event's timestamp, 0 if none
 	LastTS       uint64
@@ -341,7 +358,18 @@ func (s *Stats) Add(ps PageStats) {
 	if ps.Missed {
 		s.MissedPages++
 		s.MissedEvents += ps.MissedCount
+		if !ps.MissedCounted {
+			s.MissedUncounted++
+		}
 	}
+}
+
+// MissedAtLeast is the fewest events the flagged pages say were lost: the
+// stored counts, plus one for each flagged page without a count (the flag
+// is set only when at least one event was lost). Exact when
+// MissedUncounted is 0.
+func (s Stats) MissedAtLeast() uint64 {
+	return s.MissedEvents + uint64(s.MissedUncounted)
 }
 
 // Scan reads r page by page to its end. fn, if not nil, sees every event.
@@ -383,6 +411,77 @@ func Scan(l Layout, r io.Reader, fn func(Record) error) (Stats, error) {
 		}
 		s.Add(ps)
 	}
+}
+
+// BadPage is a page that ParsePage refused.
+type BadPage struct {
+	Index int64 // the page's number in its stream, from 0
+	Err   error // why: wraps ErrCorrupt
+}
+
+// ScanSkipping is Scan that goes on past a page ParsePage refuses: it
+// calls bad, if not nil, with the page's index and reason, counts it in
+// CorruptPages (and Pages and Bytes) and nothing else of it: fn sees the
+// events of good pages only. The error is a read error, fn's, or a
+// trailing partial page (wrapping ErrTruncated).
+func ScanSkipping(l Layout, r io.Reader, fn func(Record) error, bad func(BadPage)) (Stats, error) {
+	s := Stats{ByType: map[uint16]int64{}}
+	if err := l.Validate(); err != nil {
+		return s, err
+	}
+	page := make([]byte, l.PageSize)
+	var recs []Record // one page's events, kept until the page proves good
+	keep := func(rec Record) error {
+		recs = append(recs, rec)
+		return nil
+	}
+	for {
+		n, err := io.ReadFull(r, page)
+		if err == io.EOF {
+			return s, nil
+		}
+		if err == io.ErrUnexpectedEOF {
+			s.Bytes += int64(n)
+			return s, fmt.Errorf("page %d: %d trailing bytes, not a whole page of %d: %w", s.Pages, n, l.PageSize, ErrTruncated)
+		}
+		if err != nil {
+			return s, fmt.Errorf("read page %d: %w", s.Pages, err)
+		}
+		s.Bytes += int64(n)
+		recs = recs[:0]
+		ps, err := ParsePage(l, page, keep)
+		if err != nil {
+			if bad != nil {
+				bad(BadPage{Index: s.Pages, Err: err})
+			}
+			s.Pages++
+			s.CorruptPages++
+			continue
+		}
+		for _, rec := range recs {
+			if s.FirstTS == 0 {
+				s.FirstTS = rec.TS
+			}
+			s.LastTS = rec.TS
+			s.ByType[rec.Type()]++
+			if fn != nil {
+				if err := fn(rec); err != nil {
+					return s, err
+				}
+			}
+		}
+		s.Add(ps)
+	}
+}
+
+// ScanFileSkipping is ScanSkipping on a file.
+func ScanFileSkipping(l Layout, path string, fn func(Record) error, bad func(BadPage)) (Stats, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Stats{ByType: map[uint16]int64{}}, fmt.Errorf("open capture: %w", err)
+	}
+	defer f.Close()
+	return ScanSkipping(l, bufio.NewReaderSize(f, 1<<16), fn, bad)
 }
 
 // ScanFile is Scan on a file.

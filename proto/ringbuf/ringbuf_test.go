@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -220,5 +221,99 @@ func TestRealPages(t *testing.T) {
 		if _, err := Scan(l, bytes.NewReader(raw[:len(raw)-cut]), nil); !errors.Is(err, ErrTruncated) {
 			t.Fatalf("cut %d: err = %v, want ErrTruncated", cut, err)
 		}
+	}
+}
+
+func TestStatsMissedAtLeast(t *testing.T) {
+	t.Parallel()
+	b := &builder{l: DefaultLayout()}
+	b.event(1, typed(3, 8))
+	counted := b.page(5, flagMissedEvents|flagMissedStored)
+	binary.LittleEndian.PutUint64(counted[b.l.DataOffset+len(b.data):], 42)
+	uncounted := b.page(6, flagMissedEvents)
+	plain := b.page(7, 0)
+	var stream []byte
+	for _, p := range [][]byte{counted, uncounted, plain, uncounted} {
+		stream = append(stream, p...)
+	}
+	s, err := Scan(b.l, bytes.NewReader(stream), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.MissedPages != 3 || s.MissedEvents != 42 || s.MissedUncounted != 2 || s.MissedAtLeast() != 44 {
+		t.Errorf("missed pages %d, counted %d, uncounted pages %d, at least %d; want 3, 42, 2, 44",
+			s.MissedPages, s.MissedEvents, s.MissedUncounted, s.MissedAtLeast())
+	}
+	ps, _ := ParsePage(b.l, counted, nil)
+	if !ps.MissedCounted {
+		t.Error("a page with a stored count says MissedCounted false")
+	}
+}
+
+// TestScanSkipping: corrupt pages at the start, in the middle and at the
+// end are counted and reported by index; every good page's events are
+// counted, none of a bad page's (even those before the fault).
+func TestScanSkipping(t *testing.T) {
+	t.Parallel()
+	l := DefaultLayout()
+	good := &builder{l: l}
+	good.event(1, typed(9, 8))
+	good.event(1, typed(9, 8))
+	// Two good events, then a length that runs past the commit.
+	half := &builder{l: l}
+	half.event(1, typed(5, 8))
+	half.event(1, typed(5, 8))
+	half.data = binary.LittleEndian.AppendUint32(half.data, 28)
+	garbage := make([]byte, l.PageSize)
+	for i := range garbage {
+		garbage[i] = byte(i*7 + 3)
+	}
+	binary.LittleEndian.PutUint64(garbage[8:], 60000)
+	pages := [][]byte{garbage, good.page(100, 0), half.page(200, 0), good.page(300, 0), garbage}
+	var stream []byte
+	for _, p := range pages {
+		stream = append(stream, p...)
+	}
+	var bad []int64
+	var types []uint16
+	s, err := ScanSkipping(l, bytes.NewReader(stream), func(r Record) error {
+		types = append(types, r.Type())
+		return nil
+	}, func(b BadPage) {
+		if !errors.Is(b.Err, ErrCorrupt) {
+			t.Errorf("page %d: reason %v, want ErrCorrupt", b.Index, b.Err)
+		}
+		bad = append(bad, b.Index)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(bad) != "[0 2 4]" || s.CorruptPages != 3 || s.Pages != 5 || s.Events != 4 || s.ByType[5] != 0 || len(types) != 4 {
+		t.Errorf("bad pages %v, stats %+v, events seen %v; want pages 0 2 4 bad, 4 events of type 9", bad, s, types)
+	}
+	if s.FirstTS != 101 || s.LastTS != 302 {
+		t.Errorf("first %d last %d, want 101 and 302", s.FirstTS, s.LastTS)
+	}
+	// Scan stops at the first bad page.
+	if _, err := Scan(l, bytes.NewReader(stream), nil); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Scan: %v, want ErrCorrupt", err)
+	}
+	// A trailing partial page is still an error.
+	if _, err := ScanSkipping(l, bytes.NewReader(stream[:len(stream)-1]), nil, nil); !errors.Is(err, ErrTruncated) {
+		t.Errorf("ScanSkipping of a partial page: %v, want ErrTruncated", err)
+	}
+}
+
+func TestEmptyPage(t *testing.T) {
+	t.Parallel()
+	l := DefaultLayout()
+	page := make([]byte, l.PageSize)
+	for i := range page {
+		page[i] = 0xff
+	}
+	l.EmptyPage(page, 77)
+	ps, err := ParsePage(l, page, nil)
+	if err != nil || ps.Events != 0 || ps.DataBytes != 0 || ps.Missed || ps.Timestamp != 77 {
+		t.Errorf("empty page: %+v, %v", ps, err)
 	}
 }

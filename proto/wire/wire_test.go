@@ -58,9 +58,9 @@ func samples() map[string]Message {
 		"stop-reply-unstreamed": &StopReply{ID: 3, CPUs: sampleCPUs(),
 			Unstreamed: []UnstreamedCPU{{CPU: 1, Reason: "came online during the recording: streamed from the next start"}}},
 		"status-unstreamed": &Status{ID: 5, State: StateIdle, CPUs: sampleCPUs(), Unstreamed: []UnstreamedCPU{{CPU: 1, Reason: "offline"}}},
-		"clock-probe":    &ClockProbe{ID: 7, Clock: "mono", Mark: true},
-		"clock-reply":    &ClockReply{ID: 7, Clock: "mono", Received: 4318113906000, Sent: 4318113921000, Marked: true},
-		"clock-refused":  &ClockReply{ID: 8, Clock: "local", Error: "trace clock local: not readable from user space"},
+		"clock-probe":       &ClockProbe{ID: 7, Clock: "mono", Mark: true},
+		"clock-reply":       &ClockReply{ID: 7, Clock: "mono", Received: 4318113906000, Sent: 4318113921000, Marked: true},
+		"clock-refused":     &ClockReply{ID: 8, Clock: "local", Error: "trace clock local: not readable from user space"},
 	}
 }
 
