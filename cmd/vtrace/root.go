@@ -51,8 +51,14 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func newRootCmd() *cobra.Command {
+	guest := newGroupCmd("guest", "Commands that run inside the guest", newGuestAgentCmd())
+	guest.Long = `Commands that run inside the guest. The guest binary, vtrace-guest, has
+them without the host's commands (and without cobra, libvirt or SSH code):
+installed as vtrace it takes the same command lines (vtrace guest agent ...),
+as vtrace-guest the shorter vtrace-guest agent ...; vtrace-guest install
+installs it and the agent's systemd unit or init script.`
 	root := newGroupCmd("vtrace", "Stream ftrace data from a virtual machine to its host",
-		newGroupCmd("guest", "Commands that run inside the guest", newGuestAgentCmd()),
+		guest,
 		newGroupCmd("host", "Commands that run on the host", newHostCmds()...),
 		newVersionCmd(),
 	)
