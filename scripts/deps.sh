@@ -7,7 +7,8 @@ pkgs=(qemu-system-x86 linux-image-amd64 busybox-static trace-cmd
       libvirt-daemon-system libvirt-clients cpio kmod
       openssh-server openssh-client # the ssh pair: host/virt's qemu+ssh test
       linux-source-6.1 gcc libc6-dev # the kernel's C agent (scripts/build-c-agent.sh) for e2e's TestIntegrationCAgent
-      make man-db groff-base bash-completion systemd) # make install's test: man, completions, systemd-analyze verify
+      make man-db groff-base bash-completion systemd # make install's test: man, completions, systemd-analyze verify
+      mmdebstrap) # the systemd guest (scripts/build-systemd-guest.sh) for dist's TestIntegrationSystemdUnit
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
