@@ -24,8 +24,9 @@ import (
 // --root`, and checks the unit under a real systemd: udev starts it when
 // the control port appears (it is not enabled), its hardening lets the
 // agent record (a capture with events, an ftrace instance for --events,
-// kallsyms with addresses), a killed agent is restarted, and a stop is
-// clean (exit status 0).
+// kallsyms with addresses), a killed agent is restarted, `vtrace-guest
+// install --now` starts it in a running guest, and a stop is clean (exit
+// status 0).
 func TestIntegrationSystemdUnit(t *testing.T) {
 	testutil.NeedRoot(t)
 	testutil.NeedProgram(t, "qemu-system-x86_64", "qemu-system-x86")
@@ -148,6 +149,17 @@ func TestIntegrationSystemdUnit(t *testing.T) {
 	if n, _ := strconv.Atoi(strings.TrimSpace(must("systemctl show -p NRestarts --value vtrace-agent.service"))); n < 1 {
 		t.Errorf("NRestarts of vtrace-agent.service is %d after a kill, want 1 or more", n)
 	}
+
+	// vtrace-guest install --now in the running guest, the unit and rule
+	// gone and the agent stopped: the replayed port events start it.
+	must("systemctl stop vtrace-agent.service && rm /etc/systemd/system/vtrace-agent.service /etc/udev/rules.d/60-vtrace-agent.rules" +
+		" && systemctl daemon-reload && udevadm control --reload")
+	if out, err := status(); err == nil {
+		t.Fatalf("an agent answers after systemctl stop:\n%s", out)
+	}
+	reply, err := g.command("/usr/local/bin/vtrace-guest install --now", time.Minute)
+	t.Logf("vtrace-guest install --now: %v\n%s", err, reply)
+	waitAnswer("after vtrace-guest install --now", time.Minute)
 
 	// A stop is clean: SIGTERM, the agent exits 0.
 	must("systemctl stop vtrace-agent.service")
