@@ -77,7 +77,7 @@ func run(ctx context.Context, prog string, args []string, stdout, stderr io.Writ
 		writeHelp(stdout, prog)
 		return nil
 	case "host":
-		return cli.Usagef("%s: the host's commands are not in this binary, the guest's: run them with the host's vtrace", path)
+		return cli.Usagef("%q is not in this binary, vtrace's guest side: run the host's commands with the host's vtrace", path)
 	}
 	return cli.Usagef("unknown command %q for %q", word, strings.TrimSuffix(path, " "+word))
 }
