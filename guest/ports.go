@@ -51,6 +51,7 @@ func (f portFinder) find(names []string, in bool) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("find port %s: not in %s (as %s, or a .in/.out FIFO pair) and no %s/*/name says so; "+
-		"give the guest a virtserialport named %s, or point --ports-dir at the port directory",
+		"give the guest a virtserialport named %s (on the host: vtrace host setup <domain>, then restart the domain; "+
+		"plain qemu: vtrace host qemu-args), or point --ports-dir at the port directory",
 		names[0], f.dir, strings.Join(names, " or "), f.sysClass, names[0])
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds vtrace's test guest: a Debian kernel and an initramfs holding
 # busybox-static, the kernel's virtio-serial modules (none when they are
-# built in), a static vtrace and scripts/guest/init. Quick when nothing
-# changed. See docs/guest.md.
+# built in), the static guest binary (cmd/vtrace-guest, as /bin/vtrace) and
+# scripts/guest/init. Quick when nothing changed. See docs/guest.md.
 #
 #   scripts/build-guest.sh [-k KERNEL] [-o OUTDIR]
 #
@@ -12,7 +12,9 @@
 #   -o  output directory (default: build/guest for 6.1, build/guest-KERNEL
 #       for the others)
 #
-# Environment: VTRACE_BIN=path uses that vtrace instead of building one;
+# Environment: VTRACE_GUEST_BIN=path packs that guest binary instead of
+# building one; VTRACE_BIN=path is the host vtrace left in OUTDIR/vtrace
+# (for run-guest.sh; default: built);
 # KVER=version picks that exact kernel (in /boot, or in scripts/guest-kernel.sh's
 # cache) instead of the series' newest; the host's running kernel is not used;
 # C_AGENT=path adds that static binary as /bin/trace-agent (the kernel's C
@@ -120,19 +122,26 @@ out=$(cd "$out" && pwd)
 exec 9>"$out/.lock"
 flock 9
 
-# OUTDIR/vtrace is always the vtrace packed into the guest: run-guest.sh uses
-# it on the host too.
-vtrace=$out/vtrace
-if [ -n "${VTRACE_BIN:-}" ]; then
-	[ -x "$VTRACE_BIN" ] || die "VTRACE_BIN=$VTRACE_BIN is not an executable"
-	cp "$VTRACE_BIN" "$vtrace.tmp"
-else
-	go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
-	(cd "$repo" && CGO_ENABLED=0 "$go" build -trimpath -ldflags "-s -w" -o "$vtrace.tmp" ./cmd/vtrace) ||
-		die "build vtrace failed"
-fi
-if cmp -s "$vtrace.tmp" "$vtrace"; then rm "$vtrace.tmp"; else mv "$vtrace.tmp" "$vtrace"; fi
-! dynamic "$vtrace" || die "$vtrace is dynamically linked: build it with CGO_ENABLED=0"
+# OUTDIR/vtrace-guest is the guest binary packed into the guest (as
+# /bin/vtrace); OUTDIR/vtrace is the host vtrace run-guest.sh runs.
+go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+# place NAME FILE PACKAGE: copy FILE (when given) or build PACKAGE to
+# OUTDIR/NAME, replacing it only when it changed.
+place() {
+	local dst=$out/$1
+	if [ -n "$2" ]; then
+		[ -x "$2" ] || die "$2 is not an executable"
+		cp "$2" "$dst.tmp"
+	else
+		(cd "$repo" && CGO_ENABLED=0 "$go" build -trimpath -ldflags "-s -w" -o "$dst.tmp" "$3") ||
+			die "build $3 failed"
+	fi
+	if cmp -s "$dst.tmp" "$dst"; then rm "$dst.tmp"; else mv "$dst.tmp" "$dst"; fi
+	! dynamic "$dst" || die "$dst is dynamically linked: build it with CGO_ENABLED=0"
+}
+place vtrace "${VTRACE_BIN:-}" ./cmd/vtrace
+place vtrace-guest "${VTRACE_GUEST_BIN:-}" ./cmd/vtrace-guest
+vtrace=$out/vtrace-guest
 
 extra=() # inputs beyond the default guest's
 if [ -n "${C_AGENT:-}" ]; then

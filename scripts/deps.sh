@@ -30,7 +30,9 @@ test)
 		libvirt-daemon-system libvirt-clients
 		libxml2-utils                 # xmllint, for virt-xml-validate: host/domxml's schema test
 		openssh-server openssh-client # the ssh pair: host/virt's qemu+ssh test
-		linux-source-6.1 gcc libc6-dev) # the kernel's C agent (scripts/build-c-agent.sh) for e2e's TestIntegrationCAgent
+		linux-source-6.1 gcc libc6-dev # the kernel's C agent (scripts/build-c-agent.sh) for e2e's TestIntegrationCAgent
+		make man-db groff-base bash-completion systemd # make install's test: man, completions, systemd-analyze verify
+		mmdebstrap) # the systemd guest (scripts/build-systemd-guest.sh) for dist's TestIntegrationSystemdUnit
 	;;
 *) echo "deps: unknown set '$mode': want demo or test" >&2; exit 2 ;;
 esac

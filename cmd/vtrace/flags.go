@@ -9,11 +9,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vtrace/vtrace/guest"
 	"github.com/vtrace/vtrace/host/collect"
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/orders"
 	"github.com/vtrace/vtrace/host/session"
+	"github.com/vtrace/vtrace/internal/cli"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -91,7 +91,7 @@ func openSession(ctx context.Context, t target, a agentFlags) (string, *session.
 type settingsFlags struct {
 	events     []string // each "system" or "system:event", or a comma-separated list of them
 	filters    filterValue
-	bufferSize sizeValue // bytes per CPU; 0: not given
+	bufferSize cli.Size // bytes per CPU; 0: not given
 	clock      string
 	instance   string
 }
@@ -117,7 +117,7 @@ func (f settingsFlags) settings() (wire.Settings, error) {
 		}
 	}
 	s.Filters = f.filters
-	s.BufferKiB = bufferKiB(uint64(f.bufferSize))
+	s.BufferKiB = cli.BufferKiB(uint64(f.bufferSize))
 	s.Clock, s.Instance = f.clock, f.instance
 	if err := session.CheckSettings(s); err != nil {
 		return s, usageError{err}
@@ -147,22 +147,6 @@ func (v *filterValue) String() string {
 }
 
 func (v *filterValue) Type() string { return "EVENT=EXPR" }
-
-// cpuListValue is a CPU list in the kernel's syntax ("0-3,5"); nil: not
-// given.
-type cpuListValue []int
-
-func (v *cpuListValue) Set(s string) error {
-	cpus, err := guest.ParseCPUList(s)
-	if err != nil {
-		return err
-	}
-	*v = cpus
-	return nil
-}
-
-func (v *cpuListValue) String() string { return guest.FormatCPUList(*v) }
-func (v *cpuListValue) Type() string   { return "list" }
 
 // flagAdvice phrases the host libraries' sentinel errors in the command
 // line's terms: the flag to drop or add, the command to run first. dir is

@@ -13,6 +13,7 @@ import (
 	"github.com/vtrace/vtrace/host/collect"
 	"github.com/vtrace/vtrace/host/qmp"
 	"github.com/vtrace/vtrace/host/virt"
+	"github.com/vtrace/vtrace/internal/cli"
 	"github.com/vtrace/vtrace/internal/sys"
 )
 
@@ -20,7 +21,7 @@ import (
 // with the guest's.
 type timelineFlags struct {
 	hostEvents   []string
-	hostBuffer   sizeValue
+	hostBuffer   cli.Size
 	syncInterval time.Duration
 	probes       int
 	markers      bool
@@ -67,7 +68,7 @@ func (f timelineFlags) timeline(t target, dir, clock string, start bool) (*colle
 	if f.syncInterval <= 0 || f.probes <= 0 || f.probes > 1024 {
 		return nil, usageError{fmt.Errorf("check --sync-interval %v and --sync-probes %d: want a positive interval and 1 to 1024 probes", f.syncInterval, f.probes)}
 	}
-	tl := &collect.Timeline{HostEvents: events, HostBufferKiB: bufferKiB(uint64(f.hostBuffer)), SyncInterval: f.syncInterval,
+	tl := &collect.Timeline{HostEvents: events, HostBufferKiB: cli.BufferKiB(uint64(f.hostBuffer)), SyncInterval: f.syncInterval,
 		Probes: f.probes, Markers: f.markers, Guest: t.domain}
 	if tl.Guest == "" {
 		tl.Guest = filepath.Base(dir)

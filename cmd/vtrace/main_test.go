@@ -6,4 +6,6 @@ import (
 	"github.com/vtrace/vtrace/internal/testutil"
 )
 
-func TestMain(m *testing.M) { testutil.Main(m) }
+// TestMain removes the built vtrace and stops the private libvirtd the
+// error tests start.
+func TestMain(m *testing.M) { testutil.Main(m, testutil.StopLibvirtds) }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vtrace/vtrace/internal/cli"
 )
 
 // usageError marks an error in the command line: exit code 2.
@@ -21,13 +23,14 @@ func (e usageError) Unwrap() error { return e.err }
 // arguments), 1 for any other.
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) {
+	if errors.As(err, &u) || cli.IsUsage(err) {
 		return 2
 	}
 	return 1
 }
 
-var version = "dev"
+// version is this build's, told to the agent in the handshake.
+var version = cli.ReadBuild().Short()
 
 // execute runs the command line args (without the program's name) and
 // returns the exit code: 0, 1 for an error while running, 2 for a usage
@@ -48,11 +51,19 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func newRootCmd() *cobra.Command {
+	guest := newGroupCmd("guest", "Commands that run inside the guest", newGuestAgentCmd())
+	guest.Long = `Commands that run inside the guest. The guest binary, vtrace-guest, has
+them without the host's commands (and without cobra, libvirt or SSH code):
+installed as vtrace it takes the same command lines (vtrace guest agent ...),
+as vtrace-guest the shorter vtrace-guest agent ...; vtrace-guest install
+installs it and the agent's systemd unit or init script.`
 	root := newGroupCmd("vtrace", "Stream ftrace data from a virtual machine to its host",
-		newGroupCmd("guest", "Commands that run inside the guest", newGuestAgentCmd()),
+		guest,
 		newGroupCmd("host", "Commands that run on the host", newHostCmds()...),
+		newVersionCmd(),
 	)
 	root.Version = version
+	root.SetVersionTemplate(versionReport())
 	root.SilenceUsage = true
 	root.SilenceErrors = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -67,6 +78,28 @@ func newRootCmd() *cobra.Command {
 	}
 	markUsageErrors(root)
 	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print vtrace's version, VCS revision and time, and Go version",
+		Long: `Print the module version, the VCS revision and commit time the binary was
+built from, and the Go toolchain that built it, as recorded in the binary
+(runtime/debug.ReadBuildInfo). --version prints the same.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := io.WriteString(cmd.OutOrStdout(), versionReport())
+			return err
+		},
+	}
+}
+
+// versionReport is what `vtrace version` and `vtrace --version` print.
+func versionReport() string {
+	var b strings.Builder
+	cli.ReadBuild().Write(&b, "vtrace")
+	return b.String()
 }
 
 // newGroupCmd is a command that only holds subcommands: alone it prints its

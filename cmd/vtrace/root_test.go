@@ -40,6 +40,7 @@ var usageCases = map[string][][]string{
 	"completion fish":       nil,
 	"completion powershell": nil,
 	"completion zsh":        nil,
+	"version":               nil,
 }
 
 // commands returns every command of the tree main runs, with its flags as
@@ -145,6 +146,7 @@ func TestExitCodeRuntime(t *testing.T) {
 		{[]string{"host"}, 0},
 		{[]string{"help", "host", "collect"}, 0},
 		{[]string{"--version"}, 0},
+		{[]string{"version"}, 0},
 		{[]string{"host", "qemu-args", "--cpus", "2"}, 0},
 	} {
 		tc.run(t)

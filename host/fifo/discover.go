@@ -21,7 +21,7 @@ func TraceCPUs(dir string) ([]int, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("read FIFO directory: %w: run `vtrace host setup <domain>` first", err)
 		}
-		return nil, fmt.Errorf("read FIFO directory: %w", err)
+		return nil, fmt.Errorf("read FIFO directory: %w", accessHint(err))
 	}
 	var cpus []int
 	for _, e := range ents {

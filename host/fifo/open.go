@@ -1,6 +1,7 @@
 package fifo
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 
@@ -10,12 +11,12 @@ import (
 // Open opens the channel FIFO at path with flags (sys.FIFOReadNonblock or
 // sys.FIFOWriteNonblock; O_CLOEXEC is added) and checks, on the open
 // descriptor, that it is a FIFO: a regular file or a device put in its
-// place is refused. An error of the open itself is returned as it is, so
-// that errors.Is finds ENOENT or ENXIO. The caller owns the descriptor.
+// place is refused. An error of the open itself is returned so that
+// errors.Is finds ENOENT or ENXIO (a permission error says what to do). The caller owns the descriptor.
 func Open(path string, flags int) (int, error) {
 	fd, err := sys.Open(path, flags, 0)
 	if err != nil {
-		return -1, err
+		return -1, accessHint(err)
 	}
 	st, err := sys.FstatFd(fd)
 	if err != nil {
@@ -27,4 +28,14 @@ func Open(path string, flags int) (int, error) {
 		return -1, fmt.Errorf("check %s: not a FIFO: run `vtrace host setup <domain>` to make it", path)
 	}
 	return fd, nil
+}
+
+// accessHint adds to a permission error what to do about it; other errors
+// are returned as they are.
+func accessHint(err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w: run as root, or as a member of the group that vtrace host setup --group GROUP "+
+			"(or qemu-args --create --group) gave the FIFOs", err)
+	}
+	return err
 }

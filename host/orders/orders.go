@@ -48,6 +48,11 @@ const DefaultTimeout = 5 * time.Second
 // for reading within the timeout.
 var ErrNoReader = errors.New("no reader")
 
+// NoReaderHint says what to do about ErrNoReader: qemu holds a channel's
+// FIFOs open from the domain's start, whether an agent runs or not.
+const NoReaderHint = "is the guest running (qemu holds the FIFO open from its start)? start the domain; " +
+	"one that was running when vtrace host setup added the channels gets them at its next boot: restart it"
+
 // retryEvery is how often Send tries to open the FIFO again while nobody
 // reads it: opening a FIFO for writing cannot be waited for with poll(2).
 const retryEvery = 20 * time.Millisecond
@@ -85,8 +90,7 @@ func Send(ctx context.Context, dir string, order Order, timeout time.Duration) e
 			return fmt.Errorf("send %v order: %w", order, err)
 		}
 		if !time.Now().Before(deadline) {
-			return fmt.Errorf("send %v order: %w on %s after %v: is the guest running (qemu holds the FIFO open) and the agent started?",
-				order, ErrNoReader, path, timeout)
+			return fmt.Errorf("send %v order: %w on %s after %v: %s", order, ErrNoReader, path, timeout, NoReaderHint)
 		}
 		t := time.NewTimer(min(retryEvery, time.Until(deadline)))
 		select {
@@ -160,8 +164,7 @@ func OpenIn(ctx context.Context, dir string, timeout time.Duration) (*os.File, e
 			return nil, err
 		}
 		if !time.Now().Before(deadline) {
-			return nil, fmt.Errorf("open %s: %w after %v: is the guest running (qemu holds the FIFO open) and the agent started?",
-				path, ErrNoReader, timeout)
+			return nil, fmt.Errorf("open %s: %w after %v: %s", path, ErrNoReader, timeout, NoReaderHint)
 		}
 		t := time.NewTimer(min(retryEvery, time.Until(deadline)))
 		select {

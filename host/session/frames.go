@@ -148,7 +148,8 @@ func (s *Session) call(ctx context.Context, req wire.Message, id uint64, want wi
 	for {
 		msg, ferr, err := s.recv(ctx, deadline)
 		if errors.Is(err, ErrTimeout) {
-			err = fmt.Errorf("wait for the agent's %v: %w within %v", want, ErrTimeout, timeout)
+			err = fmt.Errorf("wait for the agent's %v: %w within %v: the agent answered the handshake but not this; "+
+				"its log in the guest says why (journalctl -u vtrace-agent, /var/log/vtrace-agent.log, or its stderr)", want, ErrTimeout, timeout)
 			if s.problem != nil {
 				err = fmt.Errorf("%w (last unreadable frame: %v)", err, s.problem)
 			}

@@ -62,7 +62,8 @@ func (s *Session) Stop(ctx context.Context, timeout time.Duration) (*wire.StopRe
 // Status asks the agent what it is doing.
 func (s *Session) Status(ctx context.Context) (*wire.Status, error) {
 	if s.LineProtocol() {
-		return nil, fmt.Errorf("ask for the agent's status: %w on %s within %v: the line protocol has no status", ErrLineProtocol, s.outDir, s.opts.HandshakeTimeout)
+		return nil, fmt.Errorf("ask for the agent's status: %w on %s within %v: %s; the kernel's C agent speaks only the line protocol, which has no status",
+			ErrLineProtocol, s.outDir, s.opts.HandshakeTimeout, StartAgentHint)
 	}
 	id := s.nextID()
 	m, err := s.call(ctx, &wire.StatusRequest{ID: id}, id, wire.TypeStatus, s.opts.ReplyTimeout)

@@ -257,10 +257,15 @@ func (s *Session) LineProtocol() bool { return s.hello == nil }
 // Hello is the agent's HelloReply; nil in line-protocol mode.
 func (s *Session) Hello() *wire.HelloReply { return s.hello }
 
+// StartAgentHint says how to start the agent in the guest.
+const StartAgentHint = "start the agent in the guest: systemctl start vtrace-agent, /etc/init.d/vtrace-agent start, " +
+	"or vtrace-guest agent (docs/service.md)"
+
 // LineProtocolNotice is the one line that says why the Session sends the
 // line protocol's bare orders.
 func (s *Session) LineProtocolNotice() string {
-	return fmt.Sprintf("no vtrace agent answered on %s within %v: using the line protocol's bare orders", s.outDir, s.opts.HandshakeTimeout)
+	return fmt.Sprintf("no vtrace agent answered on %s within %v: using the line protocol's bare orders (if the guest runs no agent at all, %s)",
+		s.outDir, s.opts.HandshakeTimeout, StartAgentHint)
 }
 
 // Stats returns the last Stats the agent sent, or nil.

@@ -125,7 +125,8 @@ var ErrNoDomain = errors.New("no such domain")
 func (c *Conn) lookup(name string) (libvirt.Domain, error) {
 	d, err := c.l.DomainLookupByName(name)
 	if libvirt.IsNotFound(err) {
-		return d, fmt.Errorf("look up domain %q at %s: %w", name, c.uri, ErrNoDomain)
+		return d, fmt.Errorf("look up domain %q at %s: %w: virsh -c '%s' list --all lists its domains (a domain of qemu:///session is not in qemu:///system: --connect)",
+			name, c.uri, ErrNoDomain, c.uri)
 	}
 	if err != nil {
 		return d, fmt.Errorf("look up domain %q: %w", name, err)

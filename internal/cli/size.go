@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -10,11 +10,11 @@ import (
 // The size syntax of every size flag: a number of bytes with an optional K,
 // M or G suffix, powers of 1024 as dd and trace-cmd read them ("64K" is
 // 65536). Either case; a trailing "B" or "iB" is allowed ("4KiB", "1MB").
-const sizeSyntax = "a number of bytes with an optional K, M or G suffix (powers of 1024)"
+const SizeSyntax = "a number of bytes with an optional K, M or G suffix (powers of 1024)"
 
-// parseSize reads a size in the flags' syntax. Zero is refused: no size
-// flag has a use for it, and a zero sizeValue means "not given".
-func parseSize(s string) (uint64, error) {
+// ParseSize reads a size in the flags' syntax. Zero is refused: no size
+// flag has a use for it, and a zero Size means "not given".
+func ParseSize(s string) (uint64, error) {
 	t := strings.TrimSpace(s)
 	unit := false // "iB" needs a K, M or G before it
 	switch u := strings.ToUpper(t); {
@@ -37,7 +37,7 @@ func parseSize(s string) (uint64, error) {
 	n, err := strconv.ParseUint(t, 10, 64)
 	switch {
 	case err != nil || unit && mult == 1:
-		return 0, fmt.Errorf("parse size %q: want %s", s, sizeSyntax)
+		return 0, fmt.Errorf("parse size %q: want %s", s, SizeSyntax)
 	case n == 0:
 		return 0, fmt.Errorf("parse size %q: must be positive", s)
 	case n > math.MaxUint64/mult:
@@ -46,9 +46,9 @@ func parseSize(s string) (uint64, error) {
 	return n * mult, nil
 }
 
-// formatSize writes n in the flags' syntax, with the largest suffix that
+// FormatSize writes n in the flags' syntax, with the largest suffix that
 // keeps it exact.
-func formatSize(n uint64) string {
+func FormatSize(n uint64) string {
 	for _, u := range []struct {
 		suffix string
 		mult   uint64
@@ -60,60 +60,60 @@ func formatSize(n uint64) string {
 	return strconv.FormatUint(n, 10)
 }
 
-// sizeValue is a size flag's value in bytes; 0 means not given.
-type sizeValue uint64
+// Size is a size flag's value in bytes; 0 means not given.
+type Size uint64
 
-func (v *sizeValue) Set(s string) error {
-	n, err := parseSize(s)
+func (v *Size) Set(s string) error {
+	n, err := ParseSize(s)
 	if err != nil {
 		return err
 	}
-	*v = sizeValue(n)
+	*v = Size(n)
 	return nil
 }
 
-func (v *sizeValue) String() string { return formatSize(uint64(*v)) }
-func (v *sizeValue) Type() string   { return "size" }
+func (v *Size) String() string { return FormatSize(uint64(*v)) }
+func (v *Size) Type() string   { return "size" }
 
-// minPipeSize is the smallest pipe --pipe-size accepts: the size of a new
+// MinPipeSize is the smallest pipe --pipe-size accepts: the size of a new
 // pipe on 4 KiB pages (the kernel's PIPE_DEF_BUFFERS, 16 pages).
-const minPipeSize = 64 << 10
+const MinPipeSize = 64 << 10
 
-// pipeSize checks a requested pipe size in bytes against the kernel's
+// PipeSize checks a requested pipe size in bytes against the kernel's
 // limits (max is /proc/sys/fs/pipe-max-size) and rounds it up to whole
 // memory pages (F_SETPIPE_SZ rounds further, to a power of two pages).
-func pipeSize(n uint64, max, page int) (int, error) {
-	if n < minPipeSize {
-		return 0, fmt.Errorf("below the minimum %s", formatSize(minPipeSize))
+func PipeSize(n uint64, max, page int) (int, error) {
+	if n < MinPipeSize {
+		return 0, fmt.Errorf("below the minimum %s", FormatSize(MinPipeSize))
 	}
 	if p := uint64(page); n <= uint64(max) {
 		n = (n + p - 1) / p * p
 	}
 	if n > uint64(max) {
-		return 0, fmt.Errorf("over /proc/sys/fs/pipe-max-size (%s)", formatSize(uint64(max)))
+		return 0, fmt.Errorf("over /proc/sys/fs/pipe-max-size (%s)", FormatSize(uint64(max)))
 	}
 	return int(n), nil
 }
 
-// agentPipeSize is each CPU's pipe for the agent: n when the user gave it
-// (given), checked by pipeSize; else the default n, or, when that is over
+// AgentPipeSize is each CPU's pipe for the agent: n when the user gave it
+// (given), checked by PipeSize; else the default n, or, when that is over
 // max (/proc/sys/fs/pipe-max-size), the largest size max allows, with a
 // note saying so.
-func agentPipeSize(n uint64, given bool, max, page int) (size int, note string, err error) {
+func AgentPipeSize(n uint64, given bool, max, page int) (size int, note string, err error) {
 	if !given && n > uint64(max) && max >= page {
 		size = max / page * page
 		return size, fmt.Sprintf("the default pipe size %s is over /proc/sys/fs/pipe-max-size: each CPU's pipe is %s",
-			formatSize(n), formatSize(uint64(size))), nil
+			FormatSize(n), FormatSize(uint64(size))), nil
 	}
-	size, err = pipeSize(n, max, page)
+	size, err = PipeSize(n, max, page)
 	return size, "", err
 }
 
-// bufferKiB turns a ring-buffer size in bytes into the KiB that
+// BufferKiB turns a ring-buffer size in bytes into the KiB that
 // buffer_size_kb and the Start message take, rounded up to a whole KiB: a
 // size is never cut below what was asked (the kernel rounds up further, to
 // whole sub-buffers).
-func bufferKiB(n uint64) uint64 {
+func BufferKiB(n uint64) uint64 {
 	kib := n >> 10
 	if n&(1<<10-1) != 0 {
 		kib++
