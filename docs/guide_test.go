@@ -272,11 +272,4 @@ func TestIntegrationGuideLibvirt(t *testing.T) {
 }
 
 // TestMain stops the private libvirtd the libvirt test started.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := testutil.StopLibvirtds(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m, testutil.StopLibvirtds) }
