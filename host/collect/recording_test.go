@@ -426,6 +426,18 @@ func TestIntegrationStatusWhileRecording(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "capture")
 	col := testutil.StartVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--start", "--events", "sched:sched_switch", "--timeout", "30s")
 	testutil.WaitFor(t, "collect --start to record", func() bool { return testutil.IsDir(a.Own) && testutil.IsDir(filepath.Join(out, "meta")) })
+	// Pages in the capture: the agent streams, so it has answered the
+	// start order (a SIGINT before that answer ends collect with an error,
+	// as it should).
+	testutil.WaitFor(t, "pages in "+out, func() bool {
+		m, _ := filepath.Glob(filepath.Join(out, "cpu*.raw"))
+		for _, f := range m {
+			if st, err := os.Stat(f); err == nil && st.Size() > 0 {
+				return true
+			}
+		}
+		return false
+	})
 	if s, err := host("status"); err == nil || !strings.Contains(s, "control channel in use") {
 		t.Errorf("status during collect --start: %v, want \"control channel in use\"\n%s", err, s)
 	}
