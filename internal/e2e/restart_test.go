@@ -157,10 +157,17 @@ func TestIntegrationRestarts(t *testing.T) {
 	c.stop(syscall.SIGKILL)
 	// The agent goes on recording for the dead collector and refuses a new
 	// start ("already recording; stop first"): stop it, then start again.
-	// What it sends meanwhile waits in the FIFOs for the next collector.
+	// What it sends meanwhile waits in the FIFOs. A collector with --start
+	// would discard it as an earlier recording's (and say so); a plain one,
+	// which sends no order, reads it: every event is still counted.
 	vtrace(t, "host", "stop", "--dir", g.Dir)
 	if err := g.WaitWorkload(id, 60*time.Second); err != nil {
 		t.Fatal(err)
+	}
+	c = startCollect(t, g, capture(), "--duration", "3s")
+	c.wait(60 * time.Second)
+	if c.err != nil {
+		t.Fatalf("vtrace host collect of what the dead collector left: %v\n%s%s", c.err, c.stdout.String(), c.stderr.String())
 	}
 	c = startCollect(t, g, capture(), "--start")
 	runWorkload(t, g, "spawn", 2, "")
