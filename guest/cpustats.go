@@ -1,12 +1,9 @@
 package guest
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/vtrace/vtrace/proto/tracefs"
 	"github.com/vtrace/vtrace/proto/wire"
@@ -16,78 +13,21 @@ import (
 // hundred bytes in practice); the protocol's strings stop at 4 KiB.
 const maxStatsFile = wire.MaxString
 
-// ParseCPUStats reads the text of a per_cpu/cpuN/stats file. Times ("oldest
-// event ts:  5153.034283") become nanoseconds when the clock counts in
+// ParseCPUStats reads the text of a per_cpu/cpuN/stats file with
+// tracefs.ParseCPUStats: times become nanoseconds when the clock counts in
 // seconds with a fraction, and stay as they are for counter clocks. Lines
 // it does not know are kept only in Raw. Raw is the text itself, clipped to
-// what the protocol carries.
+// what the protocol carries. On error only CPU and Raw are set.
 func ParseCPUStats(cpu int, text string) (wire.CPUStats, error) {
 	st := wire.CPUStats{CPU: uint32(cpu), Raw: wire.FreeText(text)}
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		val = strings.TrimSpace(val)
-		var p *uint64
-		var parse func(string) (uint64, error) = parseCount
-		switch strings.TrimSpace(key) {
-		case "entries":
-			p = &st.Entries
-		case "overrun":
-			p = &st.Overrun
-		case "commit overrun":
-			p = &st.CommitOverrun
-		case "bytes":
-			p = &st.Bytes
-		case "dropped events":
-			p = &st.DroppedEvents
-		case "read events":
-			p = &st.ReadEvents
-		case "oldest event ts":
-			p, parse = &st.OldestEventTS, parseStatsTime
-		case "now ts":
-			p, parse = &st.NowTS, parseStatsTime
-		default:
-			continue
-		}
-		v, err := parse(val)
-		if err != nil {
-			return st, fmt.Errorf("parse cpu %d stats: %s: %w", cpu, strings.TrimSpace(key), err)
-		}
-		*p = v
+	c, err := tracefs.ParseCPUStats([]byte(text))
+	if err != nil {
+		return st, fmt.Errorf("parse cpu %d stats: %w", cpu, err)
 	}
+	st.Entries, st.Overrun, st.CommitOverrun, st.Bytes = c.Entries, c.Overrun, c.CommitOverrun, c.Bytes
+	st.DroppedEvents, st.ReadEvents = c.DroppedEvents, c.ReadEvents
+	st.OldestEventTS, st.NowTS = c.OldestEventTS, c.NowTS
 	return st, nil
-}
-
-func parseCount(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }
-
-// parseStatsTime reads "SECONDS.MICROSECONDS" as nanoseconds, or a plain
-// number (a counter clock) as is.
-func parseStatsTime(s string) (uint64, error) {
-	sec, frac, ok := strings.Cut(s, ".")
-	if !ok {
-		return strconv.ParseUint(s, 10, 64)
-	}
-	n, err := strconv.ParseUint(sec, 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	if len(frac) == 0 || len(frac) > 9 {
-		return 0, fmt.Errorf("time %q: want SECONDS.FRACTION", s)
-	}
-	f, err := strconv.ParseUint(frac, 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	for i := len(frac); i < 9; i++ {
-		f *= 10
-	}
-	if n > (1<<64-1-f)/1e9 {
-		return 0, fmt.Errorf("time %q: out of range", s)
-	}
-	return n*1e9 + f, nil
 }
 
 // readCPUStats reads every CPU's stats file in dir (a tracefs root or

@@ -2,7 +2,8 @@
 // wire protocol and the host share: the largest CPU number, the per_cpu/cpuN
 // paths of a tracefs directory, and the one parser of names that carry a
 // CPU number (per_cpu's cpuN, the data channels' trace-path-cpuN, a
-// capture's cpuN.raw). It is pure Go: it builds and reads strings only.
+// capture's cpuN.raw), and the one parser of per_cpu/cpuN/stats. It is
+// pure Go: it builds and reads strings only.
 package tracefs
 
 import (
