@@ -99,25 +99,12 @@ func (o *ctlOut) sendLate(m *wire.ClockReply, restamp func()) error {
 		return b
 	}
 	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return fmt.Errorf("send %v: control port closed", m.Type())
-	}
-	if o.bytes+len(b) > o.max {
-		o.dropStats(len(b))
-	}
-	if o.bytes+len(b) > o.max && len(o.queue) > 0 {
-		o.mu.Unlock()
-		return fmt.Errorf("send %v: %w (%d bytes queued)", m.Type(), errNotReading, o.max)
-	}
-	o.queue = append(o.queue, outFrame{b: b, late: late})
-	o.bytes += len(b)
+	queued, err := o.queueLocked(outFrame{b: b, late: late}, m.Type())
 	o.mu.Unlock()
-	select {
-	case o.wake <- struct{}{}:
-	default:
+	if err == nil && !queued {
+		err = fmt.Errorf("send %v: %w (%d bytes queued)", m.Type(), errNotReading, o.max)
 	}
-	return nil
+	return err
 }
 
 // mark writes text into the trace_marker of the recording in progress.

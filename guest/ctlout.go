@@ -74,22 +74,9 @@ func (o *ctlOut) send(m wire.Message, stop, abort <-chan struct{}) error {
 	defer stall.Stop()
 	for {
 		o.mu.Lock()
-		if o.closed {
+		if queued, err := o.queueLocked(outFrame{b: b, stats: stats}, m.Type()); queued || err != nil {
 			o.mu.Unlock()
-			return fmt.Errorf("send %v: control port closed", m.Type())
-		}
-		if o.bytes+len(b) > o.max {
-			o.dropStats(len(b))
-		}
-		if o.bytes+len(b) <= o.max || len(o.queue) == 0 {
-			o.queue = append(o.queue, outFrame{b: b, stats: stats})
-			o.bytes += len(b)
-			o.mu.Unlock()
-			select {
-			case o.wake <- struct{}{}:
-			default:
-			}
-			return nil
+			return err
 		}
 		if stats {
 			o.dropped++
@@ -119,6 +106,29 @@ func (o *ctlOut) send(m wire.Message, stop, abort <-chan struct{}) error {
 			return fmt.Errorf("send %v: control port closed", m.Type())
 		}
 	}
+}
+
+// queueLocked, with o.mu held, queues f (a message of type t) when it
+// fits, after dropping queued Stats to make room, or when the queue is
+// empty, and wakes the writer. It reports whether f was queued; the error
+// is a closed port.
+func (o *ctlOut) queueLocked(f outFrame, t wire.Type) (bool, error) {
+	if o.closed {
+		return false, fmt.Errorf("send %v: control port closed", t)
+	}
+	if o.bytes+len(f.b) > o.max {
+		o.dropStats(len(f.b))
+	}
+	if o.bytes+len(f.b) > o.max && len(o.queue) > 0 {
+		return false, nil
+	}
+	o.queue = append(o.queue, f)
+	o.bytes += len(f.b)
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return true, nil
 }
 
 // dropStats removes queued Stats, oldest first, until need more bytes fit;
