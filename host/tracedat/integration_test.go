@@ -65,10 +65,7 @@ func parseReport(out string) (events []reportEvent, dropped []string) {
 func TestIntegrationTraceCmdReadsCapture(t *testing.T) {
 	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	inst := testutil.Instance(t, "vtrace-tracedat")
-	l, err := ringbuf.LayoutFromTracefs(inst)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := layoutOf(t, inst)
 	out := t.TempDir()
 	pids := tracedattest.Record(t, inst, out, 6)
 	if err := meta.Gather(inst, filepath.Join(out, "meta")); err != nil {
@@ -97,10 +94,7 @@ func TestIntegrationTraceCmdReadsCapture(t *testing.T) {
 	ours, total := countEvents(t, l, inst, cpus)
 	// -N: no plugins, so fields print through the formats we wrote.
 	events, dropped := parseReport(report(t, dat, "-N"))
-	theirs := map[int]int64{}
-	for _, e := range events {
-		theirs[e.cpu]++
-	}
+	theirs := perCPU(events)
 	for cpu, n := range ours {
 		if theirs[cpu] != n {
 			t.Errorf("CPU %d: trace-cmd shows %d events, ringbuf counts %d", cpu, theirs[cpu], n)
@@ -167,10 +161,7 @@ func TestIntegrationTraceCmdReadsCapture(t *testing.T) {
 func TestIntegrationTraceCmdShowsDrops(t *testing.T) {
 	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	inst := testutil.Instance(t, "vtrace-tracedat-drops")
-	l, err := ringbuf.LayoutFromTracefs(inst)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := layoutOf(t, inst)
 	tracedattest.Write(t, inst, "buffer_size_kb", "8")
 	tracedattest.Write(t, inst, "events/sched/sched_switch/enable", "1")
 	tracedattest.Write(t, inst, "tracing_on", "1")
@@ -188,14 +179,7 @@ func TestIntegrationTraceCmdShowsDrops(t *testing.T) {
 
 	out := t.TempDir()
 	tracedattest.Drain(t, inst, out, l.PageSize)
-	s, err := meta.FromTracefs(inst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cpus, err := CaptureCPUs(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cpus := captured(t, inst, out)
 	var total, missedPages int64
 	flagged := map[string]bool{}
 	for _, c := range cpus {
@@ -262,20 +246,10 @@ var offsetLine = regexp.MustCompile(`(?m)^CPU\d+ data recorded at offset=0x[0-9a
 func TestIntegrationTraceCmdReadsV7(t *testing.T) {
 	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	inst := testutil.Instance(t, "vtrace-tracedat-v7")
-	l, err := ringbuf.LayoutFromTracefs(inst)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := layoutOf(t, inst)
 	out := t.TempDir()
 	tracedattest.Record(t, inst, out, 4)
-	s, err := meta.FromTracefs(inst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cpus, err := CaptureCPUs(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cpus := captured(t, inst, out)
 	ours, total := countEvents(t, l, inst, cpus)
 	if total == 0 {
 		t.Fatal("the capture holds no events")
@@ -344,6 +318,40 @@ func TestIntegrationTraceCmdReadsV7(t *testing.T) {
 	}
 }
 
+// layoutOf reads the page layout of the instance inst.
+func layoutOf(t *testing.T, inst string) ringbuf.Layout {
+	t.Helper()
+	l, err := ringbuf.LayoutFromTracefs(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// captured returns the metadata of the instance inst and the per-CPU files
+// of its capture in out.
+func captured(t *testing.T, inst, out string) (*meta.Set, []CPUData) {
+	t.Helper()
+	s, err := meta.FromTracefs(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpus, err := CaptureCPUs(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, cpus
+}
+
+// perCPU counts trace-cmd's events by CPU.
+func perCPU(events []reportEvent) map[int]int64 {
+	n := map[int]int64{}
+	for _, e := range events {
+		n[e.cpu]++
+	}
+	return n
+}
+
 // countEvents counts the events of each CPU's file with the page reader,
 // checking that they are the events the kernel says it read from inst; it
 // returns them by CPU and in all.
@@ -387,20 +395,10 @@ func corruptPage(t *testing.T, l ringbuf.Layout) []byte {
 func TestIntegrationTraceCmdReadsAroundBadPages(t *testing.T) {
 	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	inst := testutil.Instance(t, "vtrace-tracedat-bad")
-	l, err := ringbuf.LayoutFromTracefs(inst)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := layoutOf(t, inst)
 	out := t.TempDir()
 	tracedattest.Record(t, inst, out, 40)
-	s, err := meta.FromTracefs(inst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cpus, err := CaptureCPUs(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cpus := captured(t, inst, out)
 	// The busiest CPU gets a bad page in its middle, another (or the same
 	// on a one-CPU machine) one at its start.
 	busy, size := cpus[0], int64(-1)

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/vtrace/vtrace/host/meta"
 	"github.com/vtrace/vtrace/host/tracedat/tracedattest"
 	"github.com/vtrace/vtrace/internal/testutil"
 	"github.com/vtrace/vtrace/proto/ringbuf"
@@ -91,20 +90,10 @@ func TestIntegrationTraceCmdMergesTimeline(t *testing.T) {
 	}
 	marker.Close()
 	tracedattest.Write(t, inst, "tracing_on", "0")
-	l, err := ringbuf.LayoutFromTracefs(inst)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := layoutOf(t, inst)
 	out := t.TempDir()
 	tracedattest.Drain(t, inst, out, l.PageSize)
-	s, err := meta.FromTracefs(inst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cpus, err := CaptureCPUs(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cpus := captured(t, inst, out)
 	// The markers' own times, and points around them: +1 s at the first,
 	// +1 s + 3 ms a little after the last.
 	own := map[int]int64{}
