@@ -37,7 +37,11 @@ func rawFrame(typ Type, length uint32, payload []byte) []byte {
 // agent does, and renders what comes out: "1"/"0" for orders, "?text" for
 // garbage lines, the type of each frame, "!" plus the sentinel for errors.
 func render(t testing.TB, chunks ...[]byte) string {
-	var d Demux
+	return renderDemux(t, &Demux{}, chunks)
+}
+
+// renderDemux is render through d.
+func renderDemux(t testing.TB, d *Demux, chunks [][]byte) string {
 	var p control.Parser
 	var out []string
 	for _, c := range chunks {
@@ -84,16 +88,7 @@ func renderItems(t testing.TB, p *control.Parser, items []Item) []string {
 
 // renderOrders is render for the agent's Demux (TextOrders).
 func renderOrders(t testing.TB, chunks ...[]byte) string {
-	d := Demux{TextOrders: true}
-	var p control.Parser
-	var out []string
-	for _, c := range chunks {
-		out = append(out, renderItems(t, &p, d.Feed(c))...)
-	}
-	if err := d.Flush(); err != nil {
-		out = append(out, "!eof")
-	}
-	return strings.Join(out, " ")
+	return renderDemux(t, &Demux{TextOrders: true}, chunks)
 }
 
 func sentinel(err error) string {
