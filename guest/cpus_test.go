@@ -46,17 +46,25 @@ func statsCPUs(stats []wire.CPUStats) []uint32 {
 	return out
 }
 
+// lateCPU makes the last of the test's CPUs one the agent is told is
+// offline: it returns all the CPUs, those online at first (early), the
+// late one, and the fakeCPUs setter of the online list.
+func lateCPU(t *testing.T) (cpus, early []int, late int, setOnline func(string)) {
+	t.Helper()
+	cpus = onlineCPUs(t)
+	testutil.Need(t, len(cpus) >= 2, "a second CPU (one the agent is told is offline)", "run the tests on a machine with 2 CPUs or more")
+	late = cpus[len(cpus)-1]
+	early = cpus[:len(cpus)-1]
+	return cpus, early, late, fakeCPUs(t, guest.FormatCPUList(early), guest.FormatCPUList(cpus))
+}
+
 // TestIntegrationCPUComesOnline: a CPU offline when the agent starts is
 // said to be offline (handshake, StartReply); once it is online, Status
 // and StopReply say it came online during the recording, and the next
 // Start streams it: everything recorded on it arrives. When it goes
 // offline again, the next Start lets it go.
 func TestIntegrationCPUComesOnline(t *testing.T) {
-	cpus := onlineCPUs(t)
-	testutil.Need(t, len(cpus) >= 2, "a second CPU (one the agent is told is offline)", "run the tests on a machine with 2 CPUs or more")
-	late := cpus[len(cpus)-1]
-	early := cpus[:len(cpus)-1]
-	setOnline := fakeCPUs(t, guest.FormatCPUList(early), guest.FormatCPUList(cpus))
+	cpus, early, late, setOnline := lateCPU(t)
 	inst := traceInstance(t, "vtrace-guest-cpuonline", 0)
 	dir := fifoDir(t, cpus)
 	h := newProtoHost(t, dir, inst, cpus)
@@ -115,11 +123,7 @@ func TestIntegrationCPUComesOnline(t *testing.T) {
 // TestIntegrationCPUWithoutPort: a CPU that comes online with no data port
 // for it is not streamed, and the replies say why; the others stream on.
 func TestIntegrationCPUWithoutPort(t *testing.T) {
-	cpus := onlineCPUs(t)
-	testutil.Need(t, len(cpus) >= 2, "a second CPU (one the agent is told is offline)", "run the tests on a machine with 2 CPUs or more")
-	late := cpus[len(cpus)-1]
-	early := cpus[:len(cpus)-1]
-	setOnline := fakeCPUs(t, guest.FormatCPUList(early), guest.FormatCPUList(cpus))
+	cpus, early, late, setOnline := lateCPU(t)
 	inst := traceInstance(t, "vtrace-guest-cpunoport", 0)
 	dir := fifoDir(t, early) // no trace-path port for the late CPU
 	h := newProtoHost(t, dir, inst, early)
