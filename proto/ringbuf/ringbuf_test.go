@@ -46,6 +46,14 @@ func (b *builder) page(ts uint64, flags uint64) []byte {
 	return p
 }
 
+// missedPage is page flagged for missed events, with their count stored
+// after the data.
+func (b *builder) missedPage(ts uint64, count uint64) []byte {
+	p := b.page(ts, flagMissedEvents|flagMissedStored)
+	binary.LittleEndian.PutUint64(p[b.l.DataOffset+len(b.data):], count)
+	return p
+}
+
 func typed(id uint16, n int) []byte {
 	p := make([]byte, n)
 	binary.LittleEndian.PutUint16(p, id)
@@ -128,8 +136,7 @@ func TestParsePageMissed(t *testing.T) {
 	t.Parallel()
 	b := &builder{l: DefaultLayout()}
 	b.event(1, typed(3, 8))
-	page := b.page(5, flagMissedEvents|flagMissedStored)
-	binary.LittleEndian.PutUint64(page[b.l.DataOffset+len(b.data):], 42)
+	page := b.missedPage(5, 42)
 	ps, err := ParsePage(b.l, page, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -228,8 +235,7 @@ func TestStatsMissedAtLeast(t *testing.T) {
 	t.Parallel()
 	b := &builder{l: DefaultLayout()}
 	b.event(1, typed(3, 8))
-	counted := b.page(5, flagMissedEvents|flagMissedStored)
-	binary.LittleEndian.PutUint64(counted[b.l.DataOffset+len(b.data):], 42)
+	counted := b.missedPage(5, 42)
 	uncounted := b.page(6, flagMissedEvents)
 	plain := b.page(7, 0)
 	var stream []byte
