@@ -33,6 +33,20 @@ const MaxStatsLine = 4096
 // CPUStats are zero.
 func ParseCPUStats(text []byte) (CPUStats, error) {
 	var st CPUStats
+	// The counters by their key in the text, with the parser of each.
+	fields := map[string]struct {
+		p     *uint64
+		parse func(string) (uint64, error)
+	}{
+		"entries":         {&st.Entries, parseCount},
+		"overrun":         {&st.Overrun, parseCount},
+		"commit overrun":  {&st.CommitOverrun, parseCount},
+		"bytes":           {&st.Bytes, parseCount},
+		"dropped events":  {&st.DroppedEvents, parseCount},
+		"read events":     {&st.ReadEvents, parseCount},
+		"oldest event ts": {&st.OldestEventTS, parseStatsTime},
+		"now ts":          {&st.NowTS, parseStatsTime},
+	}
 	sc := bufio.NewScanner(strings.NewReader(string(text)))
 	sc.Buffer(make([]byte, 0, 256), MaxStatsLine)
 	for sc.Scan() {
@@ -41,33 +55,15 @@ func ParseCPUStats(text []byte) (CPUStats, error) {
 			continue
 		}
 		key = strings.TrimSpace(key)
-		var p *uint64
-		parse := parseCount
-		switch key {
-		case "entries":
-			p = &st.Entries
-		case "overrun":
-			p = &st.Overrun
-		case "commit overrun":
-			p = &st.CommitOverrun
-		case "bytes":
-			p = &st.Bytes
-		case "dropped events":
-			p = &st.DroppedEvents
-		case "read events":
-			p = &st.ReadEvents
-		case "oldest event ts":
-			p, parse = &st.OldestEventTS, parseStatsTime
-		case "now ts":
-			p, parse = &st.NowTS, parseStatsTime
-		default:
+		f, ok := fields[key]
+		if !ok {
 			continue
 		}
-		v, err := parse(strings.TrimSpace(val))
+		v, err := f.parse(strings.TrimSpace(val))
 		if err != nil {
 			return CPUStats{}, fmt.Errorf("%s: %w", key, err)
 		}
-		*p = v
+		*f.p = v
 	}
 	if err := sc.Err(); err != nil {
 		return CPUStats{}, err
