@@ -33,6 +33,7 @@ var notRun = map[string]string{
 	"qemu-system-x86_64 -accel kvm -m 1G": "boots a guest: the test boots one the same way (scripts/run-guest.sh, with these options)",
 	"DOMAIN=mydomain":                     "the test gives DOMAIN: a domain it defines in a private libvirtd",
 	"kernelshark capture/trace.dat":       "a graphical program",
+	"kernelshark timeline/host.dat":       "a graphical program (internal/e2e's timeline test opens such a pair in KernelShark)",
 }
 
 // block is one fenced shell block of the guide.
