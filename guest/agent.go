@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/internal/textlog"
 	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 	"github.com/vtrace/vtrace/proto/wire"
@@ -106,7 +106,7 @@ func (c Config) withDefaults() (Config, error) {
 // Agent streams the CPUs of one tracefs to the host.
 type Agent struct {
 	cfg     Config // with defaults
-	log     *slog.Logger
+	log     *textlog.Logger
 	tracefs string   // the default directory streamed (--tracefs)
 	lock    *dirLock // on tracefs: no other vtrace agent streams it
 	root    string   // the tracefs mount point: instances/, events/, metadata
@@ -132,7 +132,7 @@ type Agent struct {
 
 // Run builds an agent from cfg, obeys the host until ctx ends, then stops
 // and closes it.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+func Run(ctx context.Context, cfg Config, log *textlog.Logger) error {
 	a, err := New(cfg, log)
 	if err != nil {
 		return err
@@ -142,11 +142,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 }
 
 // New opens tracefs, the ports and the control port, and starts one idle
-// goroutine per CPU. log may be nil.
-func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+// goroutine per CPU. log may be nil: a nil *textlog.Logger writes nothing.
+func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 	if cfg, err = cfg.withDefaults(); err != nil {
 		return nil, err
 	}
