@@ -113,7 +113,7 @@ func setSubbuf(dir string, kib uint32) (old string, err error) {
 	if err := writeFile(p, want); err != nil {
 		err = errnoOf(err)
 		if errors.Is(err, sys.EPERM) {
-			return "", settingsErrorf("sub-buffer size %d KiB: write %s: %w: this kernel refuses the file (the same value, or one it cannot parse, is refused too: a security policy, not the size)",
+			return "", settingsErrorf("sub-buffer size %d KiB: write %s: %w: the kernel refuses writes to the file (ftrace answers a size it cannot take with EINVAL; EPERM comes from a security policy): leave the sub-buffer size unset",
 				kib, p, err)
 		}
 		return "", settingsErrorf("sub-buffer size %d KiB: write %s: %w", kib, p, err)
