@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/internal/vmtest"
+	"github.com/vtrace/vtrace/proto/ringbuf"
+)
+
+// The largest events of Linux 6.12 (kernel/trace/ring_buffer.c,
+// trace.c, trace_entries.h). An event's data is at most the buffer's
+// max_data_size, which __ring_buffer_alloc sets once, from the sub-buffer
+// of one memory page the buffer is made with (its data size less two u32
+// event headers: 4072 bytes), and which ring_buffer_subbuf_order_set
+// leaves as it is: a larger sub-buffer takes more events, never a larger
+// one. Of it, a trace_marker_raw event's own fields (struct trace_entry and
+// its u32 id) take 12 bytes, and a trace_marker text event's 18 (struct
+// trace_entry, the ip, a newline and the NUL): a text written in one
+// write(2) is cut there (and at TRACE_MARKER_MAX_SIZE, 4096), a raw one
+// that does not fit is refused with EINVAL.
+const (
+	rbEventHeaders = 8
+	rawEntryFields = 12
+	textFields     = 18
+)
+
+// TestIntegrationSubbufSizes: in one 6.12 guest, one capture for each
+// sub-buffer size of 8, 16 and 64 KiB (`collect --start --subbuf-size`),
+// with the sched events of a workload of fork and exec (full pages
+// spliced on every CPU) and the largest trace_marker and trace_marker_raw
+// events the kernel records (one byte more of raw is refused, whatever the
+// sub-buffer size: see above). While recording, the agent's instance has
+// that sub-buffer size and its header_page says so; the capture's pages
+// are of that size and its header_page is the instance's; every event the
+// kernel handed out arrived (the agent's final stats, per CPU: read events
+// equal the events parsed, none left, none lost); both markers arrived
+// whole; trace-cmd reports every event, the markers included, and `vtrace
+// host stats` counts the same. Afterwards the instance is gone and the
+// guest's tracefs is as it was.
+func TestIntegrationSubbufSizes(t *testing.T) {
+	logDuration(t)
+	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
+	g := vmtest.Boot(t, vmtest.Options{Kernel: "6.12", CPUs: 2})
+	work := t.TempDir()
+	clean := tracefsState(t, g)
+	const inst = "/sys/kernel/tracing/instances/vtrace"
+	for _, kib := range []int{8, 16, 64} {
+		t.Run(fmt.Sprintf("%dK", kib), func(t *testing.T) {
+			out := filepath.Join(work, strconv.Itoa(kib))
+			page := kib << 10
+			col := startCollect(t, g, out, "--start", "--events", "sched", "--subbuf-size", fmt.Sprintf("%dK", kib))
+
+			if got := strings.TrimSpace(command(t, g, "sh", "cat "+inst+"/buffer_subbuf_size_kb")); got != strconv.Itoa(kib) {
+				t.Errorf("the agent's instance while recording: buffer_subbuf_size_kb %q, want %d", got, kib)
+			}
+			hp := command(t, g, "sh", "cat "+inst+"/events/header_page")
+			l, err := ringbuf.ParseHeaderPage([]byte(hp))
+			if err != nil || l.PageSize != page {
+				t.Fatalf("the agent's instance's header_page gives pages of %d bytes (%v), want %d:\n%s", l.PageSize, err, page, hp)
+			}
+			maxData := 4096 - l.DataOffset - rbEventHeaders // one page's sub-buffer, whatever this one's size
+			raw, textLen := maxData-rawEntryFields, maxData-textFields
+
+			// The largest markers, each in one write(2): text 'a', and raw:
+			// a u32 id "vt\0\0", then bytes 'b'.
+			text := strings.Repeat("a", textLen)
+			command(t, g, "sh", fmt.Sprintf("head -c %d /dev/zero | tr '\\000' a > /tmp/text && dd if=/tmp/text of=%s/trace_marker bs=%d count=1",
+				textLen, inst, textLen))
+			command(t, g, "sh", fmt.Sprintf(`{ printf 'vt\000\000'; head -c %d /dev/zero | tr '\000' b; } > /tmp/raw && dd if=/tmp/raw of=%s/trace_marker_raw bs=%d count=1`,
+				raw-4, inst, raw))
+			// One byte more: the kernel refuses it (EINVAL) rather than
+			// cut it, however large the sub-buffer.
+			msg, err := g.Command("sh", fmt.Sprintf(`{ printf 'vt\000\000'; head -c %d /dev/zero | tr '\000' b; } > /tmp/raw1 && dd if=/tmp/raw1 of=%s/trace_marker_raw bs=%d count=1`,
+				raw-3, inst, raw+1))
+			if err == nil || !strings.Contains(msg, "nvalid argument") {
+				t.Errorf("a raw marker of %d bytes with %d KiB sub-buffers: %v, %q; want the kernel's EINVAL", raw+1, kib, err, msg)
+			}
+			runWorkload(t, g, "spawn", 3, "")
+			col.stop(syscall.SIGTERM)
+
+			if inst := instances(t, g); len(inst) != 0 {
+				t.Errorf("the guest's instances after the capture: %v, want none", inst)
+			}
+			if now := tracefsState(t, g); now != clean {
+				t.Errorf("the guest's tracefs after the capture:\n%s\nwas:\n%s", now, clean)
+			}
+			saved, err := os.ReadFile(filepath.Join(out, "meta", "events", "header_page"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sl, err := ringbuf.ParseHeaderPage(saved); err != nil || sl != l {
+				t.Errorf("the capture's header_page: %+v (%v), want the instance's %+v", sl, err, l)
+			}
+
+			ids := formatIDs(t, out, "ftrace/print", "ftrace/raw_data")
+			wantRaw := append([]byte("vt\000\000"), bytes.Repeat([]byte("b"), raw-4)...)
+			var texts, raws int
+			got := make([]cpuCapture, g.CPUs)
+			for cpu := range got {
+				path := filepath.Join(out, fmt.Sprintf("cpu%d.raw", cpu))
+				c, err := scanWith(path, l, func(rec ringbuf.Record) {
+					const hdr = 8 // struct trace_entry
+					switch p := rec.Payload; rec.Type() {
+					case ids["ftrace/print"]: // trace_entry, unsigned long ip, char buf[]
+						if len(p) >= hdr+8+len(text) && string(p[hdr+8:hdr+8+len(text)]) == text {
+							texts++
+						}
+					case ids["ftrace/raw_data"]: // trace_entry, then the bytes written (id first)
+						if len(p) >= hdr+raw && bytes.Equal(p[hdr:hdr+raw], wantRaw) {
+							raws++
+						}
+					}
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Partial != 0 {
+					t.Errorf("cpu%d.raw: %d bytes, not whole pages of %d", cpu, c.Bytes, page)
+				}
+				if c.Pages < 2 {
+					t.Errorf("cpu%d.raw: %d pages of %d bytes; want full ones spliced before the stop's last", cpu, c.Pages, page)
+				}
+				got[cpu] = c
+			}
+			if texts != 1 || raws != 1 {
+				t.Errorf("markers that arrived whole: %d of %d text bytes, %d of %d raw bytes; want one each", texts, len(text), raws, raw)
+			}
+			agent := agentStats(t, out, g.CPUs)
+			for cpu, h := range got {
+				a := agent[cpu]
+				t.Logf("cpu %d: %d events in %d pages of %d bytes; the agent read %d, entries %d", cpu, h.Events, h.Pages, page, a.ReadEvents, a.Entries)
+				if uint64(h.Events) != a.ReadEvents || a.Entries != 0 {
+					t.Errorf("cpu %d: the host parsed %d events, the agent read %d, %d left in the buffer", cpu, h.Events, a.ReadEvents, a.Entries)
+				}
+				if a.Overrun+a.CommitOverrun+a.DroppedEvents != 0 || h.MissedPages != 0 {
+					t.Errorf("cpu %d: events lost (overrun %d, commit overrun %d, dropped %d; %d pages flagged)",
+						cpu, a.Overrun, a.CommitOverrun, a.DroppedEvents, h.MissedPages)
+				}
+			}
+			r := checkReport(t, out, got)
+			checkConsecutive(t, r)
+			if r.PerEvent["print"] != 1 || r.PerEvent["raw_data"] != 1 || r.PerEvent["sched_switch"] == 0 {
+				t.Errorf("trace-cmd report shows %d print, %d raw_data and %d sched_switch events; want 1, 1 and some",
+					r.PerEvent["print"], r.PerEvent["raw_data"], r.PerEvent["sched_switch"])
+			}
+			report := run(t, "trace-cmd", "report", "-i", filepath.Join(out, "trace.dat"))
+			if !strings.Contains(report, text) {
+				t.Errorf("trace-cmd report does not print the %d-byte marker whole", len(text))
+			}
+		})
+	}
+}
+
+// formatIDs reads the event IDs of names ("system/event") from the
+// capture's meta/events.
+func formatIDs(t testing.TB, out string, names ...string) map[string]uint16 {
+	t.Helper()
+	ids := map[string]uint16{}
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(out, "meta", "events", n, "format"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "ID: "); ok {
+				id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 16)
+				if err != nil {
+					t.Fatalf("%s format: %q", n, line)
+				}
+				ids[n] = uint16(id)
+			}
+		}
+		if _, ok := ids[n]; !ok {
+			t.Fatalf("%s format: no ID", n)
+		}
+	}
+	return ids
+}
+
+// scanWith reads path page by page with layout l, as scanRaw does with
+// the default one, and calls fn for every event. A missing file is an
+// empty capture.
+func scanWith(path string, l ringbuf.Layout, fn func(ringbuf.Record)) (cpuCapture, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return cpuCapture{}, nil
+	}
+	if err != nil {
+		return cpuCapture{}, err
+	}
+	c := cpuCapture{Bytes: int64(len(data)), Partial: len(data) % l.PageSize}
+	for off := 0; off+l.PageSize <= len(data); off += l.PageSize {
+		ps, err := ringbuf.ParsePage(l, data[off:off+l.PageSize], func(r ringbuf.Record) error {
+			fn(r)
+			return nil
+		})
+		if err != nil {
+			return c, fmt.Errorf("%s: page %d (offset %d): %w", path, c.Pages, off, err)
+		}
+		c.Pages++
+		c.Events += int64(ps.Events)
+		if ps.Missed {
+			c.MissedPages++
+			if ps.MissedCount == 0 {
+				c.Unstored++
+			}
+			c.MissedStored += ps.MissedCount
+		}
+	}
+	return c, nil
+}
