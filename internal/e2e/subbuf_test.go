@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vtrace/vtrace/internal/testutil"
 	"github.com/vtrace/vtrace/internal/vmtest"
@@ -45,7 +46,10 @@ const (
 // equal the events parsed, none left, none lost); both markers arrived
 // whole; trace-cmd reports every event, the markers included, and `vtrace
 // host stats` counts the same. Afterwards the instance is gone and the
-// guest's tracefs is as it was.
+// guest's tracefs is as it was. Last, the agent's own --subbuf-size with
+// no settings: the top-level buffer has that size while recording and its
+// own back at the stop; the capture's pages are of that size, and hold
+// every event the kernel handed out.
 func TestIntegrationSubbufSizes(t *testing.T) {
 	logDuration(t)
 	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
@@ -158,6 +162,59 @@ func TestIntegrationSubbufSizes(t *testing.T) {
 			}
 		})
 	}
+
+	// The agent's own --subbuf-size, with no settings: the top-level
+	// buffer it streams gets 16 KiB sub-buffers for the recording, and its
+	// own size back at the stop.
+	t.Run("agent-flag", func(t *testing.T) {
+		const top = "/sys/kernel/tracing"
+		old := strings.TrimSpace(command(t, g, "sh", "cat "+top+"/buffer_subbuf_size_kb"))
+		command(t, g, "kill-agent", "TERM")
+		command(t, g, "start-agent", "--subbuf-size", "16K")
+		if _, err := g.WaitFor(`msg="CPUs streamed"`, 60*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(work, "agent-flag")
+		col := startCollect(t, g, out, "--start")
+		if got := strings.TrimSpace(command(t, g, "sh", "cat "+top+"/buffer_subbuf_size_kb")); got != "16" {
+			t.Errorf("the top-level buffer while recording: buffer_subbuf_size_kb %q, want 16", got)
+		}
+		runWorkload(t, g, "marker", 2, "")
+		col.stop(syscall.SIGTERM)
+		if got := strings.TrimSpace(command(t, g, "sh", "cat "+top+"/buffer_subbuf_size_kb")); got != old {
+			t.Errorf("the top-level buffer after the capture: buffer_subbuf_size_kb %q, want its own %s back", got, old)
+		}
+		if now := tracefsState(t, g); now != clean {
+			t.Errorf("the guest's tracefs after the capture:\n%s\nwas:\n%s", now, clean)
+		}
+		saved, err := os.ReadFile(filepath.Join(out, "meta", "events", "header_page"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := ringbuf.ParseHeaderPage(saved)
+		if err != nil || l.PageSize != 16<<10 {
+			t.Fatalf("the capture's header_page: pages of %d bytes (%v), want 16384", l.PageSize, err)
+		}
+		agent := agentStats(t, out, g.CPUs)
+		got := make([]cpuCapture, g.CPUs)
+		for cpu := range got {
+			c, err := scanWith(filepath.Join(out, fmt.Sprintf("cpu%d.raw", cpu)), l, func(ringbuf.Record) {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := agent[cpu]
+			t.Logf("cpu %d: %d events in %d pages of 16384 bytes; the agent read %d", cpu, c.Events, c.Pages, a.ReadEvents)
+			// The top level overran while nobody read it: the first page
+			// may carry the count of the events lost before the start
+			// (collect's summary says so); no other may.
+			if c.Partial != 0 || c.Pages < 2 || uint64(c.Events) != a.ReadEvents || a.Overrun+a.CommitOverrun+a.DroppedEvents != 0 || c.MissedPages > 1 {
+				t.Errorf("cpu %d: %d bytes in %d pages of 16384, %d events parsed; the agent read %d (overrun %d, commit overrun %d, dropped %d; %d pages flagged)",
+					cpu, c.Bytes, c.Pages, c.Events, a.ReadEvents, a.Overrun, a.CommitOverrun, a.DroppedEvents, c.MissedPages)
+			}
+			got[cpu] = c
+		}
+		checkReport(t, out, got)
+	})
 }
 
 // formatIDs reads the event IDs of names ("system/event") from the
