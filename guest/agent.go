@@ -177,17 +177,7 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 	if a.layout, err = ringbuf.LayoutFromTracefs(a.tracefs); err != nil {
 		return nil, fmt.Errorf("read ring-buffer page layout: %w", err)
 	}
-	if kib := cfg.SubbufKiB; kib > 0 {
-		if !exists(filepath.Join(a.root, subbufFile)) {
-			return nil, fmt.Errorf("check --subbuf-size %d KiB: %s", kib, noSubbufFile())
-		}
-		if err := checkSubbufKiB(kib, sys.PageSize()); err != nil {
-			return nil, fmt.Errorf("check --subbuf-size: %w", err)
-		}
-		if int(kib)<<10 > cfg.PipeSize {
-			return nil, fmt.Errorf("check --subbuf-size %d KiB: larger than each CPU's pipe (--pipe-size %d bytes), which must hold a whole sub-buffer", kib, cfg.PipeSize)
-		}
-	}
+
 	cpus := cfg.CPUs
 	if cpus == nil {
 		if cpus, err = OnlineCPUs(); err != nil {
@@ -235,6 +225,9 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 		if _, err := a.addWorker(cpu); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.checkSubbuf(cfg.SubbufKiB); err != nil {
+		return nil, fmt.Errorf("check --subbuf-size: %w", err)
 	}
 	a.mu.Lock()
 	a.logChange(a.plan(true))

@@ -6,7 +6,6 @@ package guest
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -99,10 +98,7 @@ func (a *Agent) smallestPipe() int {
 func setSubbuf(dir string, kib uint32) (old string, err error) {
 	p := filepath.Join(dir, subbufFile)
 	b, err := readSmall(p, 64)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", settingsErrorf("sub-buffer size %d KiB: %s", kib, noSubbufFile())
-	}
-	if err != nil {
+	if err != nil { // checkSubbuf found the file
 		return "", settingsErrorf("sub-buffer size %d KiB: %w", kib, err)
 	}
 	old = strings.TrimSpace(string(b))
@@ -111,12 +107,11 @@ func setSubbuf(dir string, kib uint32) (old string, err error) {
 		return old, nil
 	}
 	if err := writeFile(p, want); err != nil {
-		err = errnoOf(err)
-		if errors.Is(err, sys.EPERM) {
-			return "", settingsErrorf("sub-buffer size %d KiB: write %s: %w: the kernel refuses writes to the file (ftrace answers a size it cannot take with EINVAL; EPERM comes from a security policy): leave the sub-buffer size unset",
-				kib, p, err)
+		why := ""
+		if errors.Is(err, sys.EPERM) { // ftrace says EINVAL to a size it cannot take
+			why = ": the kernel refuses writes to the file (a security policy): leave the sub-buffer size unset"
 		}
-		return "", settingsErrorf("sub-buffer size %d KiB: write %s: %w", kib, p, err)
+		return "", settingsErrorf("sub-buffer size %d KiB: %w%s", kib, err, why)
 	}
 	return old, nil
 }

@@ -109,7 +109,7 @@ func TestIntegrationProtocolSubbuf(t *testing.T) {
 	kib := cur * 4
 	e := start(t, h, wire.Settings{Events: sw, SubbufKiB: kib})
 	if !takes {
-		for _, w := range []string{"sub-buffer size " + strconv.Itoa(int(kib)) + " KiB", "operation not permitted", "refuses writes"} {
+		for _, w := range []string{"sub-buffer size " + strconv.Itoa(int(kib)) + " KiB", "operation not permitted", "refuses writes", "buffer_subbuf_size_kb"} {
 			if !strings.Contains(e, w) {
 				t.Errorf("start with sub-buffers of %d KiB on a kernel that refuses the file: error %q, want it to say %q", kib, e, w)
 			}
