@@ -45,7 +45,8 @@ const (
 // kernel handed out arrived (the agent's final stats, per CPU: read events
 // equal the events parsed, none left, none lost); both markers arrived
 // whole; trace-cmd reports every event, the markers included, and `vtrace
-// host stats` counts the same. Afterwards the instance is gone and the
+// host stats` counts the same, and the same of the capture converted to a
+// v7 zstd file. Afterwards the instance is gone and the
 // guest's tracefs is as it was. Last, the agent's own --subbuf-size with
 // no settings: the top-level buffer has that size while recording and its
 // own back at the stop; the capture's pages are of that size, and hold
@@ -89,6 +90,12 @@ func TestIntegrationSubbufSizes(t *testing.T) {
 				t.Errorf("a raw marker of %d bytes with %d KiB sub-buffers: %v, %q; want the kernel's EINVAL", raw+1, kib, err, msg)
 			}
 			runWorkload(t, g, "spawn", 3, "")
+			// And enough for a few 64 KiB pages on every CPU, whatever the
+			// load: 2000 markers of 100 bytes each.
+			for cpu := range g.CPUs {
+				command(t, g, "sh", fmt.Sprintf(`taskset -c %d sh -c 'i=0; while [ $i -lt 2000 ]; do echo "vtrace-fill %s $i" >%s/trace_marker; i=$((i + 1)); done'`,
+					cpu, strings.Repeat("f", 80), inst))
+			}
 			col.stop(syscall.SIGTERM)
 
 			if inst := instances(t, g); len(inst) != 0 {
@@ -152,13 +159,19 @@ func TestIntegrationSubbufSizes(t *testing.T) {
 			}
 			r := checkReport(t, out, got)
 			checkConsecutive(t, r)
-			if r.PerEvent["print"] != 1 || r.PerEvent["raw_data"] != 1 || r.PerEvent["sched_switch"] == 0 {
-				t.Errorf("trace-cmd report shows %d print, %d raw_data and %d sched_switch events; want 1, 1 and some",
+			if r.PerEvent["print"] != 1+2000*int64(g.CPUs) || r.PerEvent["raw_data"] != 1 || r.PerEvent["sched_switch"] == 0 {
+				t.Errorf("trace-cmd report shows %d print, %d raw_data and %d sched_switch events; want 1 + 2000 a CPU, 1 and some",
 					r.PerEvent["print"], r.PerEvent["raw_data"], r.PerEvent["sched_switch"])
 			}
 			report := run(t, "trace-cmd", "report", "-i", filepath.Join(out, "trace.dat"))
 			if !strings.Contains(report, text) {
 				t.Errorf("trace-cmd report does not print the %d-byte marker whole", len(text))
+			}
+			// The same pages in a compressed v7 file: trace-cmd sees the same.
+			v7 := filepath.Join(out, "v7.dat")
+			vtrace(t, "host", "convert", "--format", "v7", "--compress", "zstd", "-o", v7, out)
+			if r7 := traceCmdReport(t, v7); fmt.Sprint(r7.PerCPUEvent) != fmt.Sprint(r.PerCPUEvent) {
+				t.Errorf("trace-cmd report of the v7+zstd file: %v; of the v6 file: %v", r7.PerCPUEvent, r.PerCPUEvent)
 			}
 		})
 	}
