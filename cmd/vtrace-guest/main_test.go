@@ -15,7 +15,7 @@ import (
 )
 
 // maxSize bounds the guest binary, built as make builds it.
-const maxSize = 3_050_000
+const maxSize = 3_000_000
 
 // TestGuestBinaryDeps: the guest binary links none of the host's
 // libraries.
