@@ -55,6 +55,12 @@ type Config struct {
 	// negative leaves it alone. (The kernel's own 0, waking the agent for
 	// every event, only makes it poll with backoff.)
 	BufferPercent int
+	// SubbufKiB is the ring buffer's sub-buffer size, in KiB, of every
+	// recording whose settings give none: written to buffer_subbuf_size_kb
+	// (Linux 6.8 and later) of the agent's own instance, or of the
+	// directory streamed as is, where the old value is put back at the
+	// stop. 0 leaves the kernel's.
+	SubbufKiB uint32
 	// StateDir keeps the markers of the instances the agent made; "" is
 	// DefaultStateDir.
 	StateDir string
@@ -114,6 +120,7 @@ type Agent struct {
 	// openSink opens where a CPU's pages go (its port, or its share of
 	// stdout).
 	openSink func(cpu int) (sink, error)
+	stdout   *stdoutStream // with Config.Stdout
 	wmu      sync.Mutex
 	workers  []*worker // by CPU, each one's goroutine running until it has exited; replaced, never changed, under wmu
 	ctl      *os.File  // nil when there is no control port (-o only)
@@ -167,6 +174,7 @@ func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 	if a.layout, err = ringbuf.LayoutFromTracefs(a.tracefs); err != nil {
 		return nil, fmt.Errorf("read ring-buffer page layout: %w", err)
 	}
+
 	cpus := cfg.CPUs
 	if cpus == nil {
 		if cpus, err = OnlineCPUs(); err != nil {
@@ -191,6 +199,7 @@ func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 	var stdout *stdoutStream
 	if cfg.Stdout != nil {
 		stdout = newStdoutStream(cfg.Stdout, a.layout.PageSize, log)
+		a.stdout = stdout
 	}
 	a.openSink = func(cpu int) (sink, error) {
 		if stdout != nil {
@@ -213,6 +222,9 @@ func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 		if _, err := a.addWorker(cpu); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.checkSubbuf(cfg.SubbufKiB); err != nil {
+		return nil, fmt.Errorf("check --subbuf-size: %w", err)
 	}
 	a.mu.Lock()
 	a.logChange(a.plan(true))

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/ringbuf"
 	"github.com/vtrace/vtrace/proto/tracefs"
 	"github.com/vtrace/vtrace/proto/wire"
 )
@@ -26,6 +27,9 @@ type order struct {
 	kind  orderKind
 	done  chan error // buffered; receives the outcome
 	trace string     // start: read this trace_pipe_raw; stop: switch to it after the drain ("" keeps the current one)
+	// layout is a start's page layout: that of the directory it streams,
+	// read at the start (its sub-buffer size may have changed).
+	layout ringbuf.Layout
 }
 
 // errState: a start while recording or a stop while idle.
@@ -57,7 +61,11 @@ func (a *Agent) StartWith(ctx context.Context, s wire.Settings) error {
 		a.log.Warn("start refused", "err", err)
 		return err
 	}
-	a.log.Debug("start", "dir", r.dir, "settings", fmt.Sprintf("%+v", s))
+	if r.layout, err = a.layoutOf(r.dir); err != nil {
+		a.finish(r)
+		return &settingsError{err}
+	}
+	a.log.Debug("start", "dir", r.dir, "settings", fmt.Sprintf("%+v", s), "page", r.layout.PageSize)
 	if r.cpus = a.plan(true); len(r.cpus.workers) == 0 {
 		a.finish(r)
 		return settingsErrorf("start: no CPU to stream (%s)", formatUnstreamed(r.cpus.unstreamed))
@@ -70,8 +78,9 @@ func (a *Agent) StartWith(ctx context.Context, s wire.Settings) error {
 			a.log.Warn("read stats at start: counters will be the buffer's lifetime ones", "err", err)
 		}
 	}
-	if err := a.order(ctx, r.cpus.workers, orderStart, r.dir); err != nil {
-		a.order(context.WithoutCancel(ctx), r.cpus.workers, orderStop, a.tracefs)
+	a.pageSizeForStdout(r.layout.PageSize)
+	if err := a.order(ctx, r.cpus.workers, order{kind: orderStart, layout: r.layout}, r.dir); err != nil {
+		a.order(context.WithoutCancel(ctx), r.cpus.workers, order{kind: orderStop}, a.tracefs)
 		a.finish(r)
 		return err
 	}
@@ -106,7 +115,7 @@ func (a *Agent) StopWith(ctx context.Context) ([]wire.CPUStats, error) {
 	}
 	a.log.Debug("stop")
 	a.freeze(r)
-	err := a.order(ctx, r.cpus.workers, orderStop, a.tracefs)
+	err := a.order(ctx, r.cpus.workers, order{kind: orderStop}, a.tracefs)
 	if err != nil {
 		return nil, err
 	}
@@ -140,9 +149,10 @@ func (a *Agent) freeze(r *recording) {
 	}
 }
 
-// order hands kind to the CPUs of workers and waits until each has carried
-// it out. dir names the tracefs directory to read from (see order.trace).
-func (a *Agent) order(ctx context.Context, workers []*worker, kind orderKind, dir string) error {
+// order hands o (its kind and layout) to the CPUs of workers and waits
+// until each has carried it out. dir names the tracefs directory to read
+// from (see order.trace).
+func (a *Agent) order(ctx context.Context, workers []*worker, o order, dir string) error {
 	dones := make([]chan error, len(workers))
 	for i, w := range workers {
 		dones[i] = make(chan error, 1)
@@ -150,7 +160,7 @@ func (a *Agent) order(ctx context.Context, workers []*worker, kind orderKind, di
 		if dir != "" {
 			trace = tracefs.PerCPU(dir, w.cpu, "trace_pipe_raw")
 		}
-		if !w.tell(ctx.Done(), order{kind, dones[i], trace}) {
+		if !w.tell(ctx.Done(), order{kind: o.kind, done: dones[i], trace: trace, layout: o.layout}) {
 			return ctx.Err()
 		}
 	}
@@ -184,15 +194,17 @@ func (w *worker) tell(cancel <-chan struct{}, o order) bool {
 
 // obey carries out o in the CPU goroutine: a start binds the thread to
 // its CPU (again: the CPU may have gone offline and come back, which undoes
-// the binding) and switches to its trace file; a stop (or quit) drains,
-// then a stop switches back. It returns whether the CPU is now streaming.
+// the binding), takes the start's page layout and opens its trace file
+// afresh; a stop (or quit) drains, then a stop switches back. It returns
+// whether the CPU is now streaming.
 func (w *worker) obey(o order, running bool) (bool, error) {
 	switch {
 	case o.kind == orderStart && !running:
 		if err := sys.SetAffinity(w.cpu); err != nil {
 			w.log.Warn("streaming from another CPU: cannot bind the thread to its own", "err", err)
 		}
-		if err := w.use(o.trace); err != nil {
+		w.setLayout(o.layout)
+		if err := w.reopen(o.trace); err != nil {
 			return false, err
 		}
 		w.sent.Store(0)
@@ -217,6 +229,18 @@ func (w *worker) use(path string) error {
 	if path == "" || path == w.tracePath {
 		return nil
 	}
+	return w.reopen(path)
+}
+
+// reopen opens path ("": the current trace file) and closes the file read
+// so far. A start reads from a fresh open: the kernel splices a
+// trace_pipe_raw only at file positions that are whole multiples of the
+// sub-buffer size (tracing_buffers_splice_read), which a file read with
+// another sub-buffer size may not be at.
+func (w *worker) reopen(path string) error {
+	if path == "" {
+		path = w.tracePath
+	}
 	fd, err := sys.Open(path, sys.ORdonly|sys.ONonblock, 0)
 	if err != nil {
 		return opError(w.cpu, "open", path, err)
@@ -224,4 +248,17 @@ func (w *worker) use(path string) error {
 	sys.Close(w.trace)
 	w.trace, w.tracePath = fd, path
 	return nil
+}
+
+// setLayout makes l the page layout of the worker's stream: the pages it
+// splices, and the one its stop reads.
+func (w *worker) setLayout(l ringbuf.Layout) {
+	if l.PageSize == 0 {
+		return // an order without one (tests): keep the current layout
+	}
+	w.layout, w.page = l, l.PageSize
+	if cap(w.buf) < l.PageSize {
+		w.buf = make([]byte, l.PageSize)
+	}
+	w.buf = w.buf[:l.PageSize]
 }

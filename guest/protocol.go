@@ -176,7 +176,7 @@ func (s *session) hello(m *wire.Hello) {
 		s.fail(m.ID, wire.CodeUnsupported, "no common protocol version: the host speaks %v, the agent %d to %d", m.Versions, wire.MinVersion, wire.Version)
 		return
 	}
-	r := &wire.HelloReply{ID: m.ID, Version: v, AgentVersion: a.cfg.Version, PageSize: uint32(a.layout.PageSize),
+	r := &wire.HelloReply{ID: m.ID, Version: v, AgentVersion: a.cfg.Version, PageSize: uint32(a.pageSizeNow()),
 		Clock: currentClock(a.dirInUse()), State: a.state()}
 	a.mu.Lock()
 	if a.rec != nil {

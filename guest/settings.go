@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/proto/ringbuf"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -46,6 +47,7 @@ type recording struct {
 	instance string   // the instance the agent made for it; "" for none
 	lock     *dirLock // on the instance
 	restore  []saved
+	layout   ringbuf.Layout  // of dir, read at the start
 	base     []wire.CPUStats // counters when the recording began
 	cpus     cpuPlan         // the CPUs it streams, and those it does not
 }
@@ -85,8 +87,20 @@ type saved struct{ path, value string }
 // prepare sets up what s asks for and returns the recording; on error
 // nothing it did stays.
 func (a *Agent) prepare(s wire.Settings) (*recording, error) {
-	if s.IsZero() { // stream the default buffer as is
+	if s.IsZero() { // stream the default buffer as is, but for --subbuf-size
 		r := &recording{settings: s, dir: a.tracefs}
+		if kib := a.cfg.SubbufKiB; kib > 0 {
+			if err := a.checkSubbuf(kib); err != nil {
+				return nil, err
+			}
+			old, err := setSubbuf(a.tracefs, kib)
+			if err != nil {
+				return nil, err
+			}
+			if old != strconv.FormatUint(uint64(kib), 10) {
+				r.restore = append(r.restore, saved{filepath.Join(a.tracefs, subbufFile), old})
+			}
+		}
 		if a.cfg.BufferPercent >= 0 {
 			p := filepath.Join(a.tracefs, "buffer_percent")
 			old, err := os.ReadFile(p)
@@ -95,6 +109,7 @@ func (a *Agent) prepare(s wire.Settings) (*recording, error) {
 				return r, nil
 			}
 			if err := writeFile(p, strconv.Itoa(a.cfg.BufferPercent)); err != nil {
+				a.finish(r)
 				return nil, settingsErrorf("set %s to %d: %w", p, a.cfg.BufferPercent, err)
 			}
 			r.restore = append(r.restore, saved{p, strings.TrimSpace(string(old))})
@@ -150,9 +165,12 @@ func (a *Agent) prepare(s wire.Settings) (*recording, error) {
 	return r, nil
 }
 
-// checkSettings checks events, filters and the clock against what the
-// guest's tracefs offers, before anything is changed.
+// checkSettings checks events, filters, the clock and the sub-buffer size
+// against what the guest's tracefs offers, before anything is changed.
 func (a *Agent) checkSettings(s wire.Settings) error {
+	if err := a.checkSubbuf(a.subbufKiB(s)); err != nil {
+		return err
+	}
 	if len(s.Events) > 0 || len(s.Filters) > 0 {
 		avail, err := os.ReadFile(filepath.Join(a.root, "available_events"))
 		if err != nil {
@@ -201,10 +219,16 @@ func (a *Agent) checkSettings(s wire.Settings) error {
 	return nil
 }
 
-// apply writes s into the fresh instance dir: buffer size, clock, filters,
-// buffer_percent, and the events last, so that nothing unfiltered is
-// recorded.
+// apply writes s into the fresh instance dir: sub-buffer size (before the
+// buffer size, which the kernel rounds to whole sub-buffers), buffer size,
+// clock, filters, buffer_percent, and the events last, so that nothing
+// unfiltered is recorded.
 func (a *Agent) apply(dir string, s wire.Settings) error {
+	if kib := a.subbufKiB(s); kib > 0 {
+		if _, err := setSubbuf(dir, kib); err != nil {
+			return err
+		}
+	}
 	if s.BufferKiB > 0 {
 		if err := writeFile(filepath.Join(dir, "buffer_size_kb"), strconv.FormatUint(s.BufferKiB, 10)); err != nil {
 			return settingsErrorf("buffer size %d KiB per CPU: %w", s.BufferKiB, errnoOf(err))

@@ -172,3 +172,15 @@ func (s *stdoutStream) header(wt *waiter, cpu, n int) error {
 	hdr := cpustream.AppendHeader(s.hdr[:0], cpustream.Header{CPU: uint32(cpu), Length: uint32(n)})
 	return writeAll(wt, s.out, "stdout", hdr)
 }
+
+// setPage makes the records that follow carry pages of page bytes (a new
+// recording's sub-buffer size); no CPU streams meanwhile.
+func (s *stdoutStream) setPage(page int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.page = page
+	if cap(s.buf) < page {
+		s.buf = make([]byte, page)
+	}
+	s.buf = s.buf[:page]
+}

@@ -92,6 +92,7 @@ type settingsFlags struct {
 	events     []string // each "system" or "system:event", or a comma-separated list of them
 	filters    filterValue
 	bufferSize cli.Size // bytes per CPU; 0: not given
+	subbufSize cli.SubbufSize
 	clock      string
 	instance   string
 }
@@ -101,6 +102,7 @@ func (f *settingsFlags) addFlags(cmd *cobra.Command) {
 	fl.StringSliceVar(&f.events, "events", nil, "events to record: system or system:event, comma separated or repeated (as trace-cmd -e)")
 	fl.Var(&f.filters, "filter", "a filter expression on an event or a system, written to its filter file (repeatable)")
 	fl.Var(&f.bufferSize, "buffer-size", "ring buffer per CPU in bytes, with an optional K, M or G suffix (4M); rounded up to a whole KiB")
+	fl.Var(&f.subbufSize, "subbuf-size", "ring-buffer sub-buffer (page) size, a power of two from 4K to 1M (guest kernel 6.8 and later; the largest event is a little under it)")
 	fl.StringVar(&f.clock, "clock", "", "trace clock (local, global, mono, x86-tsc...)")
 	fl.StringVar(&f.instance, "instance", "", "ftrace instance the agent records in (default: its own)")
 }
@@ -118,6 +120,7 @@ func (f settingsFlags) settings() (wire.Settings, error) {
 	}
 	s.Filters = f.filters
 	s.BufferKiB = cli.BufferKiB(uint64(f.bufferSize))
+	s.SubbufKiB = f.subbufSize.KiB()
 	s.Clock, s.Instance = f.clock, f.instance
 	if err := session.CheckSettings(s); err != nil {
 		return s, usageError{err}
@@ -154,7 +157,7 @@ func (v *filterValue) Type() string { return "EVENT=EXPR" }
 func flagAdvice(err error, dir string) error {
 	switch {
 	case errors.Is(err, session.ErrNoSettings):
-		return fmt.Errorf("%w: start a vtrace agent in the guest, or drop --events, --filter, --buffer-size, --clock and --instance", err)
+		return fmt.Errorf("%w: start a vtrace agent in the guest, or drop --events, --filter, --buffer-size, --subbuf-size, --clock and --instance", err)
 	case errors.Is(err, session.ErrRecording):
 		return fmt.Errorf("%w; stop it first with `vtrace host stop --dir %s`", err, dir)
 	case errors.Is(err, collect.ErrExists):

@@ -23,19 +23,24 @@ func TestSettingsFlags(t *testing.T) {
 		return f.settings()
 	}
 	got, err := parse("--events", "sched:sched_switch, irq", "--events", "timer", "--filter", "sched:sched_switch = prev_pid != 0",
-		"--filter", "irq=irq == 1", "--buffer-size", "4M", "--clock", "global", "--instance", "mine")
+		"--filter", "irq=irq == 1", "--buffer-size", "4M", "--subbuf-size", "16K", "--clock", "global", "--instance", "mine")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := wire.Settings{Events: []string{"sched:sched_switch", "irq", "timer"},
 		Filters:   []wire.Filter{{Event: "sched:sched_switch", Expr: "prev_pid != 0"}, {Event: "irq", Expr: "irq == 1"}},
-		BufferKiB: 4096, Clock: "global", Instance: "mine"}
+		BufferKiB: 4096, SubbufKiB: 16, Clock: "global", Instance: "mine"}
 	if session.Describe(got) != session.Describe(want) {
 		t.Errorf("settings:\n got %s\nwant %s", session.Describe(got), session.Describe(want))
 	}
 	for size, kib := range map[string]uint64{"4096": 4, "1000": 1, "512K": 512, "1G": 1 << 20} {
 		if got, err := parse("--buffer-size", size); err != nil || got.BufferKiB != kib {
 			t.Errorf("--buffer-size %s: %d KiB, %v; want %d KiB", size, got.BufferKiB, err, kib)
+		}
+	}
+	for size, kib := range map[string]uint32{"4K": 4, "8192": 8, "64KiB": 64, "1M": 1024} {
+		if got, err := parse("--subbuf-size", size); err != nil || got.SubbufKiB != kib {
+			t.Errorf("--subbuf-size %s: %d KiB, %v; want %d KiB", size, got.SubbufKiB, err, kib)
 		}
 	}
 	if got, err := parse(); err != nil || !got.IsZero() {
@@ -47,6 +52,9 @@ func TestSettingsFlags(t *testing.T) {
 	}{
 		{[]string{"--buffer-size", "0"}, "--buffer-size"},
 		{[]string{"--buffer-size", "12X"}, "--buffer-size"},
+		{[]string{"--subbuf-size", "12K"}, "power of two"},
+		{[]string{"--subbuf-size", "2K"}, "power of two"},
+		{[]string{"--subbuf-size", "2M"}, "--subbuf-size"},
 		{[]string{"--filter", "nofilter"}, "--filter"},
 		{[]string{"--filter", "sched="}, "--filter"},
 		{[]string{"--events", "../etc:passwd"}, "event"},

@@ -47,6 +47,10 @@ func TestGuestAgentFlagsParseAlike(t *testing.T) {
 		{"--buffer-percent=-1"},
 		{"--buffer-percent", "0x10"},
 		{"--buffer-percent", "ten"},
+		{"--subbuf-size", "16K"},
+		{"--subbuf-size=64k"},
+		{"--subbuf-size", "12K"},
+		{"--subbuf-size", "2K"},
 		{"--no-such-flag"},
 		{"-x"},
 		{"-ox"},
@@ -93,7 +97,7 @@ func TestGuestAgentCommandUsesSharedFlags(t *testing.T) {
 	cmd := newGuestAgentCmd()
 	cmd.InitDefaultHelpFlag()
 	got := map[string]string{}
-	for _, name := range []string{"stdout", "pipe-size", "tracefs", "ports-dir", "cpus", "verbose", "drain-timeout", "instance", "buffer-percent", "help"} {
+	for _, name := range []string{"stdout", "pipe-size", "tracefs", "ports-dir", "cpus", "verbose", "drain-timeout", "instance", "buffer-percent", "subbuf-size", "help"} {
 		if f := cmd.Flags().Lookup(name); f != nil {
 			got[name] = f.Shorthand
 		}

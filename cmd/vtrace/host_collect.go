@@ -105,7 +105,7 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 		return usageError{err}
 	}
 	if !cfg.Start && !cfg.Settings.IsZero() {
-		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --clock and --instance need --start")}
+		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --subbuf-size, --clock and --instance need --start")}
 	}
 	if cfg.Timeline, err = opts.timeline.timeline(opts.target, dir, cfg.Settings.Clock, cfg.Start); err != nil {
 		return err

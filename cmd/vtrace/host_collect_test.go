@@ -46,7 +46,7 @@ func TestFlagAdvice(t *testing.T) {
 		want string
 	}{
 		{fmt.Errorf("start recording with settings: %w on DIR within 2s, and %w", session.ErrLineProtocol, session.ErrNoSettings),
-			"drop --events, --filter, --buffer-size, --clock and --instance"},
+			"drop --events, --filter, --buffer-size, --subbuf-size, --clock and --instance"},
 		{fmt.Errorf("start recording: %w: %w", session.ErrAgent, session.ErrRecording), "`vtrace host stop --dir /tmp/vt`"},
 		{fmt.Errorf("check output directory OUT: %w (cpu0.raw)", collect.ErrExists), "use --force"},
 		{session.ErrTimeout, ""},

@@ -15,9 +15,10 @@ import (
 )
 
 type hostStatsOptions struct {
-	dir    string
-	meta   string
-	stdout io.Writer
+	dir      string
+	meta     string
+	pageSize int
+	stdout   io.Writer
 }
 
 func newHostStatsCmd() *cobra.Command {
@@ -28,7 +29,9 @@ func newHostStatsCmd() *cobra.Command {
 		Long: `Stats reads the cpuN.raw files of capture directory DIR and prints, per CPU
 and per event, the number of events, the first and last timestamps, and the
 pages the kernel flagged for missed events. Event names come from DIR/meta
-(or --meta DIR); without metadata, events are shown by id. A capture made
+(or --meta DIR); without metadata, events are shown by id, and pages are
+--page-size bytes (the guest's sub-buffer size; with metadata it comes from
+its header_page). A capture made
 with --host-events also gets its clock synchronisation: the offset between
 the guest's and the host's trace clocks, their drift, and the uncertainty
 (half the best round trip of a clock probe). DIR/host holds the host's own
@@ -41,10 +44,14 @@ events, a capture of its own.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.meta, "meta", "", "metadata directory (a copy of the guest's tracefs); default DIR/meta")
+	cmd.Flags().IntVar(&opts.pageSize, "page-size", 0, "the guest's ring-buffer page size in bytes, for a capture without metadata (default: the metadata's header_page, else 4096)")
 	return cmd
 }
 
 func runHostStats(_ context.Context, opts *hostStatsOptions) error {
+	if opts.pageSize < 0 {
+		return usageError{fmt.Errorf("check --page-size %d: must be positive", opts.pageSize)}
+	}
 	s, _, err := meta.ForCapture(opts.dir, opts.meta)
 	if errors.Is(err, meta.ErrNoMeta) && opts.meta == "" {
 		s, err = nil, nil // counts by event id
@@ -52,7 +59,7 @@ func runHostStats(_ context.Context, opts *hostStatsOptions) error {
 	if err != nil {
 		return err
 	}
-	r, err := stats.Collect(opts.dir, s)
+	r, err := stats.CollectPages(opts.dir, s, opts.pageSize)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,9 @@ func Describe(s wire.Settings) string {
 	if s.BufferKiB > 0 {
 		parts = append(parts, fmt.Sprintf("buffer %d KiB per CPU", s.BufferKiB))
 	}
+	if s.SubbufKiB > 0 {
+		parts = append(parts, fmt.Sprintf("sub-buffers of %d KiB", s.SubbufKiB))
+	}
 	if s.Clock != "" {
 		parts = append(parts, "clock "+s.Clock)
 	}

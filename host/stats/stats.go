@@ -84,7 +84,13 @@ type Report struct {
 
 // Collect scans every cpuN.raw of dir. s (may be nil) names the events
 // and gives the page layout; without it the default layout is assumed.
-func Collect(dir string, s *meta.Set) (*Report, error) {
+func Collect(dir string, s *meta.Set) (*Report, error) { return CollectPages(dir, s, 0) }
+
+// CollectPages is Collect with the guest's page size (the ring buffer's
+// sub-buffer size) in bytes, for a capture without metadata whose pages are
+// not 4096 bytes; 0 takes s's header_page, else 4096. A page size that
+// disagrees with s's header_page is an error.
+func CollectPages(dir string, s *meta.Set, pageSize int) (*Report, error) {
 	cpus, err := tracedat.CaptureCPUs(dir)
 	if err != nil {
 		return nil, err
@@ -105,11 +111,23 @@ func Collect(dir string, s *meta.Set) (*Report, error) {
 		if l, err = s.Layout(); err != nil {
 			return nil, fmt.Errorf("collect stats: %w", err)
 		}
+		if pageSize > 0 && pageSize != l.PageSize {
+			return nil, fmt.Errorf("collect stats: page size %d: the capture's header_page says %d", pageSize, l.PageSize)
+		}
 		if names, err = s.Events(); err != nil {
 			return nil, fmt.Errorf("collect stats: %w", err)
 		}
 		r.Named = true
 		r.Clock = s.SelectedClock()
+	}
+	if pageSize < 0 || pageSize&(pageSize-1) != 0 {
+		return nil, fmt.Errorf("collect stats: page size %d: want a power of two", pageSize)
+	}
+	if s == nil && pageSize > 0 {
+		l.PageSize = pageSize
+		if err := l.Validate(); err != nil {
+			return nil, fmt.Errorf("collect stats: page size %d: %w", pageSize, err)
+		}
 	}
 	r.PageSize = l.PageSize
 	type key struct {
@@ -225,9 +243,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if clock == "" {
 		clock = "unknown"
 	}
-	fmt.Fprintf(w, "capture %s: %d CPUs, %d events, trace clock %s\n", r.Dir, len(r.CPUs), r.TotalEvents(), clock)
+	fmt.Fprintf(w, "capture %s: %d CPUs, %d events, trace clock %s, pages of %d bytes\n", r.Dir, len(r.CPUs), r.TotalEvents(), clock, r.PageSize)
 	if !r.Named {
-		fmt.Fprintln(w, "no metadata: events shown by id (give --meta DIR for names)")
+		fmt.Fprintln(w, "no metadata: events shown by id (give --meta DIR for names), pages as --page-size says (default 4096)")
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)

@@ -267,3 +267,51 @@ func TestIntegrationStatsLostEvents(t *testing.T) {
 	}
 	t.Logf("\n%s", buf.String())
 }
+
+// subbufPage is a page of size bytes holding events events of 8 data
+// bytes (12 with their header).
+func subbufPage(size, events int) []byte {
+	p := make([]byte, size)
+	binary.LittleEndian.PutUint64(p, 1000)
+	for i := range events {
+		binary.LittleEndian.PutUint32(p[16+12*i:], 2|1<<5)
+		binary.LittleEndian.PutUint16(p[20+12*i:], 7)
+	}
+	binary.LittleEndian.PutUint64(p[8:], uint64(12*events))
+	return p
+}
+
+// TestStatsPageSize: a capture without metadata is read in pages of
+// --page-size; with metadata, the header_page's size is the one, and a
+// page size that disagrees is an error.
+func TestStatsPageSize(t *testing.T) {
+	dir := t.TempDir()
+	page := 16 << 10
+	raw := append(subbufPage(page, 3), subbufPage(page, 600)...) // the second one's events reach past 4 KiB
+	os.WriteFile(filepath.Join(dir, "cpu0.raw"), raw, 0o644)
+	r, err := CollectPages(dir, nil, page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r.CPUs[0].Stats; c.Pages != 2 || c.Events != 603 || c.CorruptPages != 0 || r.PageSize != page {
+		t.Errorf("pages of %d: %d pages, %d events, %d corrupt, page size %d; want 2, 603, 0, %d", page, c.Pages, c.Events, c.CorruptPages, r.PageSize, page)
+	}
+	var buf bytes.Buffer
+	r.WriteTable(&buf)
+	if !strings.Contains(buf.String(), fmt.Sprintf("pages of %d bytes", page)) {
+		t.Errorf("the table does not give the page size:\n%s", buf.String())
+	}
+	if r, err := Collect(dir, nil); err != nil || r.CPUs[0].Stats.Events == 603 {
+		t.Errorf("the same file in pages of 4096: %v, %+v; want other counts", err, r.CPUs[0].Stats)
+	}
+	if _, err := CollectPages(dir, nil, 5000); err == nil {
+		t.Errorf("a page size of 5000: no error")
+	}
+	s, err := meta.Load(metaFixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CollectPages(dir, s, page); err == nil || !strings.Contains(err.Error(), "header_page says 4096") {
+		t.Errorf("pages of %d against a header_page of 4096: %v, want an error saying so", page, err)
+	}
+}

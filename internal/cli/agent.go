@@ -42,6 +42,7 @@ type AgentOptions struct {
 	DrainTimeout  time.Duration
 	Instance      string
 	BufferPercent int
+	SubbufSize    SubbufSize // bytes; 0: the kernel's
 }
 
 // NewAgentOptions returns the agent's defaults.
@@ -62,6 +63,7 @@ func (o *AgentOptions) Flags() []Flag {
 		{"verbose", "", "log per-CPU progress", BoolValue(&o.Verbose)},
 		{"drain-timeout", "", "at exit, give up sending what is left after this long (0: never)", DurationValue(&o.DrainTimeout)},
 		{"instance", "", "ftrace instance to record in when the host chooses events (a single name)", StringValue(&o.Instance)},
+		{"subbuf-size", "", "ring-buffer sub-buffer (page) size of each recording, 4K to 1M, a power of two (Linux 6.8 and later): set in the streamed buffer at each start and put back at the stop, unless the host's settings give one", &o.SubbufSize},
 		{"buffer-percent", "", "buffer_percent while recording: how full a CPU's buffer gets before the agent is woken (1-100; -1 leaves it alone)", IntValue(&o.BufferPercent)},
 	}
 }
@@ -84,7 +86,8 @@ func RunAgent(ctx context.Context, o AgentOptions, stderr io.Writer, version str
 		return Usagef("check --pipe-size %v: %w", &o.PipeSize, err)
 	}
 	cfg := guest.Config{Tracefs: o.Tracefs, PortsDir: o.PortsDir, CPUs: o.CPUs, PipeSize: pipe,
-		DrainTimeout: o.DrainTimeout, Instance: o.Instance, BufferPercent: o.BufferPercent, Version: version}
+		DrainTimeout: o.DrainTimeout, Instance: o.Instance, BufferPercent: o.BufferPercent, SubbufKiB: o.SubbufSize.KiB(),
+		Version: version}
 	if o.Stdout {
 		cfg.Stdout = os.Stdout
 	}

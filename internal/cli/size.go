@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/vtrace/vtrace/proto/wire"
 )
 
 // The size syntax of every size flag: a number of bytes with an optional K,
@@ -120,3 +122,29 @@ func BufferKiB(n uint64) uint64 {
 	}
 	return kib
 }
+
+// SubbufSize is a ring-buffer sub-buffer size flag (--subbuf-size), in
+// bytes: a power of two from 4K to 1M, the sizes a start order carries
+// (the guest kernel may take less); 0 means not given.
+type SubbufSize uint64
+
+func (v *SubbufSize) Set(s string) error {
+	n, err := ParseSize(s)
+	if err != nil {
+		return err
+	}
+	min, max := uint64(wire.MinSubbufKiB)<<10, uint64(wire.MaxSubbufKiB)<<10
+	if n < min || n > max || n&(n-1) != 0 {
+		return fmt.Errorf("want a power of two from %s to %s (the kernel's sub-buffers are whole pages, up to its own limit)",
+			FormatSize(min), FormatSize(max))
+	}
+	*v = SubbufSize(n)
+	return nil
+}
+
+func (v *SubbufSize) String() string { return FormatSize(uint64(*v)) }
+func (v *SubbufSize) Type() string   { return "size" }
+
+// KiB is the size in KiB, as buffer_subbuf_size_kb and the start order
+// take it.
+func (v SubbufSize) KiB() uint32 { return uint32(v >> 10) }

@@ -20,7 +20,8 @@ import (
 // in one boot.
 //
 //   - Wrong settings (an unknown event through `collect --start`, a bad
-//     filter and an impossible buffer size through `host start`) fail with
+//     filter, an impossible buffer size and a sub-buffer size the kernel
+//     cannot have through `host start`) fail with
 //     exit status 1 and a message naming the culprit; the guest's tracefs is
 //     as it was (no instance, same events, clock, buffer, filters) and
 //     collect leaves no capture behind.
@@ -63,6 +64,7 @@ func hostSettings(t *testing.T, kernel string) {
 			{[]string{"host", "collect", "--dir", g.Dir, "-o", out, "--quiet", "--start", "--events", "sched:no_such_event"}, "no_such_event"},
 			{[]string{"host", "start", "--dir", g.Dir, "--events", "sched:sched_switch", "--filter", "sched:sched_switch=no_such_field == 1"}, "filter"},
 			{[]string{"host", "start", "--dir", g.Dir, "--events", "sched:sched_switch", "--buffer-size", "64G"}, "buffer size"},
+			subbufRefused(g, kernel),
 		} {
 			msg := vtraceFails(t, c.args...)
 			t.Logf("vtrace %s:\n%s", strings.Join(c.args[:2], " "), msg)
@@ -190,6 +192,22 @@ func hostSettings(t *testing.T, kernel string) {
 		unchanged("after the agent exited")
 		col.stop(syscall.SIGTERM)
 	})
+}
+
+// subbufRefused is a sub-buffer size the guest kernel cannot take, and
+// what the error says: on 6.1 any (no buffer_subbuf_size_kb: the kernel
+// that has it is named), on 6.12 one over its 128 pages.
+func subbufRefused(g *vmtest.Guest, kernel string) (c struct {
+	args []string
+	want string
+}) {
+	c.args = []string{"host", "start", "--dir", g.Dir, "--events", "sched:sched_switch", "--subbuf-size", "16K"}
+	c.want = "it came with Linux 6.8"
+	if kernel != "6.1" {
+		c.args[len(c.args)-1] = "1M"
+		c.want = "from 4 KiB to 512 KiB"
+	}
+	return c
 }
 
 // tracefsState describes what of the guest's top-level tracing the agent

@@ -31,6 +31,7 @@ var (
 	ENXIO  = unix.ENXIO
 	ENOSPC = unix.ENOSPC
 	EBUSY  = unix.EBUSY // tracefs: an instance with a file still open
+	EPERM  = unix.EPERM // tracefs: a file the kernel's policy refuses
 )
 
 // retry calls f again while it fails with EINTR (a signal came first).

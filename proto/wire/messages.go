@@ -313,6 +313,10 @@ type Settings struct {
 	BufferKiB uint64 // per CPU
 	Clock     string // "local", "global", "mono", "x86-tsc"...
 	Instance  string // ftrace instance to record in; "" for the agent's default
+	// SubbufKiB is the ring buffer's sub-buffer (page) size in KiB, a
+	// power of two from 4 to MaxSubbufKiB; 0 leaves the kernel's (Linux
+	// 6.8 and later: buffer_subbuf_size_kb).
+	SubbufKiB uint32
 }
 
 func (s *Settings) fields() []field {
@@ -322,13 +326,15 @@ func (s *Settings) fields() []field {
 		{3, number(&s.BufferKiB)},
 		{4, str(&s.Clock)},
 		{5, str(&s.Instance)},
+		{7, numberUpTo(&s.SubbufKiB, MaxSubbufKiB)},
 	}
 }
 
 // IsZero reports whether s asks for nothing: the agent keeps the guest's
 // tracing as it is.
 func (s Settings) IsZero() bool {
-	return len(s.Events) == 0 && len(s.Filters) == 0 && s.BufferKiB == 0 && s.Clock == "" && s.Instance == ""
+	return len(s.Events) == 0 && len(s.Filters) == 0 && s.BufferKiB == 0 && s.Clock == "" && s.Instance == "" &&
+		s.SubbufKiB == 0
 }
 
 // Filter is a filter expression on an event or a whole system.

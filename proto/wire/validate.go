@@ -332,5 +332,8 @@ func (s *Settings) check() error {
 	if err := checkOptName("clock", s.Clock); err != nil {
 		return err
 	}
+	if k := s.SubbufKiB; k != 0 && (k < MinSubbufKiB || k > MaxSubbufKiB || k&(k-1) != 0) {
+		return fmt.Errorf("sub-buffer size %d KiB: want a power of two from %d to %d: %w", k, MinSubbufKiB, MaxSubbufKiB, ErrMalformed)
+	}
 	return checkOptName("instance", s.Instance)
 }

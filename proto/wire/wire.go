@@ -46,6 +46,12 @@ const (
 	MaxItems    = 64                 // items in a MetaRequest
 	MaxErrors   = 256                // errors in a MetaEnd
 	MaxMetaItem = 64 << 20           // declared size of one metadata item
+	// Sub-buffer sizes a Settings may ask for, in KiB: one 4 KiB page up
+	// to the ring buffer's own limit (its write counter's 20 bits:
+	// RB_WRITE_MASK + 1 in kernel/trace/ring_buffer.c). The guest kernel
+	// may allow less (128 pages of its own).
+	MinSubbufKiB = 4
+	MaxSubbufKiB = 1024
 )
 
 // Sentinel errors, to be matched with errors.Is.

@@ -22,6 +22,7 @@ func sampleSettings() Settings {
 		BufferKiB: 4096,
 		Clock:     "x86-tsc",
 		Instance:  "vtrace",
+		SubbufKiB: 16,
 	}
 }
 
@@ -248,6 +249,9 @@ func TestMarshalRejects(t *testing.T) {
 		{"bad event", &Start{Settings: Settings{Events: []string{"sched/sched_switch"}}}, ErrMalformed},
 		{"too many events", &Start{Settings: Settings{Events: make([]string, MaxEvents+1)}}, ErrTooLarge},
 		{"events over a frame", &Start{Settings: Settings{Events: slicesOf(MaxEvents, strings.Repeat("e", 200))}}, ErrTooLarge},
+		{"sub-buffer not a power of two", &Start{Settings: Settings{SubbufKiB: 12}}, ErrMalformed},
+		{"sub-buffer under a page", &Start{Settings: Settings{SubbufKiB: 2}}, ErrMalformed},
+		{"sub-buffer over the ring buffer's limit", &Start{Settings: Settings{SubbufKiB: 2048}}, ErrMalformed},
 		{"chunk too big", &MetaChunk{Kind: MetaKallsyms, Total: MaxFrame, Data: make([]byte, MaxFrame), Last: true}, ErrTooLarge},
 		{"stats dup cpu", &Stats{CPUs: []CPUStats{{CPU: 1}, {CPU: 1}}}, ErrMalformed},
 		{"error escape", &Error{Message: "\x1b]0;pwned\x07"}, ErrMalformed},
