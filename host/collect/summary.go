@@ -65,6 +65,7 @@ func (s Summary) Write(w io.Writer) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "saved %s in %s (%s pages) in %v\n", size(total.Bytes), s.Out, size(int64(s.PageSize)), s.Elapsed.Round(time.Millisecond))
+	s.writeGone(&b)
 	s.writeLosses(&b, agent, total, totalAgent)
 	s.writeTaken(&b, agent)
 	for _, c := range s.CPUs {
@@ -99,6 +100,15 @@ func (s Summary) Write(w io.Writer) error {
 	s.Timeline.write(&b, s.TraceDat)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeGone says that the guest went away, when and how.
+func (s Summary) writeGone(b *strings.Builder) {
+	if s.Gone == nil {
+		return
+	}
+	fmt.Fprintf(b, "WARNING: the guest went away at %s: %s; the capture holds what arrived before\n",
+		s.Gone.At.Format("15:04:05.000"), s.Gone.Why)
 }
 
 // writeLosses says what was lost: the kernel's counters of the recording
