@@ -22,14 +22,14 @@ import (
 // bare orders when no agent answered the handshake. It keeps the splice loop free of
 // the protocol.
 type agent struct {
-	cfg   Config
-	sess  *session.Session
-	set   *meta.Set                       // metadata so far; nil in line-protocol mode
-	stats atomic.Pointer[[]wire.CPUStats] // the last Stats, for the progress line
-	tl    *timeline                       // clock probes while recording; nil without a timeline
-	life     *liveness    // where the agent's silence is reported
-	activity func() int64 // bytes the streams moved so far
-	gone     bool         // abandoned: the guest went away
+	cfg      Config
+	sess     *session.Session
+	set      *meta.Set                       // metadata so far; nil in line-protocol mode
+	stats    atomic.Pointer[[]wire.CPUStats] // the last Stats, for the progress line
+	tl       *timeline                       // clock probes while recording; nil without a timeline
+	life     *liveness                       // where the agent's silence is reported
+	activity func() int64                    // bytes the streams moved so far
+	gone     bool                            // abandoned: the guest went away
 
 	watchStop context.CancelFunc
 	watchDone sync.WaitGroup
