@@ -37,7 +37,7 @@ func (f *timelineFlags) addFlags(cmd *cobra.Command) {
 	fl.IntVar(&f.probes, "sync-probes", collect.DefaultProbes, "with --host-events, clock probes per burst")
 	fl.BoolVar(&f.markers, "sync-markers", false, "with --host-events, write a marker into both traces around every clock probe (vtrace-clock probe=ID send|recv|answer)")
 	fl.StringVar(&f.qmp, "qmp", "", "with --host-events, qemu's QMP socket, to map each vCPU to its host thread in host.dat (a domain's come from libvirt)")
-	fl.StringVarP(&f.uri, "connect", "c", "", "with --host-events and a domain, the libvirt URI to ask for its vCPU threads (default $LIBVIRT_DEFAULT_URI, else "+virt.DefaultURI+")")
+	fl.StringVarP(&f.uri, "connect", "c", "", "with a domain, the libvirt URI to ask for its vCPU threads (--host-events) and whether it still runs (default $LIBVIRT_DEFAULT_URI, else "+virt.DefaultURI+")")
 }
 
 // timeline turns the flags into collect's Timeline; nil without

@@ -211,7 +211,7 @@ func (g *guestRun) launch() {
 func (g *guestRun) start(ctx context.Context) error {
 	c := g.c
 	if c.agent != nil {
-		g.tl.markStart(g.name)
+		g.tl.markStart()
 		g.startSent = time.Now()
 		if err := c.agent.start(ctx, &g.sum); err != nil {
 			drainBy := time.Now().Add(g.cfg.DrainTimeout)

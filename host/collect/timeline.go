@@ -230,7 +230,7 @@ func (t *timeline) mark(text string) {
 
 // markStart writes "vtrace-start guest=NAME" into the host's trace right
 // before the guest's start order goes out.
-func (t *timeline) markStart(name string) {
+func (t *timeline) markStart() {
 	if t != nil {
 		t.mark(fmt.Sprintf("vtrace-start guest=%s\n", t.record.Guest))
 	}
@@ -365,8 +365,8 @@ func (h *hostRecording) finish(tls []*timeline, opts tracedat.Options, notes *[]
 	return path
 }
 
-// write prints the timeline's lines of a summary.
-func (ts *TimelineSummary) write(w io.Writer, traceDat string) {
+// write prints the clock-sync line of a summary.
+func (ts *TimelineSummary) write(w io.Writer) {
 	if ts == nil {
 		return
 	}
@@ -374,7 +374,12 @@ func (ts *TimelineSummary) write(w io.Writer, traceDat string) {
 		fmt.Fprintf(w, "clock %s: guest − host %s at the start, drift %+.3f ppm (%+.1f µs a minute), uncertainty ±%.1f µs (half the best round trip), %d probes\n",
 			ts.Clock, time.Duration(int64(f.Offset)), f.Drift*1e6, f.Drift*60e6, f.Uncertainty()/1e3, ts.Probes)
 	}
-	if ts.HostDat != "" {
+}
+
+// writeHostDat prints where host.dat is and how to read it with the
+// guest's trace.dat.
+func (ts *TimelineSummary) writeHostDat(w io.Writer, traceDat string) {
+	if ts != nil && ts.HostDat != "" {
 		fmt.Fprintf(w, "wrote %s: trace-cmd report -i %s -i %s\n", ts.HostDat, ts.HostDat, traceDat)
 	}
 }
