@@ -92,23 +92,27 @@ func (l *liveness) watch(cfg Config) {
 	l.done.Add(1)
 	go func() {
 		defer l.done.Done()
-		seen := false // qemu held the control FIFO once: its absence now means it exited
+		// qemu held the control FIFO once: its absence now means it
+		// exited. With Start it did (the start order went through it).
+		seen := cfg.Start
 		t := time.NewTicker(peerCheckEvery)
 		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-l.gone:
-				return
-			case <-t.C:
+		for first := true; ; first = false {
+			if !first {
+				select {
+				case <-ctx.Done():
+					return
+				case <-l.gone:
+					return
+				case <-t.C:
+				}
 			}
 			switch has, err := hasReader(l.ctlIn); {
 			case err != nil:
 			case has:
 				seen = true
 			case seen:
-				l.report("qemu exited: nobody holds the control channel " + l.ctlIn + " open any more")
+				l.report("qemu exited: nobody holds the guest's end of the control channel " + l.ctlIn + " any more")
 				return
 			}
 			if l.alive != nil {

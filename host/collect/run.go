@@ -92,6 +92,7 @@ type guestRun struct {
 	started bool
 
 	startSent, startAnswered time.Time // the start order went out, and was answered
+	ended                    time.Time // the capture ended (the stop order, or the guest went away)
 }
 
 // prepare does everything before the start order: the handshake, the
@@ -264,6 +265,7 @@ func (g *guestRun) until(ctx context.Context, stop <-chan struct{}) error {
 func (g *guestRun) stop(ctx context.Context, err error) {
 	c := g.c
 	c.life.close()
+	g.ended = time.Now()
 	drainBy := time.Now().Add(g.cfg.DrainTimeout)
 	if c.agent != nil {
 		if g.sum.Gone != nil {
@@ -303,7 +305,10 @@ func (g *guestRun) finish(ctx context.Context, runErr error) (Summary, error) {
 		ag.discard()
 		return *sum, runErr
 	}
-	sum.Elapsed = time.Since(g.begin)
+	if g.ended.IsZero() {
+		g.ended = time.Now()
+	}
+	sum.Elapsed = g.ended.Sub(g.begin)
 	if runErr == nil {
 		select {
 		case runErr = <-g.errs: // a stream failed while draining

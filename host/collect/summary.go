@@ -163,13 +163,19 @@ func (ms MultiSummary) Write(w io.Writer) error {
 	}
 	writeHead(tw, "guest", agentCols)
 	for _, g := range ms.Guests {
-		g.writeRows(tw, g.Name, agentCols)
+		if len(g.CPUs) > 0 {
+			g.writeRows(tw, g.Name, agentCols)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	var b strings.Builder
 	for _, g := range ms.Guests {
+		if len(g.CPUs) == 0 {
+			fmt.Fprintf(&b, "%s: WARNING: no capture: %v\n", g.Name, g.Err)
+			continue
+		}
 		var gb strings.Builder
 		g.writeLines(&gb)
 		for _, line := range strings.SplitAfter(gb.String(), "\n") {
