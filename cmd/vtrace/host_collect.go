@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -121,7 +122,7 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 	if !cfg.Start && !cfg.Settings.IsZero() {
 		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --clock and --instance need --start")}
 	}
-	if cfg.Timeline, err = opts.timeline.timeline(all[0].target(), dir, cfg.Settings.Clock, cfg.Start); err != nil {
+	if cfg.Timeline, err = opts.timeline.timeline(all[0].target(), all[0].name, dir, cfg.Settings.Clock, cfg.Start); err != nil {
 		return err
 	}
 	for name, d := range map[string]time.Duration{"--duration": cfg.Duration, "--timeout": cfg.OrderTimeout, "--handshake-timeout": cfg.HandshakeTimeout,
@@ -154,6 +155,11 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 // runHostCollectGuests collects from several guests into OUT/NAME each.
 func runHostCollectGuests(ctx context.Context, opts hostCollectOptions, cfg collect.Config, all []guestDir) error {
 	var targets []collect.Target
+	for _, q := range opts.timeline.qmp {
+		if n, _, ok := strings.Cut(q, "="); !ok || strings.Contains(n, "/") {
+			return usageError{fmt.Errorf("check --qmp %s: with several guests, name each guest's socket: --qmp NAME=SOCKET", q)}
+		}
+	}
 	for _, g := range all {
 		if g.name == collect.HostDir || g.name == collect.MetaDir {
 			return usageError{fmt.Errorf("check guest name %q: the capture uses OUT/%s for itself; name the guest with NAME=DIR", g.name, g.name)}
@@ -167,16 +173,13 @@ func runHostCollectGuests(ctx context.Context, opts hostCollectOptions, cfg coll
 			t.Alive = alive
 		}
 		if cfg.Timeline != nil {
-			tl, err := opts.timeline.timeline(g.target(), g.dir, cfg.Settings.Clock, cfg.Start)
+			tl, err := opts.timeline.timeline(g.target(), g.name, g.dir, cfg.Settings.Clock, cfg.Start)
 			if err != nil {
 				return err
 			}
 			t.VCPUs = tl.VCPUs
 		}
 		targets = append(targets, t)
-	}
-	if cfg.Timeline != nil && opts.timeline.qmp != "" {
-		return usageError{errors.New("--qmp names one qemu: with several guests, give domains (libvirt knows their vCPU threads) or leave --qmp out")}
 	}
 	ms, err := collect.RunGuests(ctx, cfg, targets)
 	err = flagAdvice(err, all[0].dir)
