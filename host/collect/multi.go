@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,6 +39,10 @@ type Target struct {
 type GuestSummary struct {
 	Name string
 	Summary
+	// Link is OUT/NAME.dat, a symbolic link to NAME/trace.dat: trace-cmd
+	// starts each line of a merged report with the file's base name,
+	// which the link makes the guest's.
+	Link string
 	Err error // what ended or failed this guest's capture (ErrGuestGone: it went away)
 }
 
@@ -189,6 +194,9 @@ func RunGuests(ctx context.Context, cfg Config, targets []Target) (MultiSummary,
 	}
 	ms.HostDat = host.finish(started, cfg.TraceDatOptions, &ms.Notes)
 	host.abort()
+	for i := range ms.Guests {
+		ms.Guests[i].Link = linkTraceDat(cfg.Out, ms.Guests[i], &ms.Notes)
+	}
 	for _, gs := range ms.Guests {
 		if gs.Timeline != nil {
 			gs.Timeline.HostDat = "" // one host.dat for all: MultiSummary.HostDat
@@ -266,4 +274,22 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// linkTraceDat makes OUT/NAME.dat a symbolic link to NAME/trace.dat (a
+// link there already, from an earlier capture, is replaced) and returns
+// its path; "" without a trace.dat, or with a note when it cannot.
+func linkTraceDat(out string, g GuestSummary, notes *[]string) string {
+	if g.TraceDat == "" {
+		return ""
+	}
+	link := filepath.Join(out, g.Name+".dat")
+	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		os.Remove(link)
+	}
+	if err := os.Symlink(filepath.Join(g.Name, TraceDat), link); err != nil {
+		*notes = append(*notes, fmt.Sprintf("no %s: %v", link, err))
+		return ""
+	}
+	return link
 }

@@ -194,7 +194,10 @@ func (ms MultiSummary) Write(w io.Writer) error {
 	if ms.HostDat != "" {
 		fmt.Fprintf(&b, "wrote %s: trace-cmd report -i %s", ms.HostDat, ms.HostDat)
 		for _, g := range ms.Guests {
-			if g.TraceDat != "" {
+			switch {
+			case g.Link != "":
+				fmt.Fprintf(&b, " -i %s", g.Link)
+			case g.TraceDat != "":
 				fmt.Fprintf(&b, " -i %s", g.TraceDat)
 			}
 		}
