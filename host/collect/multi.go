@@ -43,7 +43,7 @@ type GuestSummary struct {
 	// starts each line of a merged report with the file's base name,
 	// which the link makes the guest's.
 	Link string
-	Err error // what ended or failed this guest's capture (ErrGuestGone: it went away)
+	Err  error // what ended or failed this guest's capture (ErrGuestGone: it went away)
 }
 
 // MultiSummary is the outcome of a capture of several guests.
