@@ -76,9 +76,9 @@ func TestIntegrationGuestGone(t *testing.T) {
 			g := vmtest.Boot(t, vmtest.Options{CPUs: 1, Events: "none", BufferKB: 128, Cmdline: tc.cmdline})
 			out := filepath.Join(t.TempDir(), "capture")
 			c := startCollect(t, g, out, "--start", "--timeout", "30s")
-			const n = 800
+			const n = 500
 			command(t, g, markersThenDie(n, tc.die))
-			m, err := g.WaitFor(`VTRACE-MARK n=800`, 3*time.Minute)
+			m, err := g.WaitFor(fmt.Sprintf(`VTRACE-MARK n=%d`, n), 3*time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}
