@@ -83,6 +83,12 @@ func TestIntegrationTwoGuests(t *testing.T) {
 	if pairs := regexp.MustCompile(`(?m)^\s*\d+ \d+ \[guest cpu, host pid\]`).FindAllString(string(dump), -1); len(pairs) != 2 {
 		t.Errorf("host.dat maps %d vCPUs, want one per guest:\n%s", len(pairs), dump)
 	}
+	// vtrace host convert of OUT/host finds every guest again.
+	again := filepath.Join(t.TempDir(), "host.dat")
+	vtrace(t, "host", "convert", filepath.Join(out, "host"), "-o", again)
+	if b, err := exec.Command(tc, "dump", "--options", "-i", again).CombinedOutput(); err != nil || string(b) != string(dump) {
+		t.Errorf("vtrace host convert OUT/host: the options differ (%v):\n%s\nwant:\n%s", err, b, dump)
+	}
 
 	// b's qemu killed mid-capture.
 	for _, n := range names {
