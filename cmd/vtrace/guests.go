@@ -89,11 +89,13 @@ func parseDirSpec(spec string) guestDir {
 }
 
 // domainAlive returns Config.Alive for a libvirt domain: an error once the
-// domain is shut off, crashed or gone. It keeps one connection to libvirt,
+// domain, seen running, is shut off, crashed or gone (a collect started
+// before the domain waits for it). It keeps one connection to libvirt,
 // made at the first call, which close releases. A connection that fails
 // says nothing (nil): the FIFO check still notices qemu's end.
 func domainAlive(uri, domain string) (alive func(context.Context) error, close func()) {
 	var c *virt.Conn
+	running := false
 	alive = func(context.Context) error {
 		if c == nil {
 			var err error
@@ -106,7 +108,7 @@ func domainAlive(uri, domain string) (alive func(context.Context) error, close f
 		dom, err := l.DomainLookupByName(domain)
 		if err != nil {
 			var lerr libvirt.Error
-			if errors.As(err, &lerr) && lerr.Code == uint32(libvirt.ErrNoDomain) {
+			if errors.As(err, &lerr) && lerr.Code == uint32(libvirt.ErrNoDomain) && running {
 				return fmt.Errorf("the domain %s is gone from libvirt", domain)
 			}
 			return nil
@@ -116,9 +118,17 @@ func domainAlive(uri, domain string) (alive func(context.Context) error, close f
 			return nil
 		}
 		switch libvirt.DomainState(state) {
+		case libvirt.DomainRunning, libvirt.DomainPaused, libvirt.DomainBlocked:
+			running = true
 		case libvirt.DomainShutoff:
+			if !running {
+				return nil
+			}
 			return fmt.Errorf("the domain %s is shut off (libvirt's reason %d)", domain, reason)
 		case libvirt.DomainCrashed:
+			if !running {
+				return nil
+			}
 			return fmt.Errorf("the domain %s crashed (libvirt's reason %d)", domain, reason)
 		}
 		return nil
