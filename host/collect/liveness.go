@@ -168,16 +168,22 @@ func (a *agent) quietFor(since time.Time, lastBytes *int64, lastMove *time.Time)
 }
 
 // answers sends one status request and reports whether the agent answered
-// within the alive timeout (an error reply is an answer).
+// within the alive timeout (an error reply is an answer). A page or a
+// frame that came meanwhile is an answer too: the guest lives, however
+// slow its agent's reply.
 func (a *agent) answers(ctx context.Context) (bool, error) {
 	sctx, cancel := context.WithTimeout(ctx, a.cfg.AliveTimeout)
 	defer cancel()
+	asked, bytes := time.Now(), a.bytesMoved()
 	_, err := a.sess.Status(sctx)
 	if err == nil || errors.Is(err, session.ErrAgent) {
 		return true, nil
 	}
 	if ctx.Err() != nil {
 		return true, nil // the capture ends anyway
+	}
+	if a.bytesMoved() != bytes || a.sess.LastHeard().After(asked) {
+		return true, nil
 	}
 	return false, fmt.Errorf("the agent stopped answering: no page and no control frame for %v, and no answer to a status request within %v (a guest kernel that panicked or hangs): %w",
 		a.cfg.QuietCheck, a.cfg.AliveTimeout, err)
