@@ -79,7 +79,7 @@ func TestIntegrationMakeInstall(t *testing.T) {
 		t.Fatalf("man -l vtrace-host-collect.1: %v\n%s", err, out)
 	}
 	for _, want := range []string{"NAME", "vtrace-host-collect - Collect the per-CPU streams", "SYNOPSIS",
-		"vtrace host collect -o OUTDIR [<domain> | --dir DIR] [flags]", "-o, --output", "/var/lib/vtrace/<domain>", "SEE ALSO", "vtrace-host(1)"} {
+		"vtrace host collect -o OUTDIR [<domain>... | --dir [NAME=]DIR...] [flags]", "-o, --output", "/var/lib/vtrace/<domain>", "SEE ALSO", "vtrace-host(1)"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("man -l vtrace-host-collect.1 lacks %q:\n%s", want, out)
 		}

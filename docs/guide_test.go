@@ -173,13 +173,15 @@ func runScript(t *testing.T, fixture string, bound time.Duration, env ...string)
 }
 
 // TestIntegrationGuideQemu runs the guide's qemu blocks against the test
-// guest, its FIFO directory as $DIR.
+// guest, its FIFO directory as $DIR, and a second guest of 1 vCPU, its
+// directory as $DIR2, for the blocks of several guests.
 func TestIntegrationGuideQemu(t *testing.T) {
 	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	g := vmtest.Boot(t, vmtest.Options{CPUs: 2})
-	work := runScript(t, "qemu", 5*time.Minute, "DIR="+g.Dir)
+	g2 := vmtest.Boot(t, vmtest.Options{CPUs: 1})
+	work := runScript(t, "qemu", 5*time.Minute, "DIR="+g.Dir, "DIR2="+g2.Dir)
 	for _, f := range []string{"capture/trace.dat", "capture/trace-v7.dat", "capture-sched/trace.dat", "raw/trace.dat", "raw/meta",
-		"capture-by-hand/cpu0.raw"} {
+		"capture-by-hand/cpu0.raw", "capture-two/web/trace.dat", "capture-two/db/cpu0.raw", "capture-two/host.dat", "capture-two/db.dat"} {
 		if _, err := os.Stat(filepath.Join(work, f)); err != nil {
 			t.Errorf("the guide's commands made no %s: %v", f, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +19,7 @@ import (
 )
 
 type hostCollectOptions struct {
-	target
+	guests
 	cfg      collect.Config
 	settings settingsFlags
 	timeline timelineFlags
@@ -32,7 +33,7 @@ type hostCollectOptions struct {
 func newHostCollectCmd() *cobra.Command {
 	var opts hostCollectOptions
 	cmd := &cobra.Command{
-		Use:   "collect -o OUTDIR [<domain> | --dir DIR]",
+		Use:   "collect -o OUTDIR [<domain>... | --dir [NAME=]DIR...]",
 		Short: "Collect the per-CPU streams into a capture directory",
 		Long: `Collect every DIR/trace-path-cpuN.out into OUTDIR/cpuN.raw, a file of whole
 ring-buffer pages per CPU, until SIGINT, SIGTERM or --duration; then drain the
@@ -54,8 +55,21 @@ trace clocks (OUT/clock.json), so that
   trace-cmd report -i OUT/host.dat -i OUT/trace.dat
 and kernelshark OUT/host.dat -a OUT/trace.dat show them merged. host.dat maps
 each vCPU to the qemu thread that runs it (from libvirt for a domain, from
---qmp SOCKET otherwise).`,
-		Args: cobra.MaximumNArgs(1),
+--qmp SOCKET otherwise).
+
+Several guests at once: give several domains, or --dir more than once
+(NAME=DIR names a guest, else the directory's base name names it). Each
+guest's capture goes to OUTDIR/NAME, exactly as a single guest's goes to
+OUTDIR; the start orders go out together (their spread is reported), and
+--duration, SIGINT and SIGTERM end every guest's capture. With --host-events,
+OUTDIR/host.dat holds the host's events once, with a GUEST option per guest:
+  trace-cmd report -i OUT/host.dat -i OUT/NAME1/trace.dat -i OUT/NAME2/trace.dat
+
+A guest that goes away mid-capture (qemu exits, the domain stops, or the
+agent stops answering: a guest kernel that panicked) ends its own capture
+within a few seconds: what arrived is kept, cut to whole pages, with the
+metadata already fetched and trace.dat; the summary says when, the others
+go on, and collect exits with status 1.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.fill(args)
 			opts.out = cmd.OutOrStdout()
@@ -84,11 +98,12 @@ each vCPU to the qemu thread that runs it (from libvirt for a domain, from
 }
 
 func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
-	dir, err := opts.resolve()
+	all, err := opts.resolve()
 	if err != nil {
 		return err
 	}
 	cfg := opts.cfg
+	dir := all[0].dir
 	cfg.Dir = dir
 	if cfg.Out == "" {
 		return usageError{errors.New("give the capture directory with -o OUTDIR")}
@@ -107,7 +122,7 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 	if !cfg.Start && !cfg.Settings.IsZero() {
 		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --subbuf-size, --clock and --instance need --start")}
 	}
-	if cfg.Timeline, err = opts.timeline.timeline(opts.target, dir, cfg.Settings.Clock, cfg.Start); err != nil {
+	if cfg.Timeline, err = opts.timeline.timeline(all[0].target(), all[0].name, dir, cfg.Settings.Clock, cfg.Start); err != nil {
 		return err
 	}
 	for name, d := range map[string]time.Duration{"--duration": cfg.Duration, "--timeout": cfg.OrderTimeout, "--handshake-timeout": cfg.HandshakeTimeout,
@@ -119,10 +134,57 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 	if !opts.quiet && sys.IsTerminal(int(os.Stderr.Fd())) {
 		cfg.Progress = os.Stderr
 	}
+	if len(all) > 1 {
+		return runHostCollectGuests(ctx, opts, cfg, all)
+	}
+	if all[0].domain != "" {
+		alive, done := domainAlive(opts.timeline.uri, all[0].domain)
+		defer done()
+		cfg.Alive = alive
+	}
 	sum, err := collect.Run(ctx, cfg)
 	err = flagAdvice(err, dir)
 	if len(sum.CPUs) > 0 {
 		if werr := sum.Write(opts.out); werr != nil && err == nil {
+			err = fmt.Errorf("print summary: %w", werr)
+		}
+	}
+	return err
+}
+
+// runHostCollectGuests collects from several guests into OUT/NAME each.
+func runHostCollectGuests(ctx context.Context, opts hostCollectOptions, cfg collect.Config, all []guestDir) error {
+	var targets []collect.Target
+	for _, q := range opts.timeline.qmp {
+		if n, _, ok := strings.Cut(q, "="); !ok || strings.Contains(n, "/") {
+			return usageError{fmt.Errorf("check --qmp %s: with several guests, name each guest's socket: --qmp NAME=SOCKET", q)}
+		}
+	}
+	for _, g := range all {
+		if g.name == collect.HostDir || g.name == collect.MetaDir {
+			return usageError{fmt.Errorf("check guest name %q: the capture uses OUT/%s for itself; name the guest with NAME=DIR", g.name, g.name)}
+		}
+	}
+	for _, g := range all {
+		t := collect.Target{Name: g.name, Dir: g.dir}
+		if g.domain != "" {
+			alive, done := domainAlive(opts.timeline.uri, g.domain)
+			defer done()
+			t.Alive = alive
+		}
+		if cfg.Timeline != nil {
+			tl, err := opts.timeline.timeline(g.target(), g.name, g.dir, cfg.Settings.Clock, cfg.Start)
+			if err != nil {
+				return err
+			}
+			t.VCPUs = tl.VCPUs
+		}
+		targets = append(targets, t)
+	}
+	ms, err := collect.RunGuests(ctx, cfg, targets)
+	err = flagAdvice(err, all[0].dir)
+	if len(ms.Guests) > 0 {
+		if werr := ms.Write(opts.out); werr != nil && err == nil {
 			err = fmt.Errorf("print summary: %w", werr)
 		}
 	}

@@ -15,20 +15,20 @@ import (
 )
 
 type hostSetupOptions struct {
-	uri    string
-	domain string
-	dir    string
-	cpus   int
-	group  string
-	dryRun bool
-	local  bool
-	out    io.Writer
+	uri     string
+	domains []string
+	dir     string
+	cpus    int
+	group   string
+	dryRun  bool
+	local   bool
+	out     io.Writer
 }
 
 func newHostSetupCmd() *cobra.Command {
 	o := &hostSetupOptions{}
 	cmd := &cobra.Command{
-		Use:   "setup <domain>",
+		Use:   "setup <domain>...",
 		Short: "Add the trace channels to a libvirt domain and make its FIFOs",
 		Long: "Adds the pipe channels agent-ctl-path and trace-path-cpu0..N-1 to the domain's\n" +
 			"persistent XML, N being its maximum vCPU count (<vcpu>N</vcpu>, vCPUs brought online\n" +
@@ -36,10 +36,12 @@ func newHostSetupCmd() *cobra.Command {
 			fifo.DefaultBase + "/<domain>). Channels take free ports of the virtio-serial controllers\n" +
 			"there are; when those run out, setup adds controllers of its own (or more ports on\n" +
 			"one), so any vCPU count fits. Channels already there keep their addresses.\n" +
-			"Running it again changes nothing; a changed vCPU count adds or removes ports.",
-		Args: oneArg("domain"),
+			"Running it again changes nothing; a changed vCPU count adds or removes ports.\n" +
+			"Several domains are set up one after the other, each in " + fifo.DefaultBase + "/<domain>\n" +
+			"(--dir is for one domain only); setup stops at the first that fails.",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.domain, o.out = args[0], cmd.OutOrStdout()
+			o.domains, o.out = args, cmd.OutOrStdout()
 			return runHostSetup(cmd.Context(), o)
 		},
 	}
@@ -55,16 +57,28 @@ func newHostSetupCmd() *cobra.Command {
 }
 
 func runHostSetup(_ context.Context, o *hostSetupOptions) error {
-	opts, err := hostOptions(o.domain, o.dir, o.cpus, o.group, o.dryRun)
-	if err != nil {
-		return err
+	if len(o.domains) > 1 && o.dir != "" {
+		return usageError{errors.New("--dir names one domain's FIFO directory: give one domain with it")}
 	}
-	opts.LocalFIFOs = o.local
-	r, err := onDomain(o.uri, opts, virt.Setup)
-	if err != nil {
-		return err
+	var all []virt.Options
+	for _, d := range o.domains {
+		opts, err := hostOptions(d, o.dir, o.cpus, o.group, o.dryRun)
+		if err != nil {
+			return err
+		}
+		opts.LocalFIFOs = o.local
+		all = append(all, opts)
 	}
-	r.WriteSetup(o.out)
+	for _, opts := range all {
+		r, err := onDomain(o.uri, opts, virt.Setup)
+		if err != nil {
+			if len(all) > 1 {
+				return fmt.Errorf("domain %s: %w", opts.Domain, err)
+			}
+			return err
+		}
+		r.WriteSetup(o.out)
+	}
 	return nil
 }
 
@@ -103,25 +117,27 @@ const localFIFOsUsage = "with a remote URI (qemu+ssh, qemu+tcp, ...), handle the
 	"(when the remote daemon is this machine's); without it only the XML changes"
 
 type hostTeardownOptions struct {
-	uri    string
-	domain string
-	dir    string
-	dryRun bool
-	local  bool
-	out    io.Writer
+	uri     string
+	domains []string
+	dir     string
+	dryRun  bool
+	local   bool
+	out     io.Writer
 }
 
 func newHostTeardownCmd() *cobra.Command {
 	o := &hostTeardownOptions{}
 	cmd := &cobra.Command{
-		Use:   "teardown <domain>",
+		Use:   "teardown <domain>...",
 		Short: "Remove what setup added",
 		Long: "Removes the trace channels (and the virtio-serial controller setup added, if nothing\n" +
 			"else uses it) from the domain's persistent XML, then the FIFOs, then their directory\n" +
-			"if it is empty. Running it again changes nothing.",
-		Args: oneArg("domain"),
+			"if it is empty. Running it again changes nothing. Several domains are torn down one\n" +
+			"after the other (--dir is for one domain only); teardown goes on past one that fails\n" +
+			"and reports every failure.",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.domain, o.out = args[0], cmd.OutOrStdout()
+			o.domains, o.out = args, cmd.OutOrStdout()
 			return runHostTeardown(cmd.Context(), o)
 		},
 	}
@@ -134,17 +150,31 @@ func newHostTeardownCmd() *cobra.Command {
 }
 
 func runHostTeardown(_ context.Context, o *hostTeardownOptions) error {
-	opts, err := hostOptions(o.domain, o.dir, 0, "", o.dryRun)
-	if err != nil {
-		return err
+	if len(o.domains) > 1 && o.dir != "" {
+		return usageError{errors.New("--dir names one domain's FIFO directory: give one domain with it")}
 	}
-	opts.LocalFIFOs = o.local
-	r, err := onDomain(o.uri, opts, virt.Teardown)
-	if err != nil {
-		return err
+	var all []virt.Options
+	for _, d := range o.domains {
+		opts, err := hostOptions(d, o.dir, 0, "", o.dryRun)
+		if err != nil {
+			return err
+		}
+		opts.LocalFIFOs = o.local
+		all = append(all, opts)
 	}
-	r.WriteTeardown(o.out)
-	return nil
+	var errs []error
+	for _, opts := range all {
+		r, err := onDomain(o.uri, opts, virt.Teardown)
+		if err != nil {
+			if len(all) == 1 {
+				return err
+			}
+			errs = append(errs, fmt.Errorf("domain %s: %w", opts.Domain, err))
+			continue
+		}
+		r.WriteTeardown(o.out)
+	}
+	return errors.Join(errs...)
 }
 
 type hostQemuArgsOptions struct {

@@ -22,11 +22,14 @@ import (
 // bare orders when no agent answered the handshake. It keeps the splice loop free of
 // the protocol.
 type agent struct {
-	cfg   Config
-	sess  *session.Session
-	set   *meta.Set                       // metadata so far; nil in line-protocol mode
-	stats atomic.Pointer[[]wire.CPUStats] // the last Stats, for the progress line
-	tl    *timeline                       // clock probes while recording; nil without a timeline
+	cfg      Config
+	sess     *session.Session
+	set      *meta.Set                       // metadata so far; nil in line-protocol mode
+	stats    atomic.Pointer[[]wire.CPUStats] // the last Stats, for the progress line
+	tl       *timeline                       // clock probes while recording; nil without a timeline
+	life     *liveness                       // where the agent's silence is reported
+	activity func() int64                    // bytes the streams moved so far
+	gone     bool                            // abandoned: the guest went away
 
 	watchStop context.CancelFunc
 	watchDone sync.WaitGroup
@@ -174,20 +177,34 @@ func (a *agent) stop(ctx context.Context, drainBy time.Time, sum *Summary) {
 	}
 }
 
+// abandon ends the conversation with an agent whose guest went away:
+// no stop order, nothing more asked.
+func (a *agent) abandon() {
+	if a.watchStop != nil {
+		a.watchStop()
+		a.watchDone.Wait()
+	}
+	a.gone = true
+}
+
 // finish asks for the cmdlines, stores the final stats, saves OUT/meta and
 // writes OUT/trace.dat.
 func (a *agent) finish(ctx context.Context, sum *Summary) error {
 	if !a.protocol() || a.set == nil {
 		return nil
 	}
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.DrainTimeout)
-	errs, err := a.sess.Meta(mctx, session.MetaAfter, a.set)
-	cancel()
-	if err != nil {
-		sum.Notes = append(sum.Notes, fmt.Sprintf("no saved_cmdlines: %v: trace.dat names no processes", err))
-	}
-	for _, e := range errs {
-		sum.Notes = append(sum.Notes, "the agent could not send metadata: "+e)
+	if a.gone {
+		sum.Notes = append(sum.Notes, "no saved_cmdlines and no final counters: the guest went away; trace.dat names no processes")
+	} else {
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.DrainTimeout)
+		errs, err := a.sess.Meta(mctx, session.MetaAfter, a.set)
+		cancel()
+		if err != nil {
+			sum.Notes = append(sum.Notes, fmt.Sprintf("no saved_cmdlines: %v: trace.dat names no processes", err))
+		}
+		for _, e := range errs {
+			sum.Notes = append(sum.Notes, "the agent could not send metadata: "+e)
+		}
 	}
 	if len(sum.AgentStats) > 0 {
 		a.set.CPUStats = map[int][]byte{}
@@ -279,3 +296,11 @@ func (a *agent) liveStats() []wire.CPUStats {
 }
 
 var errNoStart = errors.New("settings need Config.Start")
+
+// bytesMoved is what the guest's streams moved so far (0 when unknown).
+func (a *agent) bytesMoved() int64 {
+	if a.activity == nil {
+		return 0
+	}
+	return a.activity()
+}

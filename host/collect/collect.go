@@ -32,6 +32,7 @@
 package collect
 
 import (
+	"context"
 	"io"
 	"strconv"
 	"time"
@@ -99,6 +100,17 @@ type Config struct {
 	// Timeline, when not nil, records the host's own events too and puts
 	// both on one timeline (timeline.go).
 	Timeline *Timeline
+	// Alive, when not nil, is called every second while recording with a
+	// context that bounds it (AliveTimeout); an error says the guest went
+	// away and why (a libvirt domain no longer running). liveness.go has
+	// the checks made without it.
+	Alive func(context.Context) error
+	// QuietCheck is how long neither a page nor a control frame may come
+	// before the agent is asked whether it is still there
+	// (DefaultQuietCheck when 0); AliveTimeout bounds its answer, and
+	// each call of Alive (DefaultAliveTimeout when 0).
+	QuietCheck   time.Duration
+	AliveTimeout time.Duration
 }
 
 // maxBadShown bounds the corrupt pages a CPU lists; Stats.CorruptPages
@@ -137,6 +149,9 @@ type Summary struct {
 	Meta       string           // OUT/meta, when saved
 	TraceDat   string           // OUT/trace.dat, when written
 	Timeline   *TimelineSummary // with Config.Timeline and an agent that answered clock probes
+	// Gone says when and how the guest went away, when it did before
+	// the end of the capture (Run then returns ErrGuestGone).
+	Gone *Gone
 	// TraceDatBadPages counts the pages OUT/trace.dat holds as empty
 	// pages in place of corrupt ones.
 	TraceDatBadPages int64
@@ -157,6 +172,12 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.FIFOSize <= 0 {
 		cfg.FIFOSize = DefaultFIFOSize
+	}
+	if cfg.QuietCheck <= 0 {
+		cfg.QuietCheck = DefaultQuietCheck
+	}
+	if cfg.AliveTimeout <= 0 {
+		cfg.AliveTimeout = DefaultAliveTimeout
 	}
 	if cfg.ProgressEvery <= 0 {
 		cfg.ProgressEvery = DefaultProgressEvery

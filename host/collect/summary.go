@@ -21,26 +21,53 @@ import (
 // complaints and the notes.
 func (s Summary) Write(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	agent := map[int]wire.CPUStats{}
-	for _, c := range s.AgentStats {
-		agent[int(c.CPU)] = c
+	agentCols := len(s.AgentStats) > 0
+	writeHead(tw, "", agentCols)
+	s.writeRows(tw, "", agentCols)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var b strings.Builder
+	s.writeLines(&b)
+	s.Timeline.writeHostDat(&b, s.TraceDat)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeHead writes the table's head; guestCol is the guest column's
+// head ("" for none).
+func writeHead(tw io.Writer, guestCol string, agentCols bool) {
+	if guestCol != "" {
+		guestCol += "\t"
 	}
 	var extraHead string
-	if len(agent) > 0 {
+	if agentCols {
 		extraHead = "entries\tread\toverrun\tdropped\t"
 	}
-	fmt.Fprintf(tw, "cpu\tfile\tbytes\tpages\tevents\tmissed pages\tmissed events\tcut bytes\t%s\n", extraHead)
+	fmt.Fprintf(tw, "%scpu\tfile\tbytes\tpages\tevents\tmissed pages\tmissed events\tcut bytes\t%s\n", guestCol, extraHead)
+}
+
+// writeRows writes a row per CPU and the total; guest is the guest
+// column's cell ("" for none).
+func (s Summary) writeRows(tw io.Writer, guest string, agentCols bool) {
+	if guest != "" {
+		guest += "\t"
+	}
+	agent := s.agentStats()
 	var total CPU
 	var totalAgent wire.CPUStats
 	extra := func(c wire.CPUStats) string {
-		if len(agent) == 0 {
+		if !agentCols {
 			return ""
+		}
+		if len(agent) == 0 {
+			return "\t\t\t\t"
 		}
 		return fmt.Sprintf("%d\t%d\t%d\t%d\t", c.Entries, c.ReadEvents, c.Overrun+c.CommitOverrun, c.DroppedEvents)
 	}
 	for _, c := range s.CPUs {
 		if c.NotStreamed {
-			fmt.Fprintf(tw, "%d\t%s\tnot streamed\t\n", c.CPU, filepath.Base(c.File))
+			fmt.Fprintf(tw, "%s%d\t%s\tnot streamed\t\n", guest, c.CPU, filepath.Base(c.File))
 			continue
 		}
 		a := agent[c.CPU]
@@ -48,57 +75,145 @@ func (s Summary) Write(w io.Writer) error {
 		totalAgent.ReadEvents += a.ReadEvents
 		totalAgent.Overrun += a.Overrun + a.CommitOverrun
 		totalAgent.DroppedEvents += a.DroppedEvents
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", c.CPU, filepath.Base(c.File), c.Bytes,
+		fmt.Fprintf(tw, "%s%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", guest, c.CPU, filepath.Base(c.File), c.Bytes,
 			c.Stats.Pages, c.Stats.Events, c.Stats.MissedPages, c.Stats.MissedEvents, c.Dropped, extra(a))
-		total.Bytes += c.Bytes
-		total.Dropped += c.Dropped
-		total.Stats.Pages += c.Stats.Pages
-		total.Stats.Events += c.Stats.Events
-		total.Stats.MissedPages += c.Stats.MissedPages
-		total.Stats.MissedEvents += c.Stats.MissedEvents
-		total.Stats.MissedUncounted += c.Stats.MissedUncounted
+		total.add(c)
 	}
-	fmt.Fprintf(tw, "all\t\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", total.Bytes, total.Stats.Pages, total.Stats.Events,
+	fmt.Fprintf(tw, "%sall\t\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", guest, total.Bytes, total.Stats.Pages, total.Stats.Events,
 		total.Stats.MissedPages, total.Stats.MissedEvents, total.Dropped, extra(totalAgent))
+}
+
+func (s Summary) agentStats() map[int]wire.CPUStats {
+	agent := map[int]wire.CPUStats{}
+	for _, c := range s.AgentStats {
+		agent[int(c.CPU)] = c
+	}
+	return agent
+}
+
+func (t *CPU) add(c CPU) {
+	t.Bytes += c.Bytes
+	t.Dropped += c.Dropped
+	t.Stats.Pages += c.Stats.Pages
+	t.Stats.Events += c.Stats.Events
+	t.Stats.MissedPages += c.Stats.MissedPages
+	t.Stats.MissedEvents += c.Stats.MissedEvents
+	t.Stats.MissedUncounted += c.Stats.MissedUncounted
+}
+
+// writeLines writes the lines below the table: what was saved, the
+// warnings, the notes, and the files written.
+func (s Summary) writeLines(b *strings.Builder) {
+	agent := s.agentStats()
+	var total CPU
+	var totalAgent wire.CPUStats
+	for _, c := range s.CPUs {
+		if c.NotStreamed {
+			continue
+		}
+		a := agent[c.CPU]
+		totalAgent.Overrun += a.Overrun + a.CommitOverrun
+		totalAgent.DroppedEvents += a.DroppedEvents
+		total.add(c)
+	}
+	fmt.Fprintf(b, "saved %s in %s (%s pages) in %v\n", size(total.Bytes), s.Out, size(int64(s.PageSize)), s.Elapsed.Round(time.Millisecond))
+	s.writeGone(b)
+	s.writeLosses(b, agent, total, totalAgent)
+	s.writeTaken(b, agent)
+	for _, c := range s.CPUs {
+		for _, bad := range c.Bad {
+			fmt.Fprintf(b, "WARNING: CPU %d: page %d of %s (offset %d) is corrupt and left out of the counts: %v\n",
+				c.CPU, bad.Index, filepath.Base(c.File), bad.Index*int64(s.PageSize), bad.Err)
+		}
+		if n := c.Stats.CorruptPages - int64(len(c.Bad)); n > 0 {
+			fmt.Fprintf(b, "WARNING: CPU %d: %d more corrupt pages in %s\n", c.CPU, n, filepath.Base(c.File))
+		}
+		if c.NotStreamed {
+			fmt.Fprintf(b, "WARNING: CPU %d was not streamed: the agent does not read it (it was offline when the agent started, or left out by its --cpus); what it recorded is not in the capture\n", c.CPU)
+		}
+	}
+	if s.TraceDatBadPages > 0 {
+		fmt.Fprintf(b, "trace.dat holds %d empty pages in place of the corrupt ones\n", s.TraceDatBadPages)
+	}
+	for _, c := range s.CPUs {
+		if c.ScanErr != nil {
+			fmt.Fprintf(b, "CPU %d: read %s: %v\n", c.CPU, filepath.Base(c.File), c.ScanErr)
+		}
+	}
+	for _, n := range s.Notes {
+		fmt.Fprintf(b, "%s\n", n)
+	}
+	if s.Meta != "" {
+		fmt.Fprintf(b, "metadata in %s\n", s.Meta)
+	}
+	if s.TraceDat != "" {
+		fmt.Fprintf(b, "wrote %s: trace-cmd report -i %s\n", s.TraceDat, s.TraceDat)
+	}
+	s.Timeline.write(b)
+}
+
+// Write prints one table of every guest's CPUs (a guest column first),
+// then each guest's lines (as Summary.Write prints them) prefixed with its
+// name, the spread of the start orders, the notes, and host.dat.
+func (ms MultiSummary) Write(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	agentCols := false
+	for _, g := range ms.Guests {
+		agentCols = agentCols || len(g.AgentStats) > 0
+	}
+	writeHead(tw, "guest", agentCols)
+	for _, g := range ms.Guests {
+		if len(g.CPUs) > 0 {
+			g.writeRows(tw, g.Name, agentCols)
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "saved %s in %s (%s pages) in %v\n", size(total.Bytes), s.Out, size(int64(s.PageSize)), s.Elapsed.Round(time.Millisecond))
-	s.writeLosses(&b, agent, total, totalAgent)
-	s.writeTaken(&b, agent)
-	for _, c := range s.CPUs {
-		for _, bad := range c.Bad {
-			fmt.Fprintf(&b, "WARNING: CPU %d: page %d of %s (offset %d) is corrupt and left out of the counts: %v\n",
-				c.CPU, bad.Index, filepath.Base(c.File), bad.Index*int64(s.PageSize), bad.Err)
+	for _, g := range ms.Guests {
+		if len(g.CPUs) == 0 {
+			fmt.Fprintf(&b, "%s: WARNING: no capture: %v\n", g.Name, g.Err)
+			continue
 		}
-		if n := c.Stats.CorruptPages - int64(len(c.Bad)); n > 0 {
-			fmt.Fprintf(&b, "WARNING: CPU %d: %d more corrupt pages in %s\n", c.CPU, n, filepath.Base(c.File))
-		}
-		if c.NotStreamed {
-			fmt.Fprintf(&b, "WARNING: CPU %d was not streamed: the agent does not read it (it was offline when the agent started, or left out by its --cpus); what it recorded is not in the capture\n", c.CPU)
+		var gb strings.Builder
+		g.writeLines(&gb)
+		for _, line := range strings.SplitAfter(gb.String(), "\n") {
+			if line != "" {
+				b.WriteString(g.Name + ": " + line)
+			}
 		}
 	}
-	if s.TraceDatBadPages > 0 {
-		fmt.Fprintf(&b, "trace.dat holds %d empty pages in place of the corrupt ones\n", s.TraceDatBadPages)
+	if ms.StartsSent > 0 || ms.StartsAnswered > 0 {
+		fmt.Fprintf(&b, "start orders: sent within %v of each other, answered within %v (first %s, last %s)\n",
+			ms.StartsSent.Round(time.Microsecond), ms.StartsAnswered.Round(time.Microsecond), ms.FirstStarted, ms.LastStarted)
 	}
-	for _, c := range s.CPUs {
-		if c.ScanErr != nil {
-			fmt.Fprintf(&b, "CPU %d: read %s: %v\n", c.CPU, filepath.Base(c.File), c.ScanErr)
-		}
-	}
-	for _, n := range s.Notes {
+	for _, n := range ms.Notes {
 		fmt.Fprintf(&b, "%s\n", n)
 	}
-	if s.Meta != "" {
-		fmt.Fprintf(&b, "metadata in %s\n", s.Meta)
+	if ms.HostDat != "" {
+		fmt.Fprintf(&b, "wrote %s: trace-cmd report -i %s", ms.HostDat, ms.HostDat)
+		for _, g := range ms.Guests {
+			switch {
+			case g.Link != "":
+				fmt.Fprintf(&b, " -i %s", g.Link)
+			case g.TraceDat != "":
+				fmt.Fprintf(&b, " -i %s", g.TraceDat)
+			}
+		}
+		b.WriteString("\n")
 	}
-	if s.TraceDat != "" {
-		fmt.Fprintf(&b, "wrote %s: trace-cmd report -i %s\n", s.TraceDat, s.TraceDat)
-	}
-	s.Timeline.write(&b, s.TraceDat)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeGone says that the guest went away, when and how.
+func (s Summary) writeGone(b *strings.Builder) {
+	if s.Gone == nil {
+		return
+	}
+	fmt.Fprintf(b, "WARNING: the guest went away at %s: %s; the capture holds what arrived before\n",
+		s.Gone.At.Format("15:04:05.000"), s.Gone.Why)
 }
 
 // writeLosses says what was lost: the kernel's counters of the recording

@@ -1,8 +1,10 @@
 package collect_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vtrace/vtrace/host/collect"
 	"github.com/vtrace/vtrace/proto/ringbuf"
@@ -58,5 +60,46 @@ func TestSummaryLossFigures(t *testing.T) {
 	if strings.Contains(text, "WARNING") && !strings.Contains(text, "CPU 2 was not streamed") || strings.Contains(text, "events lost") ||
 		!strings.Contains(text, "5 pages are flagged for events the ring buffer lost before this recording") {
 		t.Errorf("a recording that lost nothing, after earlier losses:\n%s", text)
+	}
+}
+
+// TestMultiSummary: one table with a guest column (the agent's columns
+// empty for a guest without final counters), each guest's lines prefixed
+// with its name, a guest gone and one never recorded said so, the start
+// spread, and host.dat with the guests' links.
+func TestMultiSummary(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	ms := collect.MultiSummary{Out: "/o", StartsSent: 62 * time.Microsecond, StartsAnswered: 181 * time.Millisecond,
+		FirstStarted: "b", LastStarted: "a", HostDat: "/o/host.dat", Guests: []collect.GuestSummary{
+			{Name: "a", Link: "/o/a.dat", Summary: collect.Summary{Out: "/o/a", PageSize: 4096, TraceDat: "/o/a/trace.dat",
+				CPUs:       []collect.CPU{{CPU: 0, File: "/o/a/cpu0.raw", Bytes: 8192, Stats: ringbuf.Stats{Pages: 2, Events: 30}}},
+				AgentStats: []wire.CPUStats{{CPU: 0, ReadEvents: 30}}}},
+			{Name: "b", Link: "/o/b.dat", Summary: collect.Summary{Out: "/o/b", PageSize: 4096, TraceDat: "/o/b/trace.dat",
+				CPUs: []collect.CPU{{CPU: 0, File: "/o/b/cpu0.raw", Bytes: 4096, Stats: ringbuf.Stats{Pages: 1, Events: 7}}},
+				Gone: &collect.Gone{At: at, Why: "qemu exited"}}},
+			{Name: "c", Err: errors.New("start recording: refused")},
+		}}
+	var b strings.Builder
+	if err := ms.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	text := b.String()
+	t.Logf("\n%s", text)
+	for _, want := range []string{
+		"guest  cpu      file  bytes  pages  events  missed pages  missed events  cut bytes  entries  read  overrun  dropped\n",
+		"    a    0  cpu0.raw   8192      2      30             0              0          0        0    30        0        0\n",
+		"    b    0  cpu0.raw   4096      1       7             0              0          0   ",
+		"b: WARNING: the guest went away at 03:04:05.006: qemu exited; the capture holds what arrived before\n",
+		"a: wrote /o/a/trace.dat",
+		"c: WARNING: no capture: start recording: refused\n",
+		"start orders: sent within 62µs of each other, answered within 181ms (first b, last a)\n",
+		"wrote /o/host.dat: trace-cmd report -i /o/host.dat -i /o/a.dat -i /o/b.dat\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the summary lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "    c ") {
+		t.Errorf("a guest never recorded has rows")
 	}
 }

@@ -71,18 +71,33 @@ type TimelineSummary struct {
 	VCPUs   []qmp.VCPU
 }
 
-// timeline is a capture's side of it.
+// timeline is one guest's side of it.
 type timeline struct {
 	cfg    Timeline
-	out    string
+	out    string // the guest's capture directory: clock.json goes there
 	sess   *session.Session
 	clock  sys.TraceClock
-	rec    *hosttrace.Recorder
+	host   *hostRecording
 	record timesync.Record
 	bursts int
 	failed error // the first burst that failed; later ones are not tried
 	vcpus  []qmp.VCPU
 	notes  *[]string
+}
+
+// hostRecording is the host's side of a timeline: one recording of the
+// host's events that every guest of the capture is placed against, saved
+// as OUT/host and written as OUT/host.dat with a GUEST option per guest.
+type hostRecording struct {
+	cfg     Timeline
+	out     string
+	traceID uint64
+	clock   string // the trace clock of the recording, once started
+	rec     *hosttrace.Recorder
+}
+
+func newHostRecording(cfg Timeline, out string) *hostRecording {
+	return &hostRecording{cfg: cfg.withDefaults(), out: out, traceID: traceID()}
 }
 
 // openTimeline decides, once the agent answered the handshake, whether
@@ -91,8 +106,8 @@ type timeline struct {
 // (no settings: the guest's tracing as it is) the guest's current clock
 // when user space can read it. A single probe checks that the agent
 // answers. The settings of ag may get the clock.
-func openTimeline(ctx context.Context, cfg Config, ag *agent, sum *Summary) (*timeline, error) {
-	if cfg.Timeline == nil {
+func openTimeline(ctx context.Context, cfg Config, ag *agent, host *hostRecording, sum *Summary) (*timeline, error) {
+	if cfg.Timeline == nil || host == nil {
 		return nil, nil
 	}
 	note := func(why string) {
@@ -123,7 +138,7 @@ func openTimeline(ctx context.Context, cfg Config, ag *agent, sum *Summary) (*ti
 	if err != nil {
 		return nil, fmt.Errorf("--host-events: %w: merging needs a clock both sides read", err)
 	}
-	tl := &timeline{cfg: cfg.Timeline.withDefaults(), out: cfg.Out, sess: ag.sess, clock: clock, notes: &sum.Notes}
+	tl := &timeline{cfg: cfg.Timeline.withDefaults(), out: cfg.Out, sess: ag.sess, clock: clock, host: host, notes: &sum.Notes}
 	if _, err := ag.sess.ProbeClock(ctx, session.ProbeOptions{Clock: clock}); err != nil {
 		if errors.Is(err, session.ErrNoClockProbes) {
 			note("the guest's vtrace agent is older than clock probes; update it")
@@ -134,7 +149,7 @@ func openTimeline(ctx context.Context, cfg Config, ag *agent, sum *Summary) (*ti
 	if s.Clock == "" && !s.IsZero() {
 		s.Clock = name
 	}
-	tl.record = timesync.Record{Clock: name, HostTraceID: traceID(), GuestTraceID: traceID()}
+	tl.record = timesync.Record{Clock: name, HostTraceID: host.traceID, GuestTraceID: traceID()}
 	tl.record.Guest = tl.cfg.Guest
 	if tl.cfg.VCPUs != nil {
 		if tl.vcpus, err = tl.cfg.VCPUs(ctx); err != nil {
@@ -169,22 +184,55 @@ func traceID() uint64 {
 	}
 }
 
-// startHost starts recording the host's events into OUT/host.
-func (t *timeline) startHost() error {
-	if t == nil {
+// start starts recording the host's events into OUT/host, with the trace
+// clock of the guests' timelines (nil ones have none). A timeline whose
+// clock differs from the first one's is left out, with a note: one host
+// recording has one clock. Without any timeline it does nothing.
+func (h *hostRecording) start(tls ...*timeline) error {
+	if h == nil {
+		return nil
+	}
+	for _, t := range tls {
+		if t == nil {
+			continue
+		}
+		if h.clock == "" {
+			h.clock = t.clock.Name
+		}
+		if t.clock.Name != h.clock {
+			*t.notes = append(*t.notes, fmt.Sprintf("--host-events: no merged timeline for this guest: it records with the %s clock, the host with the %s clock of the first guest; give --clock", t.clock.Name, h.clock))
+			t.host = nil
+		}
+	}
+	if h.clock == "" {
 		return nil
 	}
 	var err error
-	t.rec, err = hosttrace.Start(hosttrace.Config{Tracefs: t.cfg.HostTracefs, Events: t.cfg.HostEvents,
-		Clock: t.clock.Name, BufferKiB: t.cfg.HostBufferKiB, Out: filepath.Join(t.out, HostDir)})
+	h.rec, err = hosttrace.Start(hosttrace.Config{Tracefs: h.cfg.HostTracefs, Events: h.cfg.HostEvents,
+		Clock: h.clock, BufferKiB: h.cfg.HostBufferKiB, Out: filepath.Join(h.out, HostDir)})
 	return err
 }
 
-// abort ends the host's recording of a capture that did not start.
-func (t *timeline) abort() {
-	if t != nil && t.rec != nil {
-		t.rec.Abort()
-		t.rec = nil
+// abort ends a host recording that finish did not write.
+func (h *hostRecording) abort() {
+	if h != nil && h.rec != nil {
+		h.rec.Abort()
+		h.rec = nil
+	}
+}
+
+// mark writes text into the host's trace, if it records.
+func (t *timeline) mark(text string) {
+	if t != nil && t.host != nil && t.host.rec != nil {
+		t.host.rec.Mark(text)
+	}
+}
+
+// markStart writes "vtrace-start guest=NAME" into the host's trace right
+// before the guest's start order goes out.
+func (t *timeline) markStart() {
+	if t != nil {
+		t.mark(fmt.Sprintf("vtrace-start guest=%s\n", t.record.Guest))
 	}
 }
 
@@ -195,9 +243,9 @@ func (t *timeline) burst(ctx context.Context) {
 		return
 	}
 	opts := session.ProbeOptions{Clock: t.clock, Count: t.cfg.Probes}
-	if t.cfg.Markers && t.rec != nil {
+	if t.cfg.Markers && t.host != nil && t.host.rec != nil {
 		opts.Mark = func(id uint64, what string) {
-			t.rec.Mark(fmt.Sprintf("vtrace-clock probe=%d %s\n", id, what))
+			t.mark(fmt.Sprintf("vtrace-clock probe=%d %s\n", id, what))
 		}
 	}
 	got, err := t.sess.ProbeClock(ctx, opts)
@@ -212,46 +260,56 @@ func (t *timeline) burst(ctx context.Context) {
 	}
 }
 
+// watchStep bounds each wait for the agent's frames while recording, so
+// that bursts and the liveness check come on time.
+const watchStep = time.Second
+
 // watch reads the agent's Stats while recording, with a burst of probes
-// at once and every SyncInterval; without a timeline it only reads.
+// at once and every SyncInterval (with a timeline), and reports the agent
+// gone when it stays silent and does not answer a status request
+// (liveness.go).
 func (a *agent) watch(ctx context.Context) {
-	if a.tl == nil {
-		a.sess.Watch(ctx)
-		return
-	}
+	since := time.Now()
+	lastBytes, lastMove := a.bytesMoved(), since
+	var nextBurst time.Time
 	for ctx.Err() == nil {
-		a.tl.burst(ctx)
-		wctx, cancel := context.WithTimeout(ctx, a.tl.cfg.SyncInterval)
+		step := watchStep
+		if a.tl != nil {
+			if !time.Now().Before(nextBurst) {
+				a.tl.burst(ctx)
+				nextBurst = time.Now().Add(a.tl.cfg.SyncInterval)
+			}
+			step = max(min(step, time.Until(nextBurst)), time.Millisecond)
+		}
+		wctx, cancel := context.WithTimeout(ctx, step)
 		err := a.sess.Watch(wctx)
 		cancel()
-		if err != nil {
+		if ctx.Err() != nil {
 			return
+		}
+		if err != nil {
+			a.life.report("the control channel broke: " + err.Error())
+			return
+		}
+		if a.quietFor(since, &lastBytes, &lastMove) >= a.cfg.QuietCheck {
+			if ok, err := a.answers(ctx); !ok {
+				a.life.report(err.Error())
+				return
+			}
 		}
 	}
 }
 
-// finish stops the host's recording, fits the probes, and writes
-// OUT/clock.json and OUT/host.dat; the guest's trace.dat options go into
-// opts. Failures are notes: the guest's capture stands on its own.
+// finish fits the guest's probes and writes OUT/clock.json; the guest's
+// trace.dat options go into opts. Failures are notes: the guest's capture
+// stands on its own.
 func (t *timeline) finish(sum *Summary, opts *tracedat.Options) {
-	if t == nil || t.rec == nil {
+	if t == nil || t.host == nil || t.host.rec == nil {
 		return
 	}
-	rec := t.rec
-	t.rec = nil
 	ts := &TimelineSummary{Clock: t.clock.Name, Probes: len(t.record.Probes), VCPUs: t.vcpus}
 	sum.Timeline = ts
 	note := func(format string, args ...any) { sum.Notes = append(sum.Notes, fmt.Sprintf(format, args...)) }
-	set, err := rec.Stop()
-	if err != nil {
-		note("no host.dat: %v", err)
-		return
-	}
-	hostDir := filepath.Join(t.out, HostDir)
-	if err := meta.Save(set, filepath.Join(hostDir, MetaDir)); err != nil {
-		note("no host.dat: %v", err)
-		return
-	}
 	if fit, err := timesync.Solve(t.record.Probes); err != nil {
 		note("no clock offset: %v: trace.dat keeps the guest's own times", err)
 	} else {
@@ -265,23 +323,50 @@ func (t *timeline) finish(sum *Summary, opts *tracedat.Options) {
 		note("%v", err)
 	}
 	opts.Timeline = guestOptions(&t.record)
+}
+
+// finish stops the host's recording and writes OUT/host.dat, with a GUEST
+// option for each guest of tls (those that started) whose vCPU threads are
+// known. It returns host.dat's path, or "" with a note why not.
+func (h *hostRecording) finish(tls []*timeline, opts tracedat.Options, notes *[]string) string {
+	if h == nil || h.rec == nil {
+		return ""
+	}
+	rec := h.rec
+	h.rec = nil
+	note := func(format string, args ...any) { *notes = append(*notes, fmt.Sprintf(format, args...)) }
+	set, err := rec.Stop()
+	if err != nil {
+		note("no host.dat: %v", err)
+		return ""
+	}
+	hostDir := filepath.Join(h.out, HostDir)
+	if err := meta.Save(set, filepath.Join(hostDir, MetaDir)); err != nil {
+		note("no host.dat: %v", err)
+		return ""
+	}
+	var records []*timesync.Record
+	for _, t := range tls {
+		if t != nil && t.host == h {
+			records = append(records, &t.record)
+		}
+	}
 	cpus, err := tracedat.CaptureCPUs(hostDir)
 	if err != nil {
 		note("no host.dat: %v", err)
-		return
+		return ""
 	}
-	hopts := *opts
-	hopts.Timeline = hostOptions(&t.record)
-	path := filepath.Join(t.out, HostDat)
-	if _, err := tracedat.WriteFile(path, set, cpus, hopts, true); err != nil {
+	opts.Timeline = hostOptions(h.traceID, records)
+	path := filepath.Join(h.out, HostDat)
+	if _, err := tracedat.WriteFile(path, set, cpus, opts, true); err != nil {
 		note("no host.dat: %v", err)
-		return
+		return ""
 	}
-	ts.HostDat = path
+	return path
 }
 
-// write prints the timeline's lines of a summary.
-func (ts *TimelineSummary) write(w io.Writer, traceDat string) {
+// write prints the clock-sync line of a summary.
+func (ts *TimelineSummary) write(w io.Writer) {
 	if ts == nil {
 		return
 	}
@@ -289,7 +374,12 @@ func (ts *TimelineSummary) write(w io.Writer, traceDat string) {
 		fmt.Fprintf(w, "clock %s: guest − host %s at the start, drift %+.3f ppm (%+.1f µs a minute), uncertainty ±%.1f µs (half the best round trip), %d probes\n",
 			ts.Clock, time.Duration(int64(f.Offset)), f.Drift*1e6, f.Drift*60e6, f.Uncertainty()/1e3, ts.Probes)
 	}
-	if ts.HostDat != "" {
+}
+
+// writeHostDat prints where host.dat is and how to read it with the
+// guest's trace.dat.
+func (ts *TimelineSummary) writeHostDat(w io.Writer, traceDat string) {
+	if ts != nil && ts.HostDat != "" {
 		fmt.Fprintf(w, "wrote %s: trace-cmd report -i %s -i %s\n", ts.HostDat, ts.HostDat, traceDat)
 	}
 }
@@ -313,16 +403,19 @@ func guestOptions(r *timesync.Record) *tracedat.Timeline {
 	return tl
 }
 
-// hostOptions are host.dat's options of a timeline: TRACEID, and GUEST
-// when the vCPU threads are known.
-func hostOptions(r *timesync.Record) *tracedat.Timeline {
-	tl := &tracedat.Timeline{TraceID: r.HostTraceID}
-	if len(r.VCPUs) > 0 {
+// hostOptions are host.dat's options of a timeline: TRACEID, and a GUEST
+// option for each guest whose vCPU threads are known.
+func hostOptions(id uint64, records []*timesync.Record) *tracedat.Timeline {
+	tl := &tracedat.Timeline{TraceID: id}
+	for _, r := range records {
+		if len(r.VCPUs) == 0 {
+			continue
+		}
 		g := tracedat.Guest{Name: r.Guest, TraceID: r.GuestTraceID}
 		for _, v := range r.VCPUs {
 			g.VCPUs = append(g.VCPUs, tracedat.VCPU{CPU: v.CPU, TID: v.Thread})
 		}
-		tl.Guests = []tracedat.Guest{g}
+		tl.Guests = append(tl.Guests, g)
 	}
 	return tl
 }
@@ -342,12 +435,38 @@ func TimelineOptions(dir string) (*tracedat.Timeline, error) {
 	if filepath.Base(filepath.Clean(dir)) != HostDir {
 		return nil, nil
 	}
-	r, err = timesync.Load(filepath.Dir(filepath.Clean(dir)))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+	top := filepath.Dir(filepath.Clean(dir))
+	r, err = timesync.Load(top)
+	if err == nil {
+		return hostOptions(r.HostTraceID, []*timesync.Record{r}), nil
 	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	// A capture of several guests: OUT/NAME/clock.json for each.
+	ents, err := os.ReadDir(top)
 	if err != nil {
 		return nil, err
 	}
-	return hostOptions(r), nil
+	var records []*timesync.Record
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == HostDir {
+			continue
+		}
+		r, err := timesync.Load(filepath.Join(top, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(records) > 0 && r.HostTraceID != records[0].HostTraceID {
+			continue // not recorded against this host trace
+		}
+		records = append(records, r)
+	}
+	if len(records) == 0 {
+		return nil, nil
+	}
+	return hostOptions(records[0].HostTraceID, records), nil
 }

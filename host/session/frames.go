@@ -106,6 +106,9 @@ func (s *Session) read(ctx context.Context, deadline time.Time) (int, error) {
 	})
 	n, err := out.Read(s.buf)
 	s.stamp()
+	if n > 0 {
+		s.heard.Store(time.Now().UnixNano())
+	}
 	if !stop() {
 		// The callback has started: let it finish, or it could set its
 		// past deadline during the next read (a Stop right after Watch)

@@ -34,6 +34,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vtrace/vtrace/host/fifo"
@@ -110,6 +111,8 @@ type Session struct {
 	stats   []wire.CPUStats // the last Stats
 	skipped int             // frames that could not be read, or not expected
 	problem error           // the last of them
+
+	heard atomic.Int64 // unix nanoseconds of the last read that returned bytes
 
 	probeClock *sys.TraceClock // while probing: read as each read returns (clock.go)
 	readAt     int64           // its reading at the last read
@@ -266,6 +269,16 @@ const StartAgentHint = "start the agent in the guest: systemctl start vtrace-age
 func (s *Session) LineProtocolNotice() string {
 	return fmt.Sprintf("no vtrace agent answered on %s within %v: using the line protocol's bare orders (if the guest runs no agent at all, %s)",
 		s.outDir, s.opts.HandshakeTimeout, StartAgentHint)
+}
+
+// LastHeard is when the agent last sent bytes on the control channel
+// (a reply, Stats, anything); the zero time before it sent any. Safe for
+// concurrent use.
+func (s *Session) LastHeard() time.Time {
+	if n := s.heard.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // Stats returns the last Stats the agent sent, or nil.

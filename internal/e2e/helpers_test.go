@@ -37,11 +37,21 @@ type collector struct {
 // startCollect runs `vtrace host collect --dir g.Dir -o out --quiet
 // args...`; with --start it returns once the agent records.
 func startCollect(t testing.TB, g *vmtest.Guest, out string, args ...string) *collector {
-	dir := g.Dir
+	t.Helper()
+	c := runCollector(t, out, append([]string{"--dir", g.Dir}, args...)...)
+	if started := slices.Contains(args, "--start"); started {
+		c.waitRecording(g)
+	}
+	return c
+}
+
+// runCollector runs `vtrace host collect -o out --quiet args...` in the
+// background.
+func runCollector(t testing.TB, out string, args ...string) *collector {
 	t.Helper()
 	c := &collector{t: t, out: out, done: make(chan struct{})}
 	c.cmd = exec.Command(testutil.BuildVtrace(t),
-		append([]string{"host", "collect", "--dir", dir, "-o", out, "--quiet"}, args...)...)
+		append([]string{"host", "collect", "-o", out, "--quiet"}, args...)...)
 	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := c.cmd.Start(); err != nil {
@@ -59,9 +69,6 @@ func startCollect(t testing.TB, g *vmtest.Guest, out string, args ...string) *co
 			<-c.done
 		}
 	})
-	if started := slices.Contains(args, "--start"); started {
-		c.waitRecording(g)
-	}
 	return c
 }
 
@@ -69,11 +76,15 @@ func startCollect(t testing.TB, g *vmtest.Guest, out string, args ...string) *co
 // (OUT/meta, saved before it sends the start order) and the agent logged
 // its start on the console (60 s at most each), so that a signal sent later
 // stops a recording: one that comes during the handshake fails collect.
-func (c *collector) waitRecording(g *vmtest.Guest) {
+func (c *collector) waitRecording(g *vmtest.Guest) { c.t.Helper(); c.waitRecordingIn(g, c.out) }
+
+// waitRecordingIn is waitRecording for the guest whose capture goes to
+// out (OUT/NAME in a capture of several guests).
+func (c *collector) waitRecordingIn(g *vmtest.Guest, out string) {
 	c.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := os.Stat(filepath.Join(c.out, "meta", "events", "header_page")); err == nil {
+		if _, err := os.Stat(filepath.Join(out, "meta", "events", "header_page")); err == nil {
 			if _, err := g.WaitFor(`level=DEBUG msg=start `, 60*time.Second); err != nil {
 				c.t.Fatal(err)
 			}
