@@ -100,7 +100,10 @@ func copyFile(from, to string, perm os.FileMode) error {
 
 // domainXML is a domain of type qemu (TCG) that boots the test guest
 // directly, its workload running from the command line (no test port), its
-// console in w.console.
+// console in w.console. It has ACPI, as a domain virt-install makes does:
+// without it the guest finds no HPET or ACPI PM timer, its clocksource is
+// jiffies, and its trace clock ticks in 4 ms steps, too coarse for clock
+// probes.
 func (w libvirtWork) domainXML(name string, cpus, seconds int) string {
 	return fmt.Sprintf(`<domain type='qemu'>
   <name>%s</name>
@@ -112,6 +115,9 @@ func (w libvirtWork) domainXML(name string, cpus, seconds int) string {
     <initrd>%s</initrd>
     <cmdline>console=ttyS0 quiet panic=-1 no_timer_check vtrace.test=0 vtrace.heartbeat=1 vtrace.workload=spawn vtrace.seconds=%d</cmdline>
   </os>
+  <features>
+    <acpi/>
+  </features>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
