@@ -113,6 +113,11 @@ func TestIntegrationLibvirtTwoDomains(t *testing.T) {
 	}
 	for _, n := range names {
 		lossless(stdout, n)
+		// Each guest's clock is fitted to the host's: its trace.dat moves
+		// onto the host's timeline.
+		if !strings.Contains(stdout, n+": clock mono: guest − host ") {
+			t.Errorf("%s: no clock fit in the summary", n)
+		}
 	}
 	dump, err := exec.Command(tc, "dump", "--options", "-i", filepath.Join(out, "host.dat")).CombinedOutput()
 	if err != nil {
