@@ -29,6 +29,8 @@ var (
 	EINVAL = unix.EINVAL
 	EPIPE  = unix.EPIPE
 	ENXIO  = unix.ENXIO
+	ENODEV = unix.ENODEV // a virtio port hot-unplugged under its reader or writer
+	ECONNREFUSED = unix.ECONNREFUSED
 	ENOSPC = unix.ENOSPC
 	EBUSY  = unix.EBUSY // tracefs: an instance with a file still open
 )
