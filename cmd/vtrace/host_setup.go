@@ -22,6 +22,8 @@ type hostSetupOptions struct {
 	group  string
 	dryRun bool
 	local  bool
+	live   bool
+	config bool
 	out    io.Writer
 }
 
@@ -36,7 +38,12 @@ func newHostSetupCmd() *cobra.Command {
 			fifo.DefaultBase + "/<domain>). Channels take free ports of the virtio-serial controllers\n" +
 			"there are; when those run out, setup adds controllers of its own (or more ports on\n" +
 			"one), so any vCPU count fits. Channels already there keep their addresses.\n" +
-			"Running it again changes nothing; a changed vCPU count adds or removes ports.",
+			"Running it again changes nothing; a changed vCPU count adds or removes ports.\n\n" +
+			"With --live it hot-plugs the channels into the running domain instead, as unix-socket\n" +
+			"channels (libvirt cannot hot-plug pipes) whose sockets DIR/NAME libvirt creates: no\n" +
+			"restart, and the persistent XML stays as it is unless --config is given too. The domain\n" +
+			"needs a virtio-serial controller already (libvirt cannot hot-plug one). Every host\n" +
+			"command finds the sockets in DIR and uses them as it uses FIFOs.",
 		Args: oneArg("domain"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.domain, o.out = args[0], cmd.OutOrStdout()
@@ -51,6 +58,8 @@ func newHostSetupCmd() *cobra.Command {
 		"and an ACL entry on the FIFOs that lasts while libvirt hands them to qemu's user")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the XML diff and the FIFOs to make; change nothing")
 	f.BoolVar(&o.local, "local-fifos", false, localFIFOsUsage)
+	f.BoolVar(&o.live, "live", false, "hot-plug unix-socket channels into the running domain (no restart)")
+	f.BoolVar(&o.config, "config", false, "with --live: make the same change in the persistent XML")
 	return cmd
 }
 
@@ -60,6 +69,17 @@ func runHostSetup(_ context.Context, o *hostSetupOptions) error {
 		return err
 	}
 	opts.LocalFIFOs = o.local
+	if err := liveOptions(&opts, o.live, o.config); err != nil {
+		return err
+	}
+	if o.live {
+		r, err := onDomain(o.uri, opts, virt.SetupLive)
+		if err != nil {
+			return err
+		}
+		r.WriteSetup(o.out)
+		return nil
+	}
 	r, err := onDomain(o.uri, opts, virt.Setup)
 	if err != nil {
 		return err
@@ -68,15 +88,26 @@ func runHostSetup(_ context.Context, o *hostSetupOptions) error {
 	return nil
 }
 
-// onDomain connects to uri, runs do (virt.Setup or virt.Teardown) and
-// closes the connection.
-func onDomain(uri string, opts virt.Options, do func(*virt.Conn, virt.Options) (virt.Result, error)) (virt.Result, error) {
+// onDomain connects to uri, runs do (virt.Setup, virt.Teardown or their
+// live forms) and closes the connection.
+func onDomain[R any](uri string, opts virt.Options, do func(*virt.Conn, virt.Options) (R, error)) (R, error) {
 	c, err := virt.Connect(uri)
 	if err != nil {
-		return virt.Result{}, err
+		var zero R
+		return zero, err
 	}
 	defer c.Close()
 	return do(c, opts)
+}
+
+// liveOptions checks and sets --live and --config: --config only goes
+// with --live, as with virsh attach-device.
+func liveOptions(opts *virt.Options, live, config bool) error {
+	if config && !live {
+		return usageError{errors.New("check --config: it goes with --live (without --live only the persistent XML changes)")}
+	}
+	opts.Config = config
+	return nil
 }
 
 // hostOptions checks what can be checked before talking to libvirt: the
@@ -108,6 +139,8 @@ type hostTeardownOptions struct {
 	dir    string
 	dryRun bool
 	local  bool
+	live   bool
+	config bool
 	out    io.Writer
 }
 
@@ -118,7 +151,9 @@ func newHostTeardownCmd() *cobra.Command {
 		Short: "Remove what setup added",
 		Long: "Removes the trace channels (and the virtio-serial controller setup added, if nothing\n" +
 			"else uses it) from the domain's persistent XML, then the FIFOs, then their directory\n" +
-			"if it is empty. Running it again changes nothing.",
+			"if it is empty. Running it again changes nothing.\n\n" +
+			"With --live it hot-unplugs the unix-socket channels of setup --live from the running\n" +
+			"domain and removes their sockets; the persistent XML stays as it is unless --config.",
 		Args: oneArg("domain"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.domain, o.out = args[0], cmd.OutOrStdout()
@@ -130,6 +165,8 @@ func newHostTeardownCmd() *cobra.Command {
 	f.StringVar(&o.dir, "dir", "", "FIFO directory (default: the one the XML's channels name, else "+fifo.DefaultBase+"/<domain>)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the XML diff and the FIFOs to remove; change nothing")
 	f.BoolVar(&o.local, "local-fifos", false, localFIFOsUsage)
+	f.BoolVar(&o.live, "live", false, "hot-unplug the unix-socket channels from the running domain")
+	f.BoolVar(&o.config, "config", false, "with --live: take the trace channels from the persistent XML too")
 	return cmd
 }
 
@@ -139,6 +176,17 @@ func runHostTeardown(_ context.Context, o *hostTeardownOptions) error {
 		return err
 	}
 	opts.LocalFIFOs = o.local
+	if err := liveOptions(&opts, o.live, o.config); err != nil {
+		return err
+	}
+	if o.live {
+		r, err := onDomain(o.uri, opts, virt.TeardownLive)
+		if err != nil {
+			return err
+		}
+		r.WriteTeardown(o.out)
+		return nil
+	}
 	r, err := onDomain(o.uri, opts, virt.Teardown)
 	if err != nil {
 		return err

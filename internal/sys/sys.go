@@ -25,14 +25,14 @@ import (
 // Errno values, re-exported so packages outside internal/sys need not
 // import golang.org/x/sys/unix for comparisons.
 var (
-	EAGAIN = unix.EAGAIN
-	EINVAL = unix.EINVAL
-	EPIPE  = unix.EPIPE
-	ENXIO  = unix.ENXIO
-	ENODEV = unix.ENODEV // a virtio port hot-unplugged under its reader or writer
+	EAGAIN       = unix.EAGAIN
+	EINVAL       = unix.EINVAL
+	EPIPE        = unix.EPIPE
+	ENXIO        = unix.ENXIO
+	ENODEV       = unix.ENODEV // a virtio port hot-unplugged under its reader or writer
 	ECONNREFUSED = unix.ECONNREFUSED
-	ENOSPC = unix.ENOSPC
-	EBUSY  = unix.EBUSY // tracefs: an instance with a file still open
+	ENOSPC       = unix.ENOSPC
+	EBUSY        = unix.EBUSY // tracefs: an instance with a file still open
 )
 
 // retry calls f again while it fails with EINTR (a signal came first).
