@@ -159,7 +159,7 @@ func (a *Agent) unstreamedNow(r *recording) []wire.UnstreamedCPU {
 		}
 		out = append(out, wire.UnstreamedCPU{CPU: uint32(cpu), Reason: reasonLate})
 	}
-	slices.SortFunc(out, func(x, y wire.UnstreamedCPU) int { return int(x.CPU) - int(y.CPU) })
+	insertionSort(out, func(x, y wire.UnstreamedCPU) bool { return x.CPU < y.CPU })
 	return out
 }
 
@@ -188,9 +188,10 @@ func (a *Agent) addWorker(cpu int) (*worker, error) {
 		return nil, err
 	}
 	a.wmu.Lock()
-	ws := slices.Clone(a.workers) // readers keep the slice they took
-	i, _ := slices.BinarySearchFunc(ws, cpu, func(w *worker, cpu int) int { return w.cpu - cpu })
-	a.workers = slices.Insert(ws, i, w)
+	// A new slice, in CPU order: readers keep the one they took.
+	ws := append(append(make([]*worker, 0, len(a.workers)+1), a.workers...), w)
+	insertionSort(ws, func(x, y *worker) bool { return x.cpu < y.cpu })
+	a.workers = ws
 	a.wmu.Unlock()
 	go func() {
 		if err := w.run(); err != nil && !errors.Is(err, errAborted) {
@@ -206,8 +207,19 @@ func (a *Agent) addWorker(cpu int) (*worker, error) {
 
 func union(a, b []int) []int {
 	out := slices.Concat(a, b)
-	slices.Sort(out)
+	insertionSort(out, func(x, y int) bool { return x < y })
 	return slices.Compact(out)
+}
+
+// insertionSort sorts the few entries of a list: slices.SortFunc would
+// add a copy of pdqsort for the element type to the guest binary, which
+// has little room to spare.
+func insertionSort[T any](s []T, less func(x, y T) bool) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && less(s[j], s[j-1]); j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
 }
 
 func reasonOf(un []wire.UnstreamedCPU, cpu int) string {

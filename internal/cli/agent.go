@@ -42,12 +42,13 @@ type AgentOptions struct {
 	DrainTimeout  time.Duration
 	Instance      string
 	BufferPercent int
+	WaitPorts     bool
 }
 
 // NewAgentOptions returns the agent's defaults.
 func NewAgentOptions() *AgentOptions {
 	return &AgentOptions{PipeSize: guest.DefaultPipeSize, PortsDir: guest.DefaultPortsDir, DrainTimeout: 10 * time.Second,
-		Instance: guest.DefaultInstance, BufferPercent: guest.DefaultBufferPercent}
+		Instance: guest.DefaultInstance, BufferPercent: guest.DefaultBufferPercent, WaitPorts: true}
 }
 
 // Flags are the agent's flags, bound to o: the one list both binaries
@@ -60,6 +61,7 @@ func (o *AgentOptions) Flags() []Flag {
 		{"ports-dir", "", "directory of the ports, or of the host's .in/.out FIFOs", StringValue(&o.PortsDir)},
 		{"cpus", "", "CPUs to stream, e.g. 0-3,5 (default: every online CPU)", &o.CPUs},
 		{"verbose", "", "log per-CPU progress", BoolValue(&o.Verbose)},
+		{"wait-ports", "", "with the default --ports-dir: wait for missing ports (the log names them), and again when they go away (--wait-ports=false: fail at once)", BoolValue(&o.WaitPorts)},
 		{"drain-timeout", "", "at exit, give up sending what is left after this long (0: never)", DurationValue(&o.DrainTimeout)},
 		{"instance", "", "ftrace instance to record in when the host chooses events (a single name)", StringValue(&o.Instance)},
 		{"buffer-percent", "", "buffer_percent while recording: how full a CPU's buffer gets before the agent is woken (1-100; -1 leaves it alone)", IntValue(&o.BufferPercent)},
@@ -84,7 +86,8 @@ func RunAgent(ctx context.Context, o AgentOptions, stderr io.Writer, version str
 		return Usagef("check --pipe-size %v: %w", &o.PipeSize, err)
 	}
 	cfg := guest.Config{Tracefs: o.Tracefs, PortsDir: o.PortsDir, CPUs: o.CPUs, PipeSize: pipe,
-		DrainTimeout: o.DrainTimeout, Instance: o.Instance, BufferPercent: o.BufferPercent, Version: version}
+		DrainTimeout: o.DrainTimeout, Instance: o.Instance, BufferPercent: o.BufferPercent, Version: version,
+		WaitPorts: o.WaitPorts && o.PortsDir == guest.DefaultPortsDir}
 	if o.Stdout {
 		cfg.Stdout = os.Stdout
 	}
