@@ -9,8 +9,11 @@ import (
 )
 
 // Open opens the channel at path, as ReadPath or WritePath name it: a unix
-// socket is connected to (non-blocking, both directions; flags are not
-// used), a FIFO opened with flags (sys.FIFOReadNonblock or
+// socket is connected to, and with sys.FIFOReadNonblock read through a
+// pipe that a goroutine fills from it (a reader of a data channel splices
+// into files and counts what is buffered as on a FIFO), with
+// sys.FIFOWriteNonblock returned itself (non-blocking, both directions:
+// the control channel); a FIFO is opened with flags (sys.FIFOReadNonblock or
 // sys.FIFOWriteNonblock; O_CLOEXEC is added) and checked, on the open
 // descriptor, to be a FIFO: a regular file or a device put in its place is
 // refused. An error of the open itself is returned so that errors.Is finds
@@ -18,6 +21,9 @@ import (
 // permission error says what to do). The caller owns the descriptor.
 func Open(path string, flags int) (int, error) {
 	if isSocket(path) {
+		if flags == sys.FIFOReadNonblock {
+			return openSocketReader(path)
+		}
 		return connect(path)
 	}
 	fd, err := sys.Open(path, flags, 0)

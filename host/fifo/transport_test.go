@@ -1,6 +1,7 @@
 package fifo
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"net"
@@ -40,7 +41,7 @@ func TestSocketTransport(t *testing.T) {
 		t.Errorf("Detect of an empty directory: %v, want FIFOs", got)
 	}
 	names := channel.Names(2)
-	ls := listen(t, dir, names...)
+	ls := listen(t, dir, names...) // agent-ctl-path, trace-path-cpu0, trace-path-cpu1
 	if got := Detect(dir); got != Sockets {
 		t.Errorf("Detect: %v, want unix sockets", got)
 	}
@@ -58,16 +59,14 @@ func TestSocketTransport(t *testing.T) {
 		t.Errorf("Names: %q, %v; want %q", got, err, names)
 	}
 
-	fd, err := Open(ReadPath(dir, channel.Ctl), sys.FIFOReadNonblock)
+	// The control channel: one connection, both directions.
+	fd, err := Open(WritePath(dir, channel.Ctl), sys.FIFOWriteNonblock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sys.Close(fd)
 	if !IsSocketFD(fd) {
-		t.Error("IsSocketFD of a connected channel: false")
-	}
-	if _, err := SetBuffer(fd, 1<<20); err != nil {
-		t.Errorf("SetBuffer on a socket: %v", err)
+		t.Error("IsSocketFD of a connected control channel: false")
 	}
 	c, err := ls[0].AcceptUnix()
 	if err != nil {
@@ -91,9 +90,66 @@ func TestSocketTransport(t *testing.T) {
 		t.Errorf("write to the channel: the listener read %q, %v", buf[:n], err)
 	}
 
+	// A data channel reads as a pipe: all the bytes, then end of file
+	// once the peer closed.
+	r, err := Open(ReadPath(dir, channel.Data(0)), sys.FIFOReadNonblock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if IsSocketFD(r) {
+		t.Error("a data channel opened for reading is the socket, want a pipe")
+	}
+	if _, err := SetBuffer(r, 1<<20); err != nil {
+		t.Errorf("SetBuffer: %v", err)
+	}
+	d, err := ls[1].AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	go func() {
+		d.Write(want)
+		d.Close()
+	}()
+	var got []byte
+	big := make([]byte, 64<<10)
+	for {
+		n, err := sys.Read(r, big)
+		if errors.Is(err, sys.EAGAIN) {
+			sys.Poll(r, sys.In, nil, -1)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		got = append(got, big[:n]...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("read %d bytes through the data channel, want the %d written", len(got), len(want))
+	}
+	sys.Close(r)
+
+	// The reader closing ends the connection.
+	r, err = Open(ReadPath(dir, channel.Data(1)), sys.FIFOReadNonblock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := ls[2].AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys.Close(r)
+	if n, err := e.Read(buf); n != 0 || err == nil {
+		t.Errorf("the listener's read after the reader closed: %d, %v; want end of file", n, err)
+	}
+	e.Close()
+
 	// Nobody listens any more: the error says so.
-	ls[1].Close()
-	if _, err := Open(ReadPath(dir, channel.Data(0)), sys.FIFOReadNonblock); !errors.Is(err, ErrNotListening) {
+	ls[2].Close()
+	if _, err := Open(ReadPath(dir, channel.Data(1)), sys.FIFOReadNonblock); !errors.Is(err, ErrNotListening) {
 		t.Errorf("Open of a socket nobody listens on: %v, want ErrNotListening", err)
 	}
 }
