@@ -236,6 +236,7 @@ func TestIntegrationGuideLibvirt(t *testing.T) {
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
+    <controller type='virtio-serial'/>
     <serial type='file'>
       <source path='%s'/>
       <target port='0'/>
@@ -262,8 +263,10 @@ func TestIntegrationGuideLibvirt(t *testing.T) {
 		}
 	})
 	work := runScript(t, "libvirt", 5*time.Minute, "DOMAIN="+name, "LIBVIRT_DEFAULT_URI="+d.URI)
-	if _, err := os.Stat(filepath.Join(work, "capture", "trace.dat")); err != nil {
-		t.Errorf("the guide's commands made no capture/trace.dat: %v", err)
+	for _, f := range []string{"capture/trace.dat", "capture-live/trace.dat"} {
+		if _, err := os.Stat(filepath.Join(work, f)); err != nil {
+			t.Errorf("the guide's commands made no %s: %v", f, err)
+		}
 	}
 	dir, _ := fifo.DomainDir("", name)
 	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
