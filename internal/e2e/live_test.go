@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +48,9 @@ func (w libvirtWork) waitConsole(t *testing.T, from int, re string, bound time.D
 // (the agent's counts from the guest kernel's per-CPU stats match the
 // capture, and trace-cmd reads its trace.dat), `teardown --live` unplugs
 // them and the agent waits again; the persistent XML stays as it was.
-// Then `setup --live --config` changes the persistent XML too, the agent
+// Then, while no collector is connected, a recording waits in the guest
+// (nothing is sent) and a collector that connects later gets every page.
+// Last, `setup --live --config` changes the persistent XML too, the agent
 // answers over the new sockets, and `teardown --live --config` takes the
 // channels from both.
 func TestIntegrationLibvirtLive(t *testing.T) {
@@ -155,6 +159,48 @@ func TestIntegrationLibvirtLive(t *testing.T) {
 	}
 	checkReport(t, capture, got)
 
+	// While no collector is connected the guest sends nothing (its port's
+	// host end is closed), and what waits reaches a collector that
+	// connects later: every page the agent counts as sent is captured.
+	vtrace(t, "host", "start", name)
+	for {
+		st := cpuCounters(t, vtrace(t, "host", "status", name))
+		waiting, sent := uint64(0), uint64(0)
+		for _, c := range st {
+			waiting += c[0] + c[1] // entries in the ring buffer, events read into the agent's pipe
+			sent += c[5]
+		}
+		if sent != 0 {
+			t.Fatalf("the agent sent %d bytes while no collector was connected:\n%v", sent, st)
+		}
+		if waiting > 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	late := filepath.Join(w.dir, "capture-late")
+	lateCol := exec.Command(w.vtrace, "host", "collect", name, "-o", late, "--duration", "6s", "--quiet")
+	var lateOut bytes.Buffer
+	lateCol.Stdout, lateCol.Stderr = &lateOut, &lateOut
+	if err := lateCol.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop := vtrace(t, "host", "stop", name)
+	err = lateCol.Wait()
+	t.Logf("vtrace host stop:\n%s\nvtrace host collect (no --start):\n%s", stop, lateOut.String())
+	if err != nil {
+		t.Fatalf("vtrace host collect: %v", err)
+	}
+	final := cpuCounters(t, stop)
+	lateGot := scanCaptures(t, cpus, late)
+	for cpu := range lateGot {
+		if sent, read := final[cpu][6], final[cpu][1]; lateGot[cpu].Pages == 0 || uint64(lateGot[cpu].Pages) != sent ||
+			uint64(lateGot[cpu].Events) != read {
+			t.Errorf("cpu %d: the agent read %d events and sent %d pages; %d events in %d pages arrived",
+				cpu, read, sent, lateGot[cpu].Events, lateGot[cpu].Pages)
+		}
+	}
+
 	out = vtrace(t, "host", "teardown", "-c", d.URI, "--live", name)
 	t.Logf("vtrace host teardown --live:\n%s", out)
 	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
@@ -195,4 +241,28 @@ func TestIntegrationLibvirtLive(t *testing.T) {
 	if b, _ := os.ReadFile(w.console); bytes.Count(b, []byte("VTRACE-BOOT")) > 1 {
 		t.Errorf("the guest booted more than once:\n%s", b)
 	}
+}
+
+// cpuCounters reads the per-CPU table of `vtrace host status` or `stop`:
+// by CPU, entries, read, overrun, commit overrun, dropped, bytes sent,
+// pages sent.
+func cpuCounters(t *testing.T, out string) map[int][7]uint64 {
+	t.Helper()
+	rows := map[int][7]uint64{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 8 {
+			continue
+		}
+		var n [8]uint64
+		ok := true
+		for i := range f {
+			v, err := strconv.ParseUint(f[i], 10, 64)
+			n[i], ok = v, ok && err == nil
+		}
+		if ok {
+			rows[int(n[0])] = [7]uint64(n[1:])
+		}
+	}
+	return rows
 }
