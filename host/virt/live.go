@@ -367,7 +367,9 @@ func (r LiveResult) write(w io.Writer, what string) {
 	list(would("removed", "would remove"), r.Sockets.Removed)
 	list("left in place (holds other files)", r.Sockets.Left)
 	if r.SocketHost != "" {
-		fmt.Fprintf(w, "sockets: made by libvirt on %s, where the domain runs; collect there\n", r.SocketHost)
+		fmt.Fprintf(w, "sockets: made by libvirt on %s, where the domain runs, in %s (which must exist there: "+
+			"run vtrace host setup --live there, or this command with --local-fifos if %s is this machine); collect there\n",
+			r.SocketHost, r.Dir, r.SocketHost)
 	}
 	if what == "setup" {
 		fmt.Fprintf(w, "channels (unix sockets in %s): %s\n", r.Dir, strings.Join(r.Channels, " "))
