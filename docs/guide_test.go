@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,7 +34,12 @@ var notRun = map[string]string{
 	"qemu-system-x86_64 -accel kvm -m 1G": "boots a guest: the test boots one the same way (scripts/run-guest.sh, with these options)",
 	"DOMAIN=mydomain":                     "the test gives DOMAIN: a domain it defines in a private libvirtd",
 	"kernelshark capture/trace.dat":       "a graphical program",
+	"kernelshark timeline/host.dat":       "a graphical program (internal/e2e's timeline test opens such a pair in KernelShark)",
 }
+
+// mergedLine is an event line of a report of several files: the file's
+// name, then the event, its timestamp after the CPU.
+var mergedLine = regexp.MustCompile(`(?m)^\s*(host\.dat|trace\.dat):.*\[\d+\]\s+(?:\S+\s+)?(\d+\.\d+):`)
 
 // block is one fenced shell block of the guide.
 type block struct {
@@ -232,6 +238,9 @@ func TestIntegrationGuideLibvirt(t *testing.T) {
     <initrd>%s</initrd>
     <cmdline>console=ttyS0 quiet panic=-1 no_timer_check vtrace.test=0 vtrace.workload=spawn vtrace.seconds=600</cmdline>
   </os>
+  <features>
+    <acpi/>
+  </features>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
@@ -267,6 +276,24 @@ func TestIntegrationGuideLibvirt(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(work, f)); err != nil {
 			t.Errorf("the guide's commands made no %s: %v", f, err)
 		}
+	}
+	// The merged report holds both files' events, the guest's moved onto
+	// the host's clock: its first event lies within the host's.
+	merged, err := os.ReadFile(filepath.Join(work, "timeline", "merged.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]float64{}
+	last := map[string]float64{}
+	for _, m := range mergedLine.FindAllStringSubmatch(string(merged), -1) {
+		ts, _ := strconv.ParseFloat(m[2], 64)
+		if _, ok := first[m[1]]; !ok {
+			first[m[1]] = ts
+		}
+		last[m[1]] = ts
+	}
+	if len(first) != 2 || first["trace.dat"] < first["host.dat"] || first["trace.dat"] > last["host.dat"] {
+		t.Errorf("the merged report's events: first %v, last %v: want both files, the guest's inside the host's", first, last)
 	}
 	dir, _ := fifo.DomainDir("", name)
 	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {

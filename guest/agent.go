@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/internal/textlog"
 	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 	"github.com/vtrace/vtrace/proto/wire"
@@ -112,7 +112,7 @@ func (c Config) withDefaults() (Config, error) {
 // Agent streams the CPUs of one tracefs to the host.
 type Agent struct {
 	cfg     Config // with defaults
-	log     *slog.Logger
+	log     *textlog.Logger
 	tracefs string   // the default directory streamed (--tracefs)
 	lock    *dirLock // on tracefs: no other vtrace agent streams it
 	root    string   // the tracefs mount point: instances/, events/, metadata
@@ -140,10 +140,7 @@ type Agent struct {
 // and closes it. With cfg.WaitPorts it first waits for the ports, and
 // when they go away while it runs it stops at once (there is nowhere to
 // drain to), closes the agent and waits for them again.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+func Run(ctx context.Context, cfg Config, log *textlog.Logger) error {
 	var w *portWatch
 	var err error
 	if cfg.WaitPorts && cfg.Stdout == nil {
@@ -228,11 +225,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 var errPortsGone = errors.New("the host unplugged the ports")
 
 // New opens tracefs, the ports and the control port, and starts one idle
-// goroutine per CPU. log may be nil.
-func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+// goroutine per CPU. log may be nil: a nil *textlog.Logger writes nothing.
+func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 	if cfg, err = cfg.withDefaults(); err != nil {
 		return nil, err
 	}

@@ -3,11 +3,11 @@ package guest
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/vtrace/vtrace/internal/textlog"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -31,7 +31,7 @@ type ctlOut struct {
 	f    *os.File // nil: nowhere to reply (frames are counted and dropped)
 	path string
 	max  int
-	log  *slog.Logger
+	log  *textlog.Logger
 
 	mu      sync.Mutex
 	queue   []outFrame
@@ -50,7 +50,7 @@ type outFrame struct {
 	late  func() []byte // when not nil, gives the bytes to write instead of b, as they are written (clock.go)
 }
 
-func newCtlOut(f *os.File, path string, max int, log *slog.Logger) *ctlOut {
+func newCtlOut(f *os.File, path string, max int, log *textlog.Logger) *ctlOut {
 	o := &ctlOut{f: f, path: path, max: max, log: log,
 		wake: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{})}
 	go o.run()

@@ -3,12 +3,13 @@ package guest
 import (
 	"errors"
 	"fmt"
-	"log/slog"
+
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/internal/textlog"
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
@@ -156,7 +157,7 @@ func ueventField(b []byte, key string) string {
 // waitPorts returns once f finds every port the agent needs for cpus,
 // waiting for the kernel's uevents meanwhile and saying in the log which
 // ports it waits for, or errWatchEnded when w's waker fires first.
-func waitPorts(f portFinder, cpus []int, w *portWatch, log *slog.Logger) error {
+func waitPorts(f portFinder, cpus []int, w *portWatch, log *textlog.Logger) error {
 	said := ""
 	for {
 		m := strings.Join(f.missing(cpus), " ")

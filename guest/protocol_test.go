@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/vtrace/vtrace/guest"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/internal/textlog"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 	"github.com/vtrace/vtrace/proto/wire"
 )
@@ -36,7 +36,7 @@ func startAgent(t *testing.T, cfg guest.Config) *runningAgent {
 	}
 	cfg.DrainTimeout = 20 * time.Second
 	cfg.Version = "test"
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := textlog.New(testWriter{t}, textlog.LevelDebug)
 	fds := testutil.OpenFDs(t)
 	a, err := guest.New(cfg, log)
 	if err != nil {

@@ -2,11 +2,11 @@ package guest
 
 import (
 	"errors"
-	"log/slog"
 	"os"
 	"sync"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/internal/textlog"
 	"github.com/vtrace/vtrace/proto/cpustream"
 )
 
@@ -96,10 +96,10 @@ type stdoutStream struct {
 	buf     []byte   // one page, when copying
 	hdr     [cpustream.HeaderSize]byte
 	copying bool // stdout refused splice (a tty, an O_APPEND file)
-	log     *slog.Logger
+	log     *textlog.Logger
 }
 
-func newStdoutStream(f *os.File, page int, log *slog.Logger) *stdoutStream {
+func newStdoutStream(f *os.File, page int, log *textlog.Logger) *stdoutStream {
 	return &stdoutStream{out: int(f.Fd()), keep: f, page: page, buf: make([]byte, page), log: log}
 }
 

@@ -3,7 +3,6 @@ package guest_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +15,7 @@ import (
 	"github.com/vtrace/vtrace/guest"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/internal/textlog"
 )
 
 // markers writes n trace markers of size bytes into inst from cpu.
@@ -58,7 +58,7 @@ func TestIntegrationStopNamesTheCPU(t *testing.T) {
 	stuck := cpus[len(cpus)-1]
 	dir := fifoDir(t, cpus)
 	newHost(t, dir, inst, cpus[:len(cpus)-1]) // nobody reads the last CPU's port
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := textlog.New(testWriter{t}, textlog.LevelDebug)
 	fds := testutil.OpenFDs(t)
 	a, err := guest.New(guest.Config{Tracefs: inst, PortsDir: dir, PipeSize: 64 << 10, StateDir: t.TempDir()}, log)
 	if err != nil {

@@ -6,12 +6,12 @@ package guest
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime"
 	"sync/atomic"
 	"time"
 
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/internal/textlog"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 )
 
@@ -41,7 +41,7 @@ type worker struct {
 // newWorker opens the CPU's trace file (tracePath), a pipe of pipeSize
 // bytes, a waker and, last, its sink (openSink). The worker owns them all.
 func newWorker(cpu int, tracePath string, l ringbuf.Layout, pipeSize int, openSink func(cpu int) (sink, error),
-	abort *atomic.Bool, log *slog.Logger) (_ *worker, err error) {
+	abort *atomic.Bool, log *textlog.Logger) (_ *worker, err error) {
 	w := &worker{
 		waiter: waiter{cpu: cpu, abort: abort, log: log.With("cpu", cpu)},
 		layout: l, page: l.PageSize, buf: make([]byte, l.PageSize),
@@ -253,7 +253,7 @@ type waiter struct {
 	cpu   int
 	waker *sys.Waker
 	abort *atomic.Bool
-	log   *slog.Logger
+	log   *textlog.Logger
 }
 
 // wait blocks until in is readable or out writable (-1: not waited for) or

@@ -31,6 +31,7 @@ test)
 		libxml2-utils                 # xmllint, for virt-xml-validate: host/domxml's schema test
 		openssh-server openssh-client # the ssh pair: host/virt's qemu+ssh test
 		linux-source-6.1 gcc libc6-dev # the kernel's C agent (scripts/build-c-agent.sh) for e2e's TestIntegrationCAgent
+		pkgconf libkshark-dev libjson-c-dev libtracecmd-dev libtracefs-dev libtraceevent-dev # KernelShark's library: host/tracedat's test loads v6, v7 and zstd files with it
 		make man-db groff-base bash-completion systemd # make install's test: man, completions, systemd-analyze verify
 		mmdebstrap) # the systemd guest (scripts/build-systemd-guest.sh) for dist's TestIntegrationSystemdUnit
 	;;

@@ -57,7 +57,9 @@ func (p Probe) Check() error {
 	case p.HostReceived < p.HostSent || p.GuestSent < p.GuestReceived:
 		return fmt.Errorf("probe %d: readings out of order", p.ID)
 	case p.Delay() < 0:
-		return fmt.Errorf("probe %d: the guest took %d ns of a %d ns round trip", p.ID, p.GuestSent-p.GuestReceived, p.HostReceived-p.HostSent)
+		return fmt.Errorf("probe %d: the guest took %d ns of a %d ns round trip: its trace clock ticks coarser than the round trip "+
+			"(a guest clocksource of jiffies, as without ACPI: see /sys/devices/system/clocksource/clocksource0/current_clocksource in the guest)",
+			p.ID, p.GuestSent-p.GuestReceived, p.HostReceived-p.HostSent)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -240,9 +241,10 @@ func traceCmd(t *testing.T, args ...string) (stdout, stderr string) {
 
 var offsetLine = regexp.MustCompile(`(?m)^CPU\d+ data recorded at offset=0x[0-9a-f]+$`)
 
-// The same capture written as v6, v7 and v7 with zstd: trace-cmd 3.1 reads
-// all three to the same events, per CPU as many as our page reader and the
-// kernel count, and its own checks of the v7 files find nothing to say.
+// The same capture written as v6, v7 and v7 with zstd: trace-cmd 3.1 and
+// KernelShark's library (libkshark) read all three to the same events, per
+// CPU as many as our page reader and the kernel count, and trace-cmd's own
+// checks of the v7 files find nothing to say.
 func TestIntegrationTraceCmdReadsV7(t *testing.T) {
 	testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
 	inst := testutil.Instance(t, "vtrace-tracedat-v7")
@@ -255,6 +257,7 @@ func TestIntegrationTraceCmdReadsV7(t *testing.T) {
 		t.Fatal("the capture holds no events")
 	}
 
+	kshark := buildKshark(t)
 	var v6Report, v6Stat string
 	for _, o := range []Options{
 		{Format: FormatV6},
@@ -283,6 +286,11 @@ func TestIntegrationTraceCmdReadsV7(t *testing.T) {
 		}
 		if int64(len(events)) != total || len(dropped) != 0 {
 			t.Errorf("%s: trace-cmd shows %d events and drops %q; ringbuf counts %d, no drops", name, len(events), dropped, total)
+		}
+		// KernelShark loads the same events from each file.
+		ks, ksTotal := ksharkCount(t, kshark, dat)
+		if ksTotal != total || !maps.Equal(ks, ours) {
+			t.Errorf("%s: KernelShark loads %d events %v; ringbuf counts %d %v", name, ksTotal, ks, total, ours)
 		}
 		// --stat: the CPUSTAT options, then per CPU where its pages sit
 		// (a file offset, or in a compressed file one in the decompressed

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/vtrace/vtrace/guest"
 	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/internal/textlog"
 )
 
 // AgentUse, AgentShort and AgentLong describe `vtrace guest agent` in both
@@ -91,11 +91,11 @@ func RunAgent(ctx context.Context, o AgentOptions, stderr io.Writer, version str
 	if o.Stdout {
 		cfg.Stdout = os.Stdout
 	}
-	level := slog.LevelWarn
+	level := textlog.LevelWarn
 	if o.Verbose {
-		level = slog.LevelDebug
+		level = textlog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := textlog.New(stderr, level)
 	if note != "" {
 		log.Warn(note)
 	}
