@@ -99,14 +99,15 @@ func TestSocketTransport(t *testing.T) {
 	if IsSocketFD(r) {
 		t.Error("a data channel opened for reading is the socket, want a pipe")
 	}
-	if _, err := SetBuffer(r, 1<<20); err != nil {
-		t.Errorf("SetBuffer: %v", err)
+	if got, err := SetBuffer(r, 1<<16); err != nil || got != 1<<16 {
+		t.Errorf("SetBuffer of the pipe: %d, %v; want 64 KiB", got, err)
 	}
 	d, err := ls[1].AcceptUnix()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	// 4 MiB, many times the pipe: the pump waits for room again and again.
+	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<18)
 	go func() {
 		d.Write(want)
 		d.Close()
