@@ -247,6 +247,7 @@ func TestIntegrationGuideLibvirt(t *testing.T) {
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
+    <controller type='virtio-serial'/>
     <serial type='file'>
       <source path='%s'/>
       <target port='0'/>
@@ -273,8 +274,10 @@ func TestIntegrationGuideLibvirt(t *testing.T) {
 		}
 	})
 	work := runScript(t, "libvirt", 5*time.Minute, "DOMAIN="+name, "LIBVIRT_DEFAULT_URI="+d.URI)
-	if _, err := os.Stat(filepath.Join(work, "capture", "trace.dat")); err != nil {
-		t.Errorf("the guide's commands made no capture/trace.dat: %v", err)
+	for _, f := range []string{"capture/trace.dat", "capture-live/trace.dat"} {
+		if _, err := os.Stat(filepath.Join(work, f)); err != nil {
+			t.Errorf("the guide's commands made no %s: %v", f, err)
+		}
 	}
 	// The merged report holds both files' events, the guest's moved onto
 	// the host's clock: its first event lies within the host's.

@@ -71,6 +71,12 @@ type Config struct {
 	StatsEvery time.Duration
 	// Version is the agent's version, told to the host.
 	Version string
+	// WaitPorts makes Run wait for missing virtio-serial ports instead of
+	// failing (it says in its log which), start once they are all there,
+	// and wait again when they go away (the host unplugged them), all
+	// from the kernel's uevents: no restart, no polling. It applies to
+	// ports found through /sys/class/virtio-ports, not to -o.
+	WaitPorts bool
 }
 
 // withDefaults fills in what c leaves to the agent and checks the rest
@@ -138,15 +144,92 @@ type Agent struct {
 }
 
 // Run builds an agent from cfg, obeys the host until ctx ends, then stops
-// and closes it.
+// and closes it. With cfg.WaitPorts it first waits for the ports, and
+// when they go away while it runs it stops at once (there is nowhere to
+// drain to), closes the agent and waits for them again.
 func Run(ctx context.Context, cfg Config, log *textlog.Logger) error {
-	a, err := New(cfg, log)
-	if err != nil {
+	var w *portWatch
+	var err error
+	if cfg.WaitPorts && cfg.Stdout == nil {
+		if w, err = openPortWatch(); err != nil {
+			log.Warn("cannot watch for ports that appear later: the ports must be there now", "err", err)
+		}
+	}
+	if w == nil {
+		a, err := New(cfg, log)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		return a.Run(ctx, cfg.DrainTimeout, cfg.Abort)
+	}
+	defer w.close()
+	cpus := cfg.CPUs
+	if cpus == nil {
+		if cpus, err = OnlineCPUs(); err != nil {
+			return err
+		}
+	}
+	dir := cfg.PortsDir
+	if dir == "" {
+		dir = DefaultPortsDir
+	}
+	f := portFinder{dir: dir, sysClass: sysClassPorts, dev: "/dev"}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			w.waker.Wake()
+		case <-done:
+		}
+	}()
+	for {
+		if err := waitPorts(f, cpus, w, log); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		a, err := New(cfg, log)
+		if err != nil {
+			if ctx.Err() == nil && len(f.missing(cpus)) > 0 {
+				continue // gone again before the agent could open them
+			}
+			return err
+		}
+		var gone atomic.Bool
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			watchGone(f, cpus, w, func() {
+				gone.Store(true)
+				select {
+				case a.failed <- errPortsGone:
+				default:
+				}
+			})
+		}()
+		err = a.Run(ctx, cfg.DrainTimeout, cfg.Abort)
+		a.Close()
+		if ctx.Err() == nil {
+			w.waker.Wake()
+		}
+		<-watched
+		if ctx.Err() != nil {
+			return err
+		}
+		w.waker.Clear()
+		if gone.Load() || (err != nil && len(f.missing(cpus)) > 0) {
+			log.Warn("ports went away (the host unplugged them): stopped; waiting for them again", "err", err)
+			continue
+		}
 		return err
 	}
-	defer a.Close()
-	return a.Run(ctx, cfg.DrainTimeout, cfg.Abort)
 }
+
+// errPortsGone ends an agent whose ports the host unplugged.
+var errPortsGone = errors.New("the host unplugged the ports")
 
 // New opens tracefs, the ports and the control port, and starts one idle
 // goroutine per CPU. log may be nil: a nil *textlog.Logger writes nothing.
@@ -184,7 +267,7 @@ func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 	if cfg.PipeSize < a.layout.PageSize {
 		return nil, fmt.Errorf("check pipe size %d: smaller than a ring-buffer page (%d bytes)", cfg.PipeSize, a.layout.PageSize)
 	}
-	finder := portFinder{dir: cfg.PortsDir, sysClass: "/sys/class/virtio-ports", dev: "/dev"}
+	finder := portFinder{dir: cfg.PortsDir, sysClass: sysClassPorts, dev: "/dev"}
 	if a.ctlPath, err = finder.find([]string{channel.Ctl}, true); err != nil && cfg.Stdout == nil {
 		return nil, err
 	}

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"time"
 
+	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/control"
 	"github.com/vtrace/vtrace/proto/wire"
 )
@@ -63,6 +65,10 @@ func (a *Agent) Run(ctx context.Context, drainTimeout time.Duration, abort <-cha
 	}
 }
 
+// asyncWait bounds a wait for SIGIO on a control port whose host end is
+// closed: the signal, not this pause, wakes the agent when the host comes.
+const asyncWait = 30 * time.Second
+
 // readControl splits what the control port says into frames and text,
 // feeds the text to the order parser, and hands both on until done is
 // closed or the port is.
@@ -72,8 +78,24 @@ func (a *Agent) readControl(inputs chan<- input, done <-chan struct{}) {
 	d := wire.Demux{TextOrders: true}
 	var p control.Parser
 	buf := make([]byte, 64<<10)
-	const minWait, maxWait = 10 * time.Millisecond, time.Second
+	const minWait = 10 * time.Millisecond
+	maxWait := time.Second
 	wait := minWait
+	// A virtio port whose host end is closed (a unix-socket channel that no
+	// host program is connected to) reads EOF and polls as hung up at once.
+	// The kernel sends SIGIO when the host end opens (and when data comes):
+	// wait for that, with a long pause as a safety net, rather than poll.
+	var sigio chan os.Signal
+	if rc, err := a.ctl.SyscallConn(); err == nil {
+		var serr error
+		rc.Control(func(fd uintptr) { serr = sys.SetAsync(int(fd)) })
+		if serr == nil {
+			sigio = make(chan os.Signal, 1)
+			signal.Notify(sigio, sys.SIGIO)
+			defer signal.Stop(sigio)
+			maxWait = asyncWait
+		}
+	}
 	hand := func(in input) bool {
 		select {
 		case inputs <- in:
@@ -132,6 +154,7 @@ func (a *Agent) readControl(inputs chan<- input, done <-chan struct{}) {
 			}
 			select {
 			case <-time.After(wait):
+			case <-sigio:
 			case <-done:
 				return
 			}

@@ -7,6 +7,7 @@ package guest
 // that the host never shows it as an empty stream.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -159,7 +160,7 @@ func (a *Agent) unstreamedNow(r *recording) []wire.UnstreamedCPU {
 		}
 		out = append(out, wire.UnstreamedCPU{CPU: uint32(cpu), Reason: reasonLate})
 	}
-	slices.SortFunc(out, func(x, y wire.UnstreamedCPU) int { return int(x.CPU) - int(y.CPU) })
+	slices.SortFunc(out, func(x, y wire.UnstreamedCPU) int { return cmp.Compare(x.CPU, y.CPU) })
 	return out
 }
 
@@ -188,9 +189,10 @@ func (a *Agent) addWorker(cpu int) (*worker, error) {
 		return nil, err
 	}
 	a.wmu.Lock()
-	ws := slices.Clone(a.workers) // readers keep the slice they took
-	i, _ := slices.BinarySearchFunc(ws, cpu, func(w *worker, cpu int) int { return w.cpu - cpu })
-	a.workers = slices.Insert(ws, i, w)
+	// A new slice, in CPU order: readers keep the one they took.
+	ws := append(append(make([]*worker, 0, len(a.workers)+1), a.workers...), w)
+	slices.SortFunc(ws, func(x, y *worker) int { return cmp.Compare(x.cpu, y.cpu) })
+	a.workers = ws
 	a.wmu.Unlock()
 	go func() {
 		if err := w.run(); err != nil && !errors.Is(err, errAborted) {

@@ -97,7 +97,7 @@ func TestGuestAgentCommandUsesSharedFlags(t *testing.T) {
 	cmd := newGuestAgentCmd()
 	cmd.InitDefaultHelpFlag()
 	got := map[string]string{}
-	for _, name := range []string{"stdout", "pipe-size", "tracefs", "ports-dir", "cpus", "verbose", "drain-timeout", "instance", "buffer-percent", "subbuf-size", "help"} {
+	for _, name := range []string{"stdout", "pipe-size", "tracefs", "ports-dir", "cpus", "verbose", "drain-timeout", "instance", "buffer-percent", "subbuf-size", "wait-ports", "help"} {
 		if f := cmd.Flags().Lookup(name); f != nil {
 			got[name] = f.Shorthand
 		}

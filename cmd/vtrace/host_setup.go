@@ -22,6 +22,8 @@ type hostSetupOptions struct {
 	group   string
 	dryRun  bool
 	local   bool
+	live    bool
+	config  bool
 	out     io.Writer
 }
 
@@ -38,7 +40,12 @@ func newHostSetupCmd() *cobra.Command {
 			"one), so any vCPU count fits. Channels already there keep their addresses.\n" +
 			"Running it again changes nothing; a changed vCPU count adds or removes ports.\n" +
 			"Several domains are set up one after the other, each in " + fifo.DefaultBase + "/<domain>\n" +
-			"(--dir is for one domain only); setup stops at the first that fails.",
+			"(--dir is for one domain only); setup stops at the first that fails.\n\n" +
+			"With --live it hot-plugs the channels into the running domain instead, as unix-socket\n" +
+			"channels (libvirt cannot hot-plug pipes) whose sockets DIR/NAME libvirt creates: no\n" +
+			"restart, and the persistent XML stays as it is unless --config is given too. The domain\n" +
+			"needs a virtio-serial controller already (libvirt cannot hot-plug one). Every host\n" +
+			"command finds the sockets in DIR and uses them as it uses FIFOs.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.domains, o.out = args, cmd.OutOrStdout()
@@ -53,6 +60,8 @@ func newHostSetupCmd() *cobra.Command {
 		"and an ACL entry on the FIFOs that lasts while libvirt hands them to qemu's user")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the XML diff and the FIFOs to make; change nothing")
 	f.BoolVar(&o.local, "local-fifos", false, localFIFOsUsage)
+	f.BoolVar(&o.live, "live", false, "hot-plug unix-socket channels into the running domain (no restart)")
+	f.BoolVar(&o.config, "config", false, "with --live: make the same change in the persistent XML")
 	return cmd
 }
 
@@ -67,10 +76,13 @@ func runHostSetup(_ context.Context, o *hostSetupOptions) error {
 			return err
 		}
 		opts.LocalFIFOs = o.local
+		if err := liveOptions(&opts, o.live, o.config); err != nil {
+			return err
+		}
 		all = append(all, opts)
 	}
 	for _, opts := range all {
-		r, err := onDomain(o.uri, opts, virt.Setup)
+		r, err := onSetup(o.uri, opts, o.live)
 		if err != nil {
 			if len(all) > 1 {
 				return fmt.Errorf("domain %s: %w", opts.Domain, err)
@@ -82,12 +94,13 @@ func runHostSetup(_ context.Context, o *hostSetupOptions) error {
 	return nil
 }
 
-// onDomain connects to uri, runs do (virt.Setup or virt.Teardown) and
-// closes the connection.
-func onDomain(uri string, opts virt.Options, do func(*virt.Conn, virt.Options) (virt.Result, error)) (virt.Result, error) {
+// onDomain connects to uri, runs do (virt.Setup, virt.Teardown or their
+// live forms) and closes the connection.
+func onDomain[R any](uri string, opts virt.Options, do func(*virt.Conn, virt.Options) (R, error)) (R, error) {
 	c, err := virt.Connect(uri)
 	if err != nil {
-		return virt.Result{}, err
+		var zero R
+		return zero, err
 	}
 	defer c.Close()
 	return do(c, opts)
@@ -113,6 +126,39 @@ func hostOptions(domain, dir string, cpus int, group string, dryRun bool) (virt.
 	return opts, nil
 }
 
+// report is what setup and teardown print, of pipe channels
+// (virt.Result) or live ones (virt.LiveResult).
+type report interface {
+	WriteSetup(io.Writer)
+	WriteTeardown(io.Writer)
+}
+
+// onSetup runs virt.Setup, or virt.SetupLive when live.
+func onSetup(uri string, opts virt.Options, live bool) (report, error) {
+	if live {
+		return onDomain(uri, opts, virt.SetupLive)
+	}
+	return onDomain(uri, opts, virt.Setup)
+}
+
+// onTeardown runs virt.Teardown, or virt.TeardownLive when live.
+func onTeardown(uri string, opts virt.Options, live bool) (report, error) {
+	if live {
+		return onDomain(uri, opts, virt.TeardownLive)
+	}
+	return onDomain(uri, opts, virt.Teardown)
+}
+
+// liveOptions checks and sets --live and --config: --config only goes
+// with --live, as with virsh attach-device.
+func liveOptions(opts *virt.Options, live, config bool) error {
+	if config && !live {
+		return usageError{errors.New("check --config: it goes with --live (without --live only the persistent XML changes)")}
+	}
+	opts.Config = config
+	return nil
+}
+
 const localFIFOsUsage = "with a remote URI (qemu+ssh, qemu+tcp, ...), handle the FIFOs on this machine anyway\n" +
 	"(when the remote daemon is this machine's); without it only the XML changes"
 
@@ -122,6 +168,8 @@ type hostTeardownOptions struct {
 	dir     string
 	dryRun  bool
 	local   bool
+	live    bool
+	config  bool
 	out     io.Writer
 }
 
@@ -134,7 +182,9 @@ func newHostTeardownCmd() *cobra.Command {
 			"else uses it) from the domain's persistent XML, then the FIFOs, then their directory\n" +
 			"if it is empty. Running it again changes nothing. Several domains are torn down one\n" +
 			"after the other (--dir is for one domain only); teardown goes on past one that fails\n" +
-			"and reports every failure.",
+			"and reports every failure.\n\n" +
+			"With --live it hot-unplugs the unix-socket channels of setup --live from the running\n" +
+			"domain and removes their sockets; the persistent XML stays as it is unless --config.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.domains, o.out = args, cmd.OutOrStdout()
@@ -146,6 +196,8 @@ func newHostTeardownCmd() *cobra.Command {
 	f.StringVar(&o.dir, "dir", "", "FIFO directory (default: the one the XML's channels name, else "+fifo.DefaultBase+"/<domain>)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the XML diff and the FIFOs to remove; change nothing")
 	f.BoolVar(&o.local, "local-fifos", false, localFIFOsUsage)
+	f.BoolVar(&o.live, "live", false, "hot-unplug the unix-socket channels from the running domain")
+	f.BoolVar(&o.config, "config", false, "with --live: take the trace channels from the persistent XML too")
 	return cmd
 }
 
@@ -160,11 +212,14 @@ func runHostTeardown(_ context.Context, o *hostTeardownOptions) error {
 			return err
 		}
 		opts.LocalFIFOs = o.local
+		if err := liveOptions(&opts, o.live, o.config); err != nil {
+			return err
+		}
 		all = append(all, opts)
 	}
 	var errs []error
 	for _, opts := range all {
-		r, err := onDomain(o.uri, opts, virt.Teardown)
+		r, err := onTeardown(o.uri, opts, o.live)
 		if err != nil {
 			if len(all) == 1 {
 				return err

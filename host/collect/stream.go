@@ -39,12 +39,12 @@ func openStreams(cfg Config, cpus []int, sum *Summary) ([]*stream, error) {
 		return nil, err
 	}
 	for _, cpu := range cpus {
-		_, path := fifo.Paths(cfg.Dir, channel.Data(cpu))
+		path := fifo.ReadPath(cfg.Dir, channel.Data(cpu))
 		in, err := fifo.Open(path, sys.FIFOReadNonblock)
 		if err != nil {
 			return fail(fmt.Errorf("read CPU %d's stream: %w", cpu, err))
 		}
-		if _, err := sys.SetPipeSize(in, cfg.FIFOSize); err != nil {
+		if _, err := fifo.SetBuffer(in, cfg.FIFOSize); err != nil {
 			sum.Notes = append(sum.Notes, fmt.Sprintf("CPU %d: keep the FIFO's default buffer: %v", cpu, err))
 		}
 		file := filepath.Join(cfg.Out, FileName(cpu))

@@ -31,6 +31,10 @@ type Info struct {
 	// unreadable.
 	CPUs     int
 	Channels []Channel // our channels, in document order
+	// SerialControllers counts the virtio-serial controllers: a running
+	// domain without one cannot take channels (libvirt does not hot-plug
+	// the controller).
+	SerialControllers int
 }
 
 // Inspect reads the facts Patch and the host commands need from doc.
@@ -51,6 +55,11 @@ func Inspect(doc []byte) (Info, error) {
 		for _, c := range dev.all("channel") {
 			if name, ok := ourName(c); ok {
 				info.Channels = append(info.Channels, channelOf(c, name))
+			}
+		}
+		for _, c := range dev.all("controller") {
+			if c.attrs["type"] == "virtio-serial" {
+				info.SerialControllers++
 			}
 		}
 	}

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/vtrace/vtrace/proto/channel"
 )
@@ -419,5 +422,23 @@ func TestQemuArgs(t *testing.T) {
 	}
 	if got := shellQuote("it's"); got != `'it'\''s'` {
 		t.Errorf("shellQuote(it's) = %s", got)
+	}
+}
+
+// TestSocketChannel checks that the channel SocketChannel makes reads back
+// as one of ours, with its path intact whatever characters the domain's
+// name gave it.
+func TestSocketChannel(t *testing.T) {
+	for _, p := range []string{"/var/lib/vtrace/vm1/agent-ctl-path", `/var/lib/vtrace/a'b"<&>c/trace-path-cpu3`} {
+		name := path.Base(p)
+		doc := []byte("<domain><name>x</name><devices><controller type='virtio-serial'/>" + SocketChannel(name, p) + "</devices></domain>")
+		info, err := Inspect(doc)
+		if err != nil {
+			t.Fatalf("Inspect of %s: %v", doc, err)
+		}
+		want := []Channel{{Name: name, Type: "unix", Path: p, Port: -1}}
+		if diff := cmp.Diff(want, info.Channels); diff != "" || info.SerialControllers != 1 {
+			t.Errorf("channels of %s (-want +got):\n%s; %d virtio-serial controllers", doc, diff, info.SerialControllers)
+		}
 	}
 }

@@ -11,9 +11,10 @@ import (
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
-// TraceCPUs lists the CPUs that have a data FIFO (trace-path-cpuN.out) in
-// dir, in increasing order: the streams a collector reads. Names that are
-// not exactly that are ignored. A missing dir, or one without data FIFOs,
+// TraceCPUs lists the CPUs that have a data channel in dir, a FIFO
+// trace-path-cpuN.out or a unix socket trace-path-cpuN, in increasing
+// order: the streams a collector reads. Names that are not exactly that
+// are ignored. A missing dir, or one without data FIFOs,
 // is an error that says to run `vtrace host setup` first.
 func TraceCPUs(dir string) ([]int, error) {
 	ents, err := os.ReadDir(dir)
@@ -26,22 +27,27 @@ func TraceCPUs(dir string) ([]int, error) {
 	var cpus []int
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".out")
+		if !ok && e.Type() == fs.ModeSocket {
+			name, ok = e.Name(), true
+		}
 		if !ok {
 			continue
 		}
-		if n, ok := channel.ParseData(name); ok {
+		if n, ok := channel.ParseData(name); ok && !slices.Contains(cpus, n) {
 			cpus = append(cpus, n)
 		}
 	}
 	if len(cpus) == 0 {
-		return nil, fmt.Errorf("find data FIFOs: no %s.out in %s: run `vtrace host setup <domain>` first", channel.Data(0), dir)
+		return nil, fmt.Errorf("find data channels: no %s.out or %s socket in %s: run `vtrace host setup <domain>` first",
+			channel.Data(0), channel.Data(0), dir)
 	}
 	slices.Sort(cpus)
 	return cpus, nil
 }
 
-// Names lists the channels that have a FIFO (NAME.in or NAME.out) in dir,
-// control port first, then by CPU. A missing dir has none.
+// Names lists the channels that have a FIFO (NAME.in or NAME.out) or a
+// unix socket (NAME) in dir, control port first, then by CPU. A missing
+// dir has none.
 func Names(dir string) ([]string, error) {
 	st, err := os.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -59,12 +65,15 @@ func Names(dir string) ([]string, error) {
 	}
 	ctl, cpus := false, []int{}
 	for _, e := range ents {
-		if e.Type()&fs.ModeNamedPipe == 0 {
-			continue
-		}
-		n, ok := strings.CutSuffix(e.Name(), ".in")
-		if !ok {
-			n, ok = strings.CutSuffix(e.Name(), ".out")
+		var n string
+		ok := false
+		switch e.Type() {
+		case fs.ModeSocket:
+			n, ok = e.Name(), true
+		case fs.ModeNamedPipe:
+			if n, ok = strings.CutSuffix(e.Name(), ".in"); !ok {
+				n, ok = strings.CutSuffix(e.Name(), ".out")
+			}
 		}
 		if !ok {
 			continue

@@ -57,10 +57,11 @@ const NoReaderHint = "is the guest running (qemu holds the FIFO open from its st
 // reads it: opening a FIFO for writing cannot be waited for with poll(2).
 const retryEvery = 20 * time.Millisecond
 
-// Path returns the FIFO the host writes orders into: DIR/agent-ctl-path.in.
+// Path returns the channel the host writes orders into: the FIFO
+// DIR/agent-ctl-path.in, or the unix socket DIR/agent-ctl-path
+// (fifo.WritePath).
 func Path(dir string) string {
-	in, _ := fifo.Paths(dir, channel.Ctl)
-	return in
+	return fifo.WritePath(dir, channel.Ctl)
 }
 
 // Send writes order into DIR/agent-ctl-path.in. It waits at most timeout
@@ -85,8 +86,9 @@ func Send(ctx context.Context, dir string, order Order, timeout time.Duration) e
 			return nil
 		}
 		// ENXIO: nobody reads the FIFO yet. EPIPE: the reader left between
-		// our open and our write. Both are worth another try.
-		if !errors.Is(err, sys.ENXIO) && !errors.Is(err, sys.EPIPE) {
+		// our open and our write. ErrNotListening: qemu does not listen on
+		// the socket yet. All are worth another try.
+		if !errors.Is(err, sys.ENXIO) && !errors.Is(err, sys.EPIPE) && !errors.Is(err, fifo.ErrNotListening) {
 			return fmt.Errorf("send %v order: %w", order, err)
 		}
 		if !time.Now().Before(deadline) {
@@ -160,7 +162,7 @@ func OpenIn(ctx context.Context, dir string, timeout time.Duration) (*os.File, e
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: run `vtrace host setup <domain>` first (or mkfifo the channel's FIFOs)", err)
 		}
-		if !errors.Is(err, sys.ENXIO) {
+		if !errors.Is(err, sys.ENXIO) && !errors.Is(err, fifo.ErrNotListening) {
 			return nil, err
 		}
 		if !time.Now().Before(deadline) {

@@ -17,7 +17,9 @@
 //
 // Only one Session at a time may read a control channel: Open takes an
 // exclusive flock(2) on the .out FIFO (among vtrace commands on this host)
-// and fails with ErrBusy when another command holds it.
+// and fails with ErrBusy when another command holds it. A unix-socket
+// channel (host/fifo.Sockets) is one connection for both directions, and
+// its lock is on the channel directory.
 //
 // Lifecycle: a Session owns two descriptors until Close. Its methods are
 // not safe for concurrent use, except Close.
@@ -99,6 +101,9 @@ type Session struct {
 	in     *os.File // DIR/agent-ctl-path.in, written
 	out    *os.File // DIR/agent-ctl-path.out, read; nil in line-protocol mode
 	outDir string
+	// dirLock holds the flock of the channel directory for a socket
+	// channel (shareOut); -1 otherwise.
+	dirLock int
 
 	hello *wire.HelloReply // nil in line-protocol mode
 	id    uint64
@@ -143,8 +148,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 	if opts.HostVersion == "" {
 		opts.HostVersion = "dev"
 	}
-	_, outPath := fifo.Paths(dir, channel.Ctl)
-	s := &Session{dir: dir, opts: opts, outDir: outPath, buf: make([]byte, 64<<10)}
+	outPath := fifo.ReadPath(dir, channel.Ctl)
+	s := &Session{dir: dir, opts: opts, outDir: outPath, buf: make([]byte, 64<<10), dirLock: -1}
 	// Ids differ from one session to the next, so that a late reply to an
 	// earlier command is never taken for one of ours.
 	s.id = uint64(time.Now().UnixNano()) & (1<<40 - 1) << 8
@@ -153,7 +158,11 @@ func Open(ctx context.Context, dir string, opts Options) (*Session, error) {
 		return nil, err // "open DIR/agent-ctl-path.in: ..."
 	}
 	s.in = in
-	if err := s.openOut(outPath); err != nil {
+	open := s.openOut
+	if withFD(in, fifo.IsSocketFD) {
+		open = s.shareOut
+	}
+	if err := open(outPath); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -193,6 +202,46 @@ func (s *Session) openOut(path string) error {
 	}
 	s.out = os.NewFile(uintptr(fd), path) // non-blocking: pollable, deadlines work
 	return nil
+}
+
+// shareOut reads the replies from the connection s.in writes to, a unix
+// socket channel (both directions in one connection), and locks the
+// channel directory, as openOut locks the .out FIFO: qemu accepts one
+// client at a time, and a second command would wait unanswered.
+func (s *Session) shareOut(path string) error {
+	dfd, err := sys.Open(s.dir, sys.ORdonly|sys.ODirectory, 0)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", s.dir, err)
+	}
+	ok, err := sys.TryLock(dfd)
+	if err != nil || !ok {
+		sys.Close(dfd)
+		if err != nil {
+			return fmt.Errorf("lock %s: %w", s.dir, err)
+		}
+		return fmt.Errorf("lock %s: %w: another vtrace command (a collect --start, status, start or stop) is talking to the agent; wait for it or run this there", s.dir, ErrBusy)
+	}
+	fd, err := -1, error(nil)
+	withFD(s.in, func(in int) bool { fd, err = sys.Dup(in); return true })
+	if err != nil {
+		sys.Close(dfd)
+		return err
+	}
+	s.out = os.NewFile(uintptr(fd), path)
+	s.dirLock = dfd
+	return nil
+}
+
+// withFD calls fn with f's descriptor without f.Fd(), which would make it
+// blocking (and its deadlines void), and returns what fn returns.
+func withFD(f *os.File, fn func(fd int) bool) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	r := false
+	rc.Control(func(fd uintptr) { r = fn(int(fd)) })
+	return r
 }
 
 // handshake says Hello and waits for the HelloReply.
@@ -306,7 +355,8 @@ func (s *Session) Close() error {
 	return s.closeErr
 }
 
-// closeFiles closes both FIFOs and returns the first error.
+// closeFiles closes both FIFOs (or the socket's two descriptors and the
+// directory's lock) and returns the first error.
 func (s *Session) closeFiles() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -320,6 +370,10 @@ func (s *Session) closeFiles() error {
 			first = err
 		}
 		s.out = nil
+	}
+	if s.dirLock >= 0 {
+		sys.Close(s.dirLock)
+		s.dirLock = -1
 	}
 	return first
 }

@@ -19,6 +19,9 @@ type Options struct {
 	CPUs   int    // trace ports; 0 means the domain's vCPU count
 	Group  int    // group of the directory and FIFOs and of the FIFOs' ACL entry (fifo.Options); -1: none
 	DryRun bool   // report, change nothing
+	// Config, with SetupLive and TeardownLive, makes the same change in
+	// the persistent XML (virsh's --config beside --live).
+	Config bool
 	// LocalFIFOs makes (or removes) the FIFOs on this machine even when the
 	// connection is remote (Conn.Remote), for a remote URI that reaches
 	// this machine's own daemon. Without it a remote setup or teardown

@@ -43,12 +43,13 @@ type AgentOptions struct {
 	Instance      string
 	BufferPercent int
 	SubbufSize    SubbufSize // bytes; 0: the kernel's
+	WaitPorts     bool
 }
 
 // NewAgentOptions returns the agent's defaults.
 func NewAgentOptions() *AgentOptions {
 	return &AgentOptions{PipeSize: guest.DefaultPipeSize, PortsDir: guest.DefaultPortsDir, DrainTimeout: 10 * time.Second,
-		Instance: guest.DefaultInstance, BufferPercent: guest.DefaultBufferPercent}
+		Instance: guest.DefaultInstance, BufferPercent: guest.DefaultBufferPercent, WaitPorts: true}
 }
 
 // Flags are the agent's flags, bound to o: the one list both binaries
@@ -61,6 +62,7 @@ func (o *AgentOptions) Flags() []Flag {
 		{"ports-dir", "", "directory of the ports, or of the host's .in/.out FIFOs", StringValue(&o.PortsDir)},
 		{"cpus", "", "CPUs to stream, e.g. 0-3,5 (default: every online CPU)", &o.CPUs},
 		{"verbose", "", "log per-CPU progress", BoolValue(&o.Verbose)},
+		{"wait-ports", "", "with the default --ports-dir: wait for missing ports (the log names them), and again when they go away (--wait-ports=false: fail at once)", BoolValue(&o.WaitPorts)},
 		{"drain-timeout", "", "at exit, give up sending what is left after this long (0: never)", DurationValue(&o.DrainTimeout)},
 		{"instance", "", "ftrace instance to record in when the host chooses events (a single name)", StringValue(&o.Instance)},
 		{"subbuf-size", "", "ring-buffer sub-buffer (page) size of each recording, 4K to 1M, a power of two (Linux 6.8 and later): set in the streamed buffer at each start and put back at the stop, unless the host's settings give one", &o.SubbufSize},
@@ -87,7 +89,7 @@ func RunAgent(ctx context.Context, o AgentOptions, stderr io.Writer, version str
 	}
 	cfg := guest.Config{Tracefs: o.Tracefs, PortsDir: o.PortsDir, CPUs: o.CPUs, PipeSize: pipe,
 		DrainTimeout: o.DrainTimeout, Instance: o.Instance, BufferPercent: o.BufferPercent, SubbufKiB: o.SubbufSize.KiB(),
-		Version: version}
+		Version: version, WaitPorts: o.WaitPorts && o.PortsDir == guest.DefaultPortsDir}
 	if o.Stdout {
 		cfg.Stdout = os.Stdout
 	}

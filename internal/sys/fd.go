@@ -65,3 +65,23 @@ func SetNonblock(fd int, on bool) error {
 	}
 	return nil
 }
+
+// SetAsync makes the kernel send this process SIGIO when fd becomes
+// readable or, for a virtio port, when its host end opens or closes
+// (fcntl F_SETOWN and O_ASYNC).
+func SetAsync(fd int) error {
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETOWN, unix.Getpid()); err != nil {
+		return os.NewSyscallError("fcntl F_SETOWN", err)
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err == nil {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_ASYNC)
+	}
+	if err != nil {
+		return os.NewSyscallError("fcntl O_ASYNC", err)
+	}
+	return nil
+}
+
+// SIGIO is the signal SetAsync asks for.
+const SIGIO = unix.SIGIO

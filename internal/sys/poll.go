@@ -108,3 +108,18 @@ func poll(fds []unix.PollFd, w *Waker, timeout time.Duration) (Event, error) {
 		return Ready, nil
 	}
 }
+
+// PollPair waits until a has one of aEvents or b has one of bEvents
+// (POLLERR and POLLHUP are always reported), or timeout passes (negative:
+// no timeout), and returns both revents (zero on a timeout).
+func PollPair(a int, aEvents int16, b int, bEvents int16, timeout time.Duration) (ra, rb int16, err error) {
+	fds := [3]unix.PollFd{{Fd: int32(a), Events: aEvents}, {Fd: int32(b), Events: bEvents}}
+	if _, err := poll(fds[:], nil, timeout); err != nil {
+		return 0, 0, err
+	}
+	return fds[0].Revents, fds[1].Revents, nil
+}
+
+// Err is the poll revents bit of an error on the descriptor: for the
+// write end of a pipe, that its read end is closed.
+const Err = unix.POLLERR

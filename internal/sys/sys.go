@@ -25,13 +25,15 @@ import (
 // Errno values, re-exported so packages outside internal/sys need not
 // import golang.org/x/sys/unix for comparisons.
 var (
-	EAGAIN = unix.EAGAIN
-	EINVAL = unix.EINVAL
-	EPIPE  = unix.EPIPE
-	ENXIO  = unix.ENXIO
-	ENOSPC = unix.ENOSPC
-	EBUSY  = unix.EBUSY // tracefs: an instance with a file still open
-	EPERM  = unix.EPERM // tracefs: a file the kernel's policy refuses
+	EAGAIN       = unix.EAGAIN
+	EINVAL       = unix.EINVAL
+	EPIPE        = unix.EPIPE
+	ENXIO        = unix.ENXIO
+	ENODEV       = unix.ENODEV // a virtio port hot-unplugged under its reader or writer
+	ECONNREFUSED = unix.ECONNREFUSED
+	ENOSPC       = unix.ENOSPC
+	EBUSY        = unix.EBUSY // tracefs: an instance with a file still open
+	EPERM        = unix.EPERM // tracefs: a file the kernel's policy refuses
 )
 
 // retry calls f again while it fails with EINTR (a signal came first).
