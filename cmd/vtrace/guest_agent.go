@@ -25,6 +25,7 @@ type guestAgentOptions struct {
 	drainTimeout  time.Duration
 	instance      string
 	bufferPercent int
+	latency       time.Duration
 }
 
 func newGuestAgentCmd() *cobra.Command {
@@ -56,6 +57,7 @@ exits at once.`,
 	f.BoolVar(&opts.verbose, "verbose", false, "log per-CPU progress")
 	f.DurationVar(&opts.drainTimeout, "drain-timeout", 10*time.Second, "at exit, give up sending what is left after this long (0: never)")
 	f.StringVar(&opts.instance, "instance", guest.DefaultInstance, "ftrace instance to record in when the host chooses events (a single name)")
+	f.DurationVar(&opts.latency, "latency", guest.DefaultLatency, "longest an event recorded waits in the guest before it is sent (0: no bound; the host may ask for another)")
 	f.IntVar(&opts.bufferPercent, "buffer-percent", guest.DefaultBufferPercent, "buffer_percent while recording: how full a CPU's buffer gets before the agent is woken (1-100; -1 leaves it alone)")
 	return cmd
 }
@@ -63,6 +65,13 @@ exits at once.`,
 func runGuestAgent(ctx context.Context, opts guestAgentOptions) error {
 	if opts.bufferPercent > 100 || opts.bufferPercent < -1 || opts.bufferPercent == 0 {
 		return usageError{fmt.Errorf("check --buffer-percent %d: want 1 to 100, or -1", opts.bufferPercent)}
+	}
+	if opts.latency < 0 {
+		return usageError{fmt.Errorf("check --latency %v: must not be negative", opts.latency)}
+	}
+	latency := opts.latency
+	if latency == 0 {
+		latency = -1 // guest.Config: no bound
 	}
 	max, err := sys.PipeMaxSize()
 	if err != nil {
@@ -73,7 +82,7 @@ func runGuestAgent(ctx context.Context, opts guestAgentOptions) error {
 		return usageError{fmt.Errorf("check --pipe-size %v: %w", &opts.pipeSize, err)}
 	}
 	cfg := guest.Config{Tracefs: opts.tracefs, PortsDir: opts.portsDir, CPUs: opts.cpus, PipeSize: pipe,
-		DrainTimeout: opts.drainTimeout, Instance: opts.instance, BufferPercent: opts.bufferPercent, Version: version}
+		DrainTimeout: opts.drainTimeout, Instance: opts.instance, BufferPercent: opts.bufferPercent, Latency: latency, Version: version}
 	if opts.stdout {
 		cfg.Stdout = os.Stdout
 	}

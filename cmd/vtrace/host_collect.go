@@ -83,8 +83,8 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 	if cfg.Settings, err = opts.settings.settings(); err != nil {
 		return err
 	}
-	if !cfg.Start && !cfg.Settings.IsZero() {
-		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --clock and --instance need --start")}
+	if !cfg.Start && (!cfg.Settings.IsZero() || cfg.Settings.LatencyMS > 0) {
+		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --clock, --instance and --latency need --start")}
 	}
 	for name, d := range map[string]time.Duration{"--duration": cfg.Duration, "--timeout": cfg.OrderTimeout, "--handshake-timeout": cfg.HandshakeTimeout,
 		"--settle": cfg.Settle, "--drain-timeout": cfg.DrainTimeout} {
