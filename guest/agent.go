@@ -208,6 +208,7 @@ func New(cfg Config, log *slog.Logger) (_ *Agent, err error) {
 		log.Debug("port", "cpu", cpu, "path", path)
 		return p, nil
 	}
+	reserveProcs(len(a.cpus))
 	for _, cpu := range a.cpus {
 		w, err := newWorker(cpu, tracefs.PerCPU(a.tracefs, cpu, "trace_pipe_raw"), a.layout, cfg.PipeSize, openSink, a.pace, &a.abort, log)
 		if err != nil {

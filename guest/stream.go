@@ -82,6 +82,15 @@ func newWorker(cpu int, tracePath string, l ringbuf.Layout, pipeSize int, openSi
 	return w, nil
 }
 
+// reserveProcs makes GOMAXPROCS at least workers+1: a CPU goroutine keeps
+// its P through its raw system calls (see waitFor), and the control loop,
+// the signal handler and the garbage collector need one too.
+func reserveProcs(workers int) {
+	if runtime.GOMAXPROCS(0) <= workers {
+		runtime.GOMAXPROCS(workers + 1)
+	}
+}
+
 // close releases the worker's files and sink once its goroutine has ended.
 func (w *worker) close() error {
 	var err error
@@ -319,7 +328,7 @@ func (w *worker) fill() (moved int, dry bool, err error) {
 	if room == 0 {
 		return 0, false, nil
 	}
-	n, err := sys.Splice(w.trace, w.pipeW, room, sys.SpliceNonblock)
+	n, err := sys.SpliceRaw(w.trace, w.pipeW, room, sys.SpliceNonblock)
 	switch {
 	case errors.Is(err, sys.EAGAIN):
 		return 0, true, nil
@@ -424,13 +433,43 @@ type waiter struct {
 	waker *sys.Waker
 	abort *atomic.Bool
 	log   *slog.Logger
+	busy  bool // the last wait ended within rawWait: wait without the scheduler
 }
+
+// rawWait bounds a wait made without the Go scheduler.
+const rawWait = 20 * time.Millisecond
 
 // waitFor blocks until in is readable or out writable (-1: not waited
 // for), the waker fires (the wake-up is cleared), or timeout passes
 // (negative: no timeout).
+//
+// While waits end within rawWait (a busy stream: hundreds of waits and
+// splices a second), they are made without the Go scheduler
+// (sys.PollInOutRaw), each bounded by rawWait; so are the splices
+// (sys.SpliceRaw). Through the scheduler, a goroutine that never yields
+// has its P retaken by the runtime's monitor (sysmon) at nearly every
+// system call, and the monitor then wakes every 20 µs: in the benchmark
+// that was most of the agent's wake-ups and a fifth of its CPU. A raw wait
+// that runs out its rawWait ends the busy spell (it reports Timeout): the
+// next waits go through the scheduler and block without bound when
+// nothing is due, so an idle stream still makes no wake-ups.
 func (wt *waiter) waitFor(in, out int, timeout time.Duration) (sys.Event, error) {
-	ev, err := sys.PollInOut(in, out, wt.waker, timeout)
+	var ev sys.Event
+	var err error
+	if wt.busy {
+		t := rawWait
+		if timeout >= 0 && timeout < t {
+			t = timeout
+		}
+		ev, err = sys.PollInOutRaw(in, out, wt.waker, t)
+		if ev == sys.Timeout && t == rawWait && timeout != rawWait {
+			wt.busy = false
+		}
+	} else {
+		start := time.Now()
+		ev, err = sys.PollInOut(in, out, wt.waker, timeout)
+		wt.busy = ev == sys.Ready && time.Since(start) < rawWait
+	}
 	if err != nil {
 		return 0, opError(wt.cpu, "poll", "", err)
 	}

@@ -42,6 +42,7 @@ var (
 	percent   = flag.Int("buffer-percent", -1, "set the instance's buffer_percent (default: leave the kernel's)")
 	agentArgs = flag.String("agent-args", "", "more arguments for vtrace guest agent, space-separated")
 	fifoSize  = flag.Int("fifo-size", 1<<20, "pipe size of each CPU's FIFO, bytes (the consumer reads 1 MiB at a time)")
+	repeat    = flag.Int("repeat", 1, "runs of each reader per configuration, taking turns; the table sums them")
 )
 
 const instName = "vtrace-bench"
@@ -75,25 +76,39 @@ func main() {
 		}
 		put(inst, "buffer_size_kb", kb)
 		for _, load := range list(*loads) {
+			sums := map[string]*result{}
+			for range *repeat {
+				for _, name := range list(*readers) {
+					r := measure(inst, cpus, name, kb, load, !idled[name])
+					idled[name] = true
+					if sums[name] == nil {
+						sums[name] = &result{name: name, kb: kb, load: load, idleWakeups: -1}
+					}
+					sums[name].add(r)
+				}
+			}
 			for _, name := range list(*readers) {
-				r := measure(inst, cpus, name, kb, load, !idled[name])
-				idled[name] = true
-				results = append(results, r)
+				results = append(results, *sums[name])
 			}
 		}
 	}
 	put(inst, "buffer_size_kb", defaultKB)
 
-	fmt.Printf("| buffer KiB/CPU | load | reader | MB/s | MB per CPU s | M events per CPU s | CPU s | events lost (overrun) | events received | peak RSS MiB | wake-ups in %d s idle |\n", *idle)
-	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| buffer KiB/CPU | load | reader | runs | MB/s | MB per CPU s (each run) | M events per CPU s | CPU s | events lost (overrun) | events received | peak RSS MiB | wake-ups/s loaded | wake-ups in %d s idle |\n", *idle)
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		mb, mev := float64(r.bytes)/1e6, float64(r.read)/1e6
 		idle := "-"
 		if r.idleWakeups >= 0 {
 			idle = strconv.FormatInt(r.idleWakeups, 10)
 		}
-		fmt.Printf("| %s | %s | %s | %.1f | %.0f | %.2f | %.2f | %d | %d | %.1f | %s |\n", r.kb, r.load, r.name,
-			mb/r.elapsed.Seconds(), mb/r.cpu, mev/r.cpu, r.cpu, r.overrun, r.read, float64(r.rssKB)/1024, idle)
+		var each []string
+		for _, x := range r.each {
+			each = append(each, fmt.Sprintf("%.0f", x))
+		}
+		fmt.Printf("| %s | %s | %s | %d | %.1f | %.0f (%s) | %.2f | %.2f | %d | %d | %.1f | %.0f | %s |\n", r.kb, r.load, r.name, r.runs,
+			mb/r.elapsed.Seconds(), mb/r.cpu, strings.Join(each, ", "), mev/r.cpu, r.cpu, r.overrun, r.read, float64(r.rssKB)/1024,
+			float64(r.loadWakeups)/r.elapsed.Seconds(), idle)
 	}
 }
 
@@ -106,6 +121,26 @@ type result struct {
 	read           int64
 	rssKB          int64 // peak resident set of the reader processes (VmHWM)
 	idleWakeups    int64 // -1: not measured
+	loadWakeups    int64 // voluntary context switches under load
+	runs           int
+	each           []float64 // MB per CPU second of each run
+}
+
+// add sums run r into s: counts and times add up, the peak RSS is the
+// largest, the idle wake-ups those of the run that measured them.
+func (s *result) add(r result) {
+	s.bytes += r.bytes
+	s.elapsed += r.elapsed
+	s.cpu += r.cpu
+	s.overrun += r.overrun
+	s.read += r.read
+	s.rssKB = max(s.rssKB, r.rssKB)
+	if r.idleWakeups >= 0 {
+		s.idleWakeups = r.idleWakeups
+	}
+	s.loadWakeups += r.loadWakeups
+	s.runs++
+	s.each = append(s.each, float64(r.bytes)/1e6/r.cpu)
 }
 
 // reader is a started reader: its processes and how to end it.
@@ -176,6 +211,7 @@ func measure(inst string, cpus []int, name, kb, load string, measureIdle bool) r
 		log.Fatalf("unknown load %q (want full or quarter)", load)
 	}
 	cpu0 := cpuSeconds(r.pids)
+	wake0 := wakeups(r.pids)
 	t0 := time.Now()
 	var work []*exec.Cmd
 	for _, cpu := range cpus {
@@ -190,6 +226,7 @@ func measure(inst string, cpus []int, name, kb, load string, measureIdle bool) r
 	}
 	put(inst, "tracing_on", "0")
 	elapsed := time.Since(t0)
+	loadWakeups := wakeups(r.pids) - wake0
 	// Let the reader take what is left, then stop it.
 	for i := 0; i < 100 && entries(inst, cpus) > 0; i++ {
 		time.Sleep(50 * time.Millisecond)
@@ -202,7 +239,8 @@ func measure(inst string, cpus []int, name, kb, load string, measureIdle bool) r
 	}
 	wg.Wait()
 	put(inst, "events/enable", "0")
-	res := result{name: name, kb: kb, load: load, bytes: received.Load(), elapsed: elapsed, cpu: cpu, rssKB: rss, idleWakeups: idleWakeups}
+	res := result{name: name, kb: kb, load: load, bytes: received.Load(), elapsed: elapsed, cpu: cpu, rssKB: rss,
+		idleWakeups: idleWakeups, loadWakeups: loadWakeups}
 	for _, c := range cpus {
 		st := stats(inst, c)
 		res.overrun += st["overrun"]
