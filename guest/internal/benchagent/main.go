@@ -32,11 +32,12 @@ import (
 
 var (
 	vtrace    = flag.String("vtrace", "bin/vtrace", "the vtrace binary")
+	vtrace2   = flag.String("vtrace2", "", "another vtrace binary, measured as reader agent2 (to compare two builds)")
 	cAgent    = flag.String("c-agent", "", "the kernel's C agent, built by scripts/build-c-agent.sh -w (needed for reader c)")
-	readers   = flag.String("readers", "agent,c", "readers to measure, comma-separated: agent, c (the kernel's C agent), cat")
+	readers   = flag.String("readers", "agent,c", "readers to measure, comma-separated: agent, c (the kernel's C agent), cat, agent2 (-vtrace2)")
 	buffers   = flag.String("buffers", "default,16384", "buffer_size_kb of each configuration, comma-separated (default: the instance's own)")
 	loads     = flag.String("loads", "full,quarter", "loads, comma-separated: full (every event enabled), quarter (-quarter-events only)")
-	quarterEv = flag.String("quarter-events", "syscalls", "the events of the quarter load: event systems or system/event, comma-separated")
+	quarterEv = flag.String("quarter-events", "syscalls/sys_enter_read,syscalls/sys_enter_write", "the events of the quarter load: event systems or system/event, comma-separated")
 	seconds   = flag.Int("seconds", 10, "length of each loaded run")
 	idle      = flag.Int("idle", 5, "length of the empty-buffer run (first configuration of each reader only; 0: none)")
 	percent   = flag.Int("buffer-percent", -1, "set the instance's buffer_percent (default: leave the kernel's)")
@@ -150,9 +151,10 @@ type reader struct {
 }
 
 func measure(inst string, cpus []int, name, kb, load string, measureIdle bool) result {
-	start := map[string]func(inst, fifos string, cpus []int) reader{"agent": startAgent, "c": startCAgent, "cat": startCats}[name]
+	start := map[string]func(inst, fifos string, cpus []int) reader{"agent": startAgent, "c": startCAgent, "cat": startCats,
+		"agent2": func(inst, fifos string, cpus []int) reader { return startVtrace(*vtrace2, inst, fifos) }}[name]
 	if start == nil {
-		log.Fatalf("unknown reader %q (want agent, c or cat)", name)
+		log.Fatalf("unknown reader %q (want agent, c, cat or agent2)", name)
 	}
 	put(inst, "tracing_on", "0")
 	put(inst, "events/enable", "0")
@@ -259,9 +261,11 @@ func portNames(cpus []int) []string {
 	return names
 }
 
-func startAgent(inst, fifos string, cpus []int) reader {
+func startAgent(inst, fifos string, cpus []int) reader { return startVtrace(*vtrace, inst, fifos) }
+
+func startVtrace(bin, inst, fifos string) reader {
 	args := append([]string{"guest", "agent", "--tracefs", inst, "--ports-dir", fifos}, strings.Fields(*agentArgs)...)
-	cmd := exec.Command(*vtrace, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	check(cmd.Start())
 	return startOrder(fifos, cmd)
