@@ -12,4 +12,4 @@ export CGO_ENABLED=0
 bash scripts/build-c-agent.sh -w
 echo "# $(uname -r), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# scripts/bench-agent.sh $*"
-go run ./guest/internal/benchagent -vtrace bin/vtrace -c-agent build/c-agent-eagain/trace-agent "$@"
+go run ./guest/internal/benchagent -vtrace bin/vtrace -c-agent build/c-agent-eagain/trace-agent -repeat 2 "$@"
