@@ -1,7 +1,8 @@
 package guest
 
 // The hot path: a CPU's pages from per_cpu/cpuN/trace_pipe_raw through a
-// private pipe to its sink (sink.go), the waits, and the lossless stop.
+// private pipe to its sink (sink.go), the waits, the latency bound and the
+// lossless stop.
 
 import (
 	"errors"
@@ -22,7 +23,7 @@ type worker struct {
 	waiter
 	layout    ringbuf.Layout
 	page      int    // ring-buffer page (sub-buffer) size, bytes
-	buf       []byte // one page, for the read(2) of the stop
+	buf       []byte // one page, for read(2) of the page being written
 	tracePath string
 	trace     int
 	pipeR     int // the private pipe's ends
@@ -32,7 +33,20 @@ type worker struct {
 	out       sink
 	orders    chan order
 	exited    chan struct{}
-	stall     backoff // streaming: readies that moved nothing
+	pace      *pacer
+
+	// While streaming (see stream): every event not yet sent was recorded
+	// at or after ref; clean says the ring buffer held nothing unsent at
+	// ref; dryAt is when the last fill found no full page left (zero: the
+	// last fill did not get that far).
+	latency time.Duration // 0: no bound
+	ref     time.Time
+	clean   bool
+	dryAt   time.Time
+	blocked bool    // the sink took less than the pipe held: wait for room
+	stuck   bool    // the last ready moved nothing
+	stall   backoff // paces retries while stuck
+	holding bool    // counted by pace as holding unsent events
 
 	sent    atomic.Int64 // bytes sent in this recording; read by the control goroutine
 	partial int64        // partial pages sent in this recording
@@ -41,12 +55,12 @@ type worker struct {
 // newWorker opens the CPU's trace file (tracePath), a pipe of pipeSize
 // bytes, a waker and, last, its sink (openSink). The worker owns them all.
 func newWorker(cpu int, tracePath string, l ringbuf.Layout, pipeSize int, openSink func(cpu int) (sink, error),
-	abort *atomic.Bool, log *slog.Logger) (_ *worker, err error) {
+	pace *pacer, abort *atomic.Bool, log *slog.Logger) (_ *worker, err error) {
 	w := &worker{
 		waiter: waiter{cpu: cpu, abort: abort, log: log.With("cpu", cpu)},
 		layout: l, page: l.PageSize, buf: make([]byte, l.PageSize),
 		tracePath: tracePath, trace: -1, pipeR: -1, pipeW: -1,
-		orders: make(chan order, 1), exited: make(chan struct{}),
+		orders: make(chan order, 1), exited: make(chan struct{}), pace: pace,
 	}
 	defer func() {
 		if err != nil {
@@ -66,6 +80,15 @@ func newWorker(cpu int, tracePath string, l ringbuf.Layout, pipeSize int, openSi
 		return nil, err
 	}
 	return w, nil
+}
+
+// reserveProcs makes GOMAXPROCS at least workers+1: a CPU goroutine keeps
+// its P through its raw system calls (see waitFor), and the control loop,
+// the signal handler and the garbage collector need one too.
+func reserveProcs(workers int) {
+	if runtime.GOMAXPROCS(0) <= workers {
+		runtime.GOMAXPROCS(workers + 1)
+	}
 }
 
 // close releases the worker's files and sink once its goroutine has ended.
@@ -115,56 +138,202 @@ func (w *worker) run() error {
 	}
 }
 
-// stream moves what it can, then waits once: for a page, for room in the
-// sink, or for an order.
+// begin starts a recording's stream: everything the buffer holds is sent
+// at once (the first step catches up), then the stream waits.
+func (w *worker) begin() {
+	w.latency = w.pace.latency
+	w.ref = time.Now().Add(-w.latency)
+	w.clean, w.blocked, w.stuck = false, false, false
+	w.dryAt = time.Time{}
+	w.stall = backoff{}
+	w.pace.hold(w)
+}
+
+// end is the stream's end, once the stop's drain is done.
+func (w *worker) end() { w.pace.release(w) }
+
+// stream takes one step: when the latency is due it sends everything
+// recorded so far (catchUp); otherwise it waits once and then moves what
+// became ready (pump).
+//
+// The wait is for the trace file, which polls readable at the
+// buffer_percent watermark (the pacer's), for room in the sink when it is
+// full, for an order, and for the latency: ref+latency, less a tenth for
+// the wake-up and the sending. A CPU whose buffer is empty while
+// buffer_percent is 0 waits for its first event alone: no wake-ups at all
+// while idle. After that event its latency counts from the wake-up.
+//
+// The latency moves on without partial pages while pages fill: once a
+// fill finds no full page left (dryAt), the page then being written holds
+// the oldest unsent events; when a later fill takes a page, that page has
+// gone, so whatever is unsent was recorded after dryAt.
 func (w *worker) stream() error {
-	moved, dry, err := w.fill()
-	if err != nil {
-		return err
+	now := time.Now()
+	if w.latency > 0 && !w.blocked && !now.Before(w.due()) {
+		return w.catchUp()
 	}
-	blocked := false
-	if w.inPipe > 0 {
-		n, err := w.send()
-		switch {
-		case errors.Is(err, sys.EAGAIN):
-			blocked = true
-		case err != nil:
-			return err
-		}
-		moved += n
-	}
-	if moved > 0 {
-		w.stall = backoff{}
-		return nil
-	}
-	in, out := w.trace, -1 // wait for a page
-	if blocked {
-		out = w.out.fd() // and for room
-		if !dry {
+	in, out, timeout := w.trace, -1, time.Duration(-1)
+	if w.blocked {
+		out = w.out.fd()
+		if w.room() == 0 {
 			in = -1 // the pipe is full: room only
 		}
 	}
-	_, err = w.wait(in, out, &w.stall)
-	return err
+	switch {
+	case w.stuck: // ready, but nothing moved: retry after a pause
+		in, out, timeout = -1, -1, w.stall.next()
+		if w.latency > 0 && !w.blocked {
+			timeout = min(timeout, w.due().Sub(now))
+		}
+	case w.latency > 0 && !w.blocked && !(w.clean && w.pace.zero.Load()):
+		timeout = w.due().Sub(now)
+	}
+	zero := w.pace.zero.Load() // as the poll finds buffer_percent
+	ev, err := w.waitFor(in, out, timeout)
+	if err != nil || ev == sys.Woken {
+		return err
+	}
+	if ev == sys.Timeout {
+		if w.stuck {
+			return w.pump()
+		}
+		return nil // the latency is due: the next step catches up
+	}
+	if w.clean {
+		w.clean = false
+		w.ref = now // the buffer was empty when the wait began
+		if zero && timeout < 0 {
+			// Woken by the first event, so it was recorded about now.
+			w.ref = time.Now()
+		}
+		w.pace.hold(w)
+		if zero {
+			return nil // buffer_percent 0 said "not empty": now wait for the watermark
+		}
+	}
+	return w.pump()
+}
+
+// due is when the events recorded at ref must go.
+func (w *worker) due() time.Time { return w.ref.Add(w.latency - w.latency/10) }
+
+// room is how many bytes of whole pages the pipe takes now.
+func (w *worker) room() int { return (w.pipeCap - w.inPipe) / w.page * w.page }
+
+// pump moves whole pages, trace_pipe_raw → pipe → sink, until the ring
+// buffer has no full page left (a fill smaller than the room) or the sink
+// takes no more (blocked). A fill as large as the room is followed by
+// another once the sink took it: a backlog goes in pipe-sized batches,
+// and no splice is spent on the few pages written since the last one.
+func (w *worker) pump() error {
+	progress := false
+	for {
+		n, dry, err := w.fill()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			progress = true
+			if !w.dryAt.IsZero() && w.dryAt.After(w.ref) {
+				w.ref = w.dryAt
+			}
+		}
+		switch {
+		case dry:
+			w.dryAt = time.Now()
+		case n > 0:
+			w.dryAt = time.Time{}
+		}
+		if w.inPipe > 0 {
+			m, err := w.send()
+			switch {
+			case errors.Is(err, sys.EAGAIN):
+			case err != nil:
+				return err
+			}
+			progress = progress || m > 0
+			w.blocked = w.inPipe > 0
+		}
+		if dry || n == 0 || w.blocked {
+			break
+		}
+	}
+	w.stuck = !progress
+	if progress {
+		w.stall = backoff{}
+	}
+	return nil
+}
+
+// catchUp sends everything recorded so far without waiting: the full
+// pages, then the page being written, read(2) into the pipe as a whole
+// page (the kernel copies out its events and hands out the rest of that
+// page later, starting after them: ring_buffer_read_page), and again while
+// the page read was a finished one. The buffer is then clean as of that
+// read. A full sink ends it early: the rest goes once there is room.
+func (w *worker) catchUp() error {
+	for {
+		if err := w.pump(); err != nil || w.blocked {
+			return err
+		}
+		t := time.Now()
+		n, err := sys.Read(w.trace, w.buf)
+		switch {
+		case errors.Is(err, sys.EAGAIN), err == nil && n == 0: // empty (0: a read that raced the writer)
+			w.markClean(t)
+			return nil
+		case err != nil:
+			return opError(w.cpu, "read", w.tracePath, err)
+		}
+		clear(w.buf[n:]) // a short read still goes out as a whole page
+		if err := w.toPipe(w.buf); err != nil {
+			return err
+		}
+		if !finished(w.layout, w.buf) {
+			w.partial++
+			w.markClean(t)
+			return w.pump()
+		}
+	}
+}
+
+// toPipe puts page into the pipe, which pump has emptied.
+func (w *worker) toPipe(page []byte) error {
+	for b := page; len(b) > 0; {
+		n, err := sys.Write(w.pipeW, b)
+		if err != nil {
+			return opError(w.cpu, "write", "pipe", err)
+		}
+		b = b[n:]
+	}
+	w.inPipe += len(page)
+	return nil
+}
+
+// markClean notes that nothing recorded before t is left in the ring buffer.
+func (w *worker) markClean(t time.Time) {
+	w.clean, w.ref, w.dryAt, w.stuck = true, t, t, false
+	w.pace.release(w)
 }
 
 // fill splices as many whole pages as the pipe has room for. It reports
-// whether trace_pipe_raw had no full page to give. (No SPLICE_F_MOVE, which
-// the kernel's C agent passes: it is a no-op since Linux 2.6.21.)
+// dry when trace_pipe_raw gave fewer (tracing_buffers_splice_read stops at
+// the page being written). (No SPLICE_F_MOVE, which the kernel's C agent
+// passes: it is a no-op since Linux 2.6.21.)
 func (w *worker) fill() (moved int, dry bool, err error) {
-	room := (w.pipeCap - w.inPipe) / w.page * w.page
+	room := w.room()
 	if room == 0 {
 		return 0, false, nil
 	}
-	n, err := sys.Splice(w.trace, w.pipeW, room, sys.SpliceNonblock)
+	n, err := sys.SpliceRaw(w.trace, w.pipeW, room, sys.SpliceNonblock)
 	switch {
-	case errors.Is(err, sys.EAGAIN), err == nil && n == 0:
+	case errors.Is(err, sys.EAGAIN):
 		return 0, true, nil
 	case err != nil:
 		return 0, false, opError(w.cpu, "splice", w.tracePath, err)
 	}
 	w.inPipe += n
-	return n, false, nil
+	return n, n < room, nil
 }
 
 // send moves what the sink takes from the pipe: sys.EAGAIN when nothing.
@@ -175,8 +344,8 @@ func (w *worker) send() (int, error) {
 	return n, err
 }
 
-// drain sends everything recorded so far: the full pages by splice, then
-// the page the kernel is writing by read(2), sent whole.
+// drain sends everything recorded so far, waiting for room: the full pages
+// by splice, then the page the kernel is writing by read(2), sent whole.
 func (w *worker) drain() error {
 	for {
 		for dry := false; !dry; {
@@ -247,6 +416,13 @@ const (
 	maxBackoff = 250 * time.Millisecond
 )
 
+// next is the pause before the next try, and doubles the one after.
+func (b *backoff) next() time.Duration {
+	d := max(b.d, minBackoff)
+	b.d = min(2*d, maxBackoff)
+	return d
+}
+
 // waiter is how a CPU goroutine waits: in poll(2), on the fds it needs and
 // on its waker, through which orders and an abort reach it.
 type waiter struct {
@@ -254,6 +430,50 @@ type waiter struct {
 	waker *sys.Waker
 	abort *atomic.Bool
 	log   *slog.Logger
+	busy  bool // the last wait ended within rawWait: wait without the scheduler
+}
+
+// rawWait bounds a wait made without the Go scheduler.
+const rawWait = 20 * time.Millisecond
+
+// waitFor blocks until in is readable or out writable (-1: not waited
+// for), the waker fires (the wake-up is cleared), or timeout passes
+// (negative: no timeout).
+//
+// While waits end within rawWait (a busy stream: hundreds of waits and
+// splices a second), they are made without the Go scheduler
+// (sys.PollInOutRaw), each bounded by rawWait; so are the splices
+// (sys.SpliceRaw). Through the scheduler, a goroutine that never yields
+// has its P retaken by the runtime's monitor (sysmon) at nearly every
+// system call, and the monitor then wakes every 20 µs: in the benchmark
+// that was most of the agent's wake-ups and a fifth of its CPU. A raw wait
+// that runs out its rawWait ends the busy spell (it reports Timeout): the
+// next waits go through the scheduler and block without bound when
+// nothing is due, so an idle stream still makes no wake-ups.
+func (wt *waiter) waitFor(in, out int, timeout time.Duration) (sys.Event, error) {
+	var ev sys.Event
+	var err error
+	if wt.busy {
+		t := rawWait
+		if timeout >= 0 && timeout < t {
+			t = timeout
+		}
+		ev, err = sys.PollInOutRaw(in, out, wt.waker, t)
+		if ev == sys.Timeout && t == rawWait && timeout != rawWait {
+			wt.busy = false
+		}
+	} else {
+		start := time.Now()
+		ev, err = sys.PollInOut(in, out, wt.waker, timeout)
+		wt.busy = ev == sys.Ready && time.Since(start) < rawWait
+	}
+	if err != nil {
+		return 0, opError(wt.cpu, "poll", "", err)
+	}
+	if ev == sys.Woken {
+		wt.waker.Clear()
+	}
+	return ev, nil
 }
 
 // wait blocks until in is readable or out writable (-1: not waited for) or

@@ -47,6 +47,9 @@ func TestGuestAgentFlagsParseAlike(t *testing.T) {
 		{"--buffer-percent=-1"},
 		{"--buffer-percent", "0x10"},
 		{"--buffer-percent", "ten"},
+		{"--latency", "250ms"},
+		{"--latency=0"},
+		{"--latency", "1"},
 		{"--no-such-flag"},
 		{"-x"},
 		{"-ox"},
@@ -93,7 +96,7 @@ func TestGuestAgentCommandUsesSharedFlags(t *testing.T) {
 	cmd := newGuestAgentCmd()
 	cmd.InitDefaultHelpFlag()
 	got := map[string]string{}
-	for _, name := range []string{"stdout", "pipe-size", "tracefs", "ports-dir", "cpus", "verbose", "drain-timeout", "instance", "buffer-percent", "help"} {
+	for _, name := range []string{"stdout", "pipe-size", "tracefs", "ports-dir", "cpus", "verbose", "drain-timeout", "instance", "buffer-percent", "latency", "help"} {
 		if f := cmd.Flags().Lookup(name); f != nil {
 			got[name] = f.Shorthand
 		}

@@ -104,8 +104,8 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 	if cfg.TraceDatOptions.Format, cfg.TraceDatOptions.Compression, err = tracedat.ParseFormat(opts.format, opts.compress); err != nil {
 		return usageError{err}
 	}
-	if !cfg.Start && !cfg.Settings.IsZero() {
-		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --clock and --instance need --start")}
+	if !cfg.Start && (!cfg.Settings.IsZero() || cfg.Settings.LatencyMS > 0) {
+		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --clock, --instance and --latency need --start")}
 	}
 	if cfg.Timeline, err = opts.timeline.timeline(opts.target, dir, cfg.Settings.Clock, cfg.Start); err != nil {
 		return err

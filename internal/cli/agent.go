@@ -42,12 +42,13 @@ type AgentOptions struct {
 	DrainTimeout  time.Duration
 	Instance      string
 	BufferPercent int
+	Latency       time.Duration // 0: no bound
 }
 
 // NewAgentOptions returns the agent's defaults.
 func NewAgentOptions() *AgentOptions {
 	return &AgentOptions{PipeSize: guest.DefaultPipeSize, PortsDir: guest.DefaultPortsDir, DrainTimeout: 10 * time.Second,
-		Instance: guest.DefaultInstance, BufferPercent: guest.DefaultBufferPercent}
+		Instance: guest.DefaultInstance, BufferPercent: guest.DefaultBufferPercent, Latency: guest.DefaultLatency}
 }
 
 // Flags are the agent's flags, bound to o: the one list both binaries
@@ -63,6 +64,7 @@ func (o *AgentOptions) Flags() []Flag {
 		{"drain-timeout", "", "at exit, give up sending what is left after this long (0: never)", DurationValue(&o.DrainTimeout)},
 		{"instance", "", "ftrace instance to record in when the host chooses events (a single name)", StringValue(&o.Instance)},
 		{"buffer-percent", "", "buffer_percent while recording: how full a CPU's buffer gets before the agent is woken (1-100; -1 leaves it alone)", IntValue(&o.BufferPercent)},
+		{"latency", "", "longest an event recorded waits in the guest before it is sent (0: no bound; the host may ask for another)", DurationValue(&o.Latency)},
 	}
 }
 
@@ -75,6 +77,13 @@ func RunAgent(ctx context.Context, o AgentOptions, stderr io.Writer, version str
 	if o.BufferPercent > 100 || o.BufferPercent < -1 || o.BufferPercent == 0 {
 		return Usagef("check --buffer-percent %d: want 1 to 100, or -1", o.BufferPercent)
 	}
+	if o.Latency < 0 {
+		return Usagef("check --latency %v: must not be negative", o.Latency)
+	}
+	latency := o.Latency
+	if latency == 0 {
+		latency = -1 // guest.Config: no bound
+	}
 	max, err := sys.PipeMaxSize()
 	if err != nil {
 		return err
@@ -84,7 +93,7 @@ func RunAgent(ctx context.Context, o AgentOptions, stderr io.Writer, version str
 		return Usagef("check --pipe-size %v: %w", &o.PipeSize, err)
 	}
 	cfg := guest.Config{Tracefs: o.Tracefs, PortsDir: o.PortsDir, CPUs: o.CPUs, PipeSize: pipe,
-		DrainTimeout: o.DrainTimeout, Instance: o.Instance, BufferPercent: o.BufferPercent, Version: version}
+		DrainTimeout: o.DrainTimeout, Instance: o.Instance, BufferPercent: o.BufferPercent, Latency: latency, Version: version}
 	if o.Stdout {
 		cfg.Stdout = os.Stdout
 	}

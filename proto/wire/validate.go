@@ -332,5 +332,8 @@ func (s *Settings) check() error {
 	if err := checkOptName("clock", s.Clock); err != nil {
 		return err
 	}
+	if s.LatencyMS > MaxLatencyMS {
+		return fmt.Errorf("latency %d ms: more than %d: %w", s.LatencyMS, MaxLatencyMS, ErrTooLarge)
+	}
 	return checkOptName("instance", s.Instance)
 }

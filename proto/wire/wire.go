@@ -36,16 +36,17 @@ const (
 
 // Bounds. Every decoder enforces them; every encoder refuses to exceed them.
 const (
-	MaxFrame    = 1 << 20            // payload bytes in one frame
-	MaxChunk    = MaxFrame - 1024    // MetaChunk data bytes that always fit a frame
-	MaxString   = 4096               // any string field
-	MaxName     = 255                // one name: event, system, instance, clock
-	MaxCPUs     = tracefs.MaxCPU + 1 // CPU entries; CPU numbers are 0 to tracefs.MaxCPU
-	MaxEvents   = 65536              // events, and filters, in Settings
-	MaxVersions = 64                 // versions in a Hello
-	MaxItems    = 64                 // items in a MetaRequest
-	MaxErrors   = 256                // errors in a MetaEnd
-	MaxMetaItem = 64 << 20           // declared size of one metadata item
+	MaxFrame     = 1 << 20            // payload bytes in one frame
+	MaxChunk     = MaxFrame - 1024    // MetaChunk data bytes that always fit a frame
+	MaxString    = 4096               // any string field
+	MaxName      = 255                // one name: event, system, instance, clock
+	MaxCPUs      = tracefs.MaxCPU + 1 // CPU entries; CPU numbers are 0 to tracefs.MaxCPU
+	MaxEvents    = 65536              // events, and filters, in Settings
+	MaxVersions  = 64                 // versions in a Hello
+	MaxItems     = 64                 // items in a MetaRequest
+	MaxErrors    = 256                // errors in a MetaEnd
+	MaxMetaItem  = 64 << 20           // declared size of one metadata item
+	MaxLatencyMS = 3_600_000          // Settings.LatencyMS: one hour
 )
 
 // Sentinel errors, to be matched with errors.Is.

@@ -247,6 +247,7 @@ func TestMarshalRejects(t *testing.T) {
 		{"hello no versions", &Hello{}, ErrMalformed},
 		{"bad event", &Start{Settings: Settings{Events: []string{"sched/sched_switch"}}}, ErrMalformed},
 		{"too many events", &Start{Settings: Settings{Events: make([]string, MaxEvents+1)}}, ErrTooLarge},
+		{"latency too long", &Start{Settings: Settings{LatencyMS: MaxLatencyMS + 1}}, ErrTooLarge},
 		{"events over a frame", &Start{Settings: Settings{Events: slicesOf(MaxEvents, strings.Repeat("e", 200))}}, ErrTooLarge},
 		{"chunk too big", &MetaChunk{Kind: MetaKallsyms, Total: MaxFrame, Data: make([]byte, MaxFrame), Last: true}, ErrTooLarge},
 		{"stats dup cpu", &Stats{CPUs: []CPUStats{{CPU: 1}, {CPU: 1}}}, ErrMalformed},
