@@ -5,6 +5,7 @@ package guest
 // any holds unsent events.
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/wire"
 )
 
@@ -130,4 +132,75 @@ func (a *Agent) latency(s wire.Settings) time.Duration {
 		d = time.Duration(s.LatencyMS) * time.Millisecond
 	}
 	return max(d, 0)
+}
+
+// The latency bound on a CPU's side: a stream's start, its due time, and
+// the catch-up that sends the page being written.
+
+// begin starts a recording's stream: everything the buffer holds is sent
+// at once (the first step catches up), then the stream waits.
+func (w *worker) begin() {
+	w.latency = w.pace.latency
+	w.ref = time.Now().Add(-w.latency)
+	w.clean, w.blocked, w.stuck = false, false, false
+	w.dryAt = time.Time{}
+	w.stall = backoff{}
+	w.pace.hold(w)
+}
+
+// end is the stream's end, once the stop's drain is done.
+func (w *worker) end() { w.pace.release(w) }
+
+// due is when the events recorded at ref must go.
+func (w *worker) due() time.Time { return w.ref.Add(w.latency - w.latency/10) }
+
+// catchUp sends everything recorded so far without waiting: the full
+// pages, then the page being written, read(2) into the pipe as a whole
+// page (the kernel copies out its events and hands out the rest of that
+// page later, starting after them: ring_buffer_read_page), and again while
+// the page read was a finished one. The buffer is then clean as of that
+// read. A full sink ends it early: the rest goes once there is room.
+func (w *worker) catchUp() error {
+	for {
+		if err := w.pump(); err != nil || w.blocked {
+			return err
+		}
+		t := time.Now()
+		n, err := sys.Read(w.trace, w.buf)
+		switch {
+		case errors.Is(err, sys.EAGAIN), err == nil && n == 0: // empty (0: a read that raced the writer)
+			w.markClean(t)
+			return nil
+		case err != nil:
+			return opError(w.cpu, "read", w.tracePath, err)
+		}
+		clear(w.buf[n:]) // a short read still goes out as a whole page
+		if err := w.toPipe(w.buf); err != nil {
+			return err
+		}
+		if !finished(w.layout, w.buf) {
+			w.partial++
+			w.markClean(t)
+			return w.pump()
+		}
+	}
+}
+
+// toPipe puts page into the pipe, which pump has emptied.
+func (w *worker) toPipe(page []byte) error {
+	for b := page; len(b) > 0; {
+		n, err := sys.Write(w.pipeW, b)
+		if err != nil {
+			return opError(w.cpu, "write", "pipe", err)
+		}
+		b = b[n:]
+	}
+	w.inPipe += len(page)
+	return nil
+}
+
+// markClean notes that nothing recorded before t is left in the ring buffer.
+func (w *worker) markClean(t time.Time) {
+	w.clean, w.ref, w.dryAt, w.stuck = true, t, t, false
+	w.pace.release(w)
 }

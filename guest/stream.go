@@ -1,8 +1,9 @@
 package guest
 
 // The hot path: a CPU's pages from per_cpu/cpuN/trace_pipe_raw through a
-// private pipe to its sink (sink.go), the waits, the latency bound and the
-// lossless stop.
+// private pipe to its sink (sink.go), each step's wait and the lossless
+// stop. How it waits is in wait.go; the latency bound's catch-up and the
+// buffer_percent pacer are in pace.go.
 
 import (
 	"errors"
@@ -82,15 +83,6 @@ func newWorker(cpu int, tracePath string, l ringbuf.Layout, pipeSize int, openSi
 	return w, nil
 }
 
-// reserveProcs makes GOMAXPROCS at least workers+1: a CPU goroutine keeps
-// its P through its raw system calls (see waitFor), and the control loop,
-// the signal handler and the garbage collector need one too.
-func reserveProcs(workers int) {
-	if runtime.GOMAXPROCS(0) <= workers {
-		runtime.GOMAXPROCS(workers + 1)
-	}
-}
-
 // close releases the worker's files and sink once its goroutine has ended.
 func (w *worker) close() error {
 	var err error
@@ -137,20 +129,6 @@ func (w *worker) run() error {
 		}
 	}
 }
-
-// begin starts a recording's stream: everything the buffer holds is sent
-// at once (the first step catches up), then the stream waits.
-func (w *worker) begin() {
-	w.latency = w.pace.latency
-	w.ref = time.Now().Add(-w.latency)
-	w.clean, w.blocked, w.stuck = false, false, false
-	w.dryAt = time.Time{}
-	w.stall = backoff{}
-	w.pace.hold(w)
-}
-
-// end is the stream's end, once the stop's drain is done.
-func (w *worker) end() { w.pace.release(w) }
 
 // stream takes one step: when the latency is due it sends everything
 // recorded so far (catchUp); otherwise it waits once and then moves what
@@ -214,9 +192,6 @@ func (w *worker) stream() error {
 	return w.pump()
 }
 
-// due is when the events recorded at ref must go.
-func (w *worker) due() time.Time { return w.ref.Add(w.latency - w.latency/10) }
-
 // room is how many bytes of whole pages the pipe takes now.
 func (w *worker) room() int { return (w.pipeCap - w.inPipe) / w.page * w.page }
 
@@ -263,57 +238,6 @@ func (w *worker) pump() error {
 		w.stall = backoff{}
 	}
 	return nil
-}
-
-// catchUp sends everything recorded so far without waiting: the full
-// pages, then the page being written, read(2) into the pipe as a whole
-// page (the kernel copies out its events and hands out the rest of that
-// page later, starting after them: ring_buffer_read_page), and again while
-// the page read was a finished one. The buffer is then clean as of that
-// read. A full sink ends it early: the rest goes once there is room.
-func (w *worker) catchUp() error {
-	for {
-		if err := w.pump(); err != nil || w.blocked {
-			return err
-		}
-		t := time.Now()
-		n, err := sys.Read(w.trace, w.buf)
-		switch {
-		case errors.Is(err, sys.EAGAIN), err == nil && n == 0: // empty (0: a read that raced the writer)
-			w.markClean(t)
-			return nil
-		case err != nil:
-			return opError(w.cpu, "read", w.tracePath, err)
-		}
-		clear(w.buf[n:]) // a short read still goes out as a whole page
-		if err := w.toPipe(w.buf); err != nil {
-			return err
-		}
-		if !finished(w.layout, w.buf) {
-			w.partial++
-			w.markClean(t)
-			return w.pump()
-		}
-	}
-}
-
-// toPipe puts page into the pipe, which pump has emptied.
-func (w *worker) toPipe(page []byte) error {
-	for b := page; len(b) > 0; {
-		n, err := sys.Write(w.pipeW, b)
-		if err != nil {
-			return opError(w.cpu, "write", "pipe", err)
-		}
-		b = b[n:]
-	}
-	w.inPipe += len(page)
-	return nil
-}
-
-// markClean notes that nothing recorded before t is left in the ring buffer.
-func (w *worker) markClean(t time.Time) {
-	w.clean, w.ref, w.dryAt, w.stuck = true, t, t, false
-	w.pace.release(w)
 }
 
 // fill splices as many whole pages as the pipe has room for. It reports
@@ -403,114 +327,4 @@ func (w *worker) flush() error {
 		}
 	}
 	return nil
-}
-
-// backoff paces the rare waits where poll(2) says ready but nothing moves
-// (with buffer_percent 0 trace_pipe_raw polls readable on a partial page,
-// which splice does not take; a virtio port whose host end is closed polls
-// hung up): sleep minBackoff, doubling up to maxBackoff, until a move.
-type backoff struct{ d time.Duration }
-
-const (
-	minBackoff = time.Millisecond
-	maxBackoff = 250 * time.Millisecond
-)
-
-// next is the pause before the next try, and doubles the one after.
-func (b *backoff) next() time.Duration {
-	d := max(b.d, minBackoff)
-	b.d = min(2*d, maxBackoff)
-	return d
-}
-
-// waiter is how a CPU goroutine waits: in poll(2), on the fds it needs and
-// on its waker, through which orders and an abort reach it.
-type waiter struct {
-	cpu   int
-	waker *sys.Waker
-	abort *atomic.Bool
-	log   *slog.Logger
-	busy  bool // the last wait ended within rawWait: wait without the scheduler
-}
-
-// rawWait bounds a wait made without the Go scheduler.
-const rawWait = 20 * time.Millisecond
-
-// waitFor blocks until in is readable or out writable (-1: not waited
-// for), the waker fires (the wake-up is cleared), or timeout passes
-// (negative: no timeout).
-//
-// While waits end within rawWait (a busy stream: hundreds of waits and
-// splices a second), they are made without the Go scheduler
-// (sys.PollInOutRaw), each bounded by rawWait; so are the splices
-// (sys.SpliceRaw). Through the scheduler, a goroutine that never yields
-// has its P retaken by the runtime's monitor (sysmon) at nearly every
-// system call, and the monitor then wakes every 20 µs: in the benchmark
-// that was most of the agent's wake-ups and a fifth of its CPU. A raw wait
-// that runs out its rawWait ends the busy spell (it reports Timeout): the
-// next waits go through the scheduler and block without bound when
-// nothing is due, so an idle stream still makes no wake-ups.
-func (wt *waiter) waitFor(in, out int, timeout time.Duration) (sys.Event, error) {
-	var ev sys.Event
-	var err error
-	if wt.busy {
-		t := rawWait
-		if timeout >= 0 && timeout < t {
-			t = timeout
-		}
-		ev, err = sys.PollInOutRaw(in, out, wt.waker, t)
-		if ev == sys.Timeout && t == rawWait && timeout != rawWait {
-			wt.busy = false
-		}
-	} else {
-		start := time.Now()
-		ev, err = sys.PollInOut(in, out, wt.waker, timeout)
-		wt.busy = ev == sys.Ready && time.Since(start) < rawWait
-	}
-	if err != nil {
-		return 0, opError(wt.cpu, "poll", "", err)
-	}
-	if ev == sys.Woken {
-		wt.waker.Clear()
-	}
-	return ev, nil
-}
-
-// wait blocks until in is readable or out writable (-1: not waited for) or
-// the waker fires (woken; the wake-up is cleared). After a ready that moved
-// nothing it sleeps b's delay instead; b nil never backs off.
-func (wt *waiter) wait(in, out int, b *backoff) (woken bool, err error) {
-	var ev sys.Event
-	if b != nil && b.d > 0 {
-		if b.d < maxBackoff && 2*b.d >= maxBackoff {
-			wt.log.Debug("ready but nothing moves: waiting", "every", maxBackoff)
-		}
-		ev, err = sys.PollInOut(-1, -1, wt.waker, b.d)
-		b.d = min(2*b.d, maxBackoff)
-	} else {
-		ev, err = sys.PollInOut(in, out, wt.waker, -1)
-		if ev == sys.Ready && b != nil {
-			b.d = minBackoff // if the next try moves nothing
-		}
-	}
-	if err != nil {
-		return false, opError(wt.cpu, "poll", "", err)
-	}
-	if ev == sys.Woken {
-		wt.waker.Clear()
-	}
-	return ev == sys.Woken, nil
-}
-
-// waitRoom waits until fd takes data, in the middle of a stop or of a
-// stdout record: orders wait for it to end; only an abort cuts it short.
-func (wt *waiter) waitRoom(fd int, b *backoff) error {
-	if wt.abort.Load() {
-		return errAborted
-	}
-	woken, err := wt.wait(-1, fd, b)
-	if err == nil && woken && wt.abort.Load() {
-		return errAborted
-	}
-	return err
 }
