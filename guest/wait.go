@@ -53,8 +53,9 @@ type waiter struct {
 const rawWait = 20 * time.Millisecond
 
 // waitFor blocks until in is readable or out writable (-1: not waited
-// for), the waker fires (the wake-up is cleared), or timeout passes
-// (negative: no timeout).
+// for), the waker fires (the wake-up is cleared; Woken), a signal
+// interrupts a raw wait (Woken too, without a read of the waker), or
+// timeout passes (negative: no timeout).
 //
 // While waits end within rawWait (a busy stream: hundreds of waits and
 // splices a second), they are made without the Go scheduler
@@ -86,8 +87,11 @@ func (wt *waiter) waitFor(in, out int, timeout time.Duration) (sys.Event, error)
 	if err != nil {
 		return 0, opError(wt.cpu, "poll", "", err)
 	}
-	if ev == sys.Woken {
+	switch ev {
+	case sys.Woken:
 		wt.waker.Clear()
+	case sys.Interrupted: // a preemption signal: the orders are looked at anyway
+		ev = sys.Woken
 	}
 	return ev, nil
 }

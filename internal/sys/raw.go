@@ -20,7 +20,9 @@ import (
 
 // SpliceRaw is Splice for a call that does not block (SPLICE_F_NONBLOCK,
 // both ends non-blocking), made without the scheduler. It returns 0, nil
-// at end of input.
+// at end of input, and EAGAIN itself, unwrapped and without an
+// allocation, when nothing moves: on the hot path that is every wait's
+// last splice.
 func SpliceRaw(in, out, n, flags int) (int, error) {
 	for {
 		r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), uintptr(flags))
@@ -29,6 +31,8 @@ func SpliceRaw(in, out, n, flags int) (int, error) {
 			return int(r), nil
 		case unix.EINTR:
 			continue
+		case unix.EAGAIN:
+			return 0, EAGAIN
 		}
 		return 0, os.NewSyscallError("splice", e)
 	}
@@ -37,7 +41,8 @@ func SpliceRaw(in, out, n, flags int) (int, error) {
 // PollInOutRaw is PollInOut bounded by timeout (0 or more), made without
 // the scheduler. A signal that interrupts it (the runtime preempts a
 // goroutine that has run for 10 ms by signalling its thread) ends it as
-// Woken: the caller looks at what woke it and waits again.
+// Interrupted: the caller looks at its orders and waits again, without
+// reading the Waker (which may not have fired).
 func PollInOutRaw(in, out int, w *Waker, timeout time.Duration) (Event, error) {
 	fds := [3]unix.PollFd{{Fd: int32(in), Events: In}, {Fd: int32(out), Events: Out}, {Fd: -1}}
 	if w != nil {
@@ -48,7 +53,7 @@ func PollInOutRaw(in, out int, w *Waker, timeout time.Duration) (Event, error) {
 		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 	switch {
 	case e == unix.EINTR:
-		return Woken, nil
+		return Interrupted, nil
 	case e != 0:
 		return 0, os.NewSyscallError("ppoll", e)
 	case n == 0:
