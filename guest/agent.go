@@ -47,6 +47,12 @@ type Config struct {
 	DrainTimeout time.Duration
 	Abort        <-chan struct{}
 
+	// Latency bounds how long an event recorded waits in the ring buffer
+	// before it is sent (0 is DefaultLatency; negative: no bound, events
+	// below the buffer_percent watermark wait for the next stop). The
+	// host's settings may ask for another.
+	Latency time.Duration
+
 	// Instance is the ftrace instance made when the host chooses what to
 	// trace ("" is DefaultInstance); the host may name another.
 	Instance string
@@ -94,6 +100,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BufferPercent > 100 {
 		return c, fmt.Errorf("check buffer percent %d: want 0 to 100 (negative: leave it alone)", c.BufferPercent)
 	}
+	if c.Latency == 0 {
+		c.Latency = DefaultLatency
+	}
 	if c.PortsDir == "" {
 		c.PortsDir = DefaultPortsDir
 	}
@@ -132,6 +141,7 @@ type Agent struct {
 	ctl      *os.File  // nil when there is no control port (-o only)
 	ctlPath  string
 	reply    *os.File // where frames to the host go; nil: nowhere
+	pace     *pacer
 	abort    atomic.Bool
 	failed   chan error // the first fatal error of a CPU goroutine
 
@@ -237,7 +247,7 @@ func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 	if cfg, err = cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: log, failed: make(chan error, 1)}
+	a := &Agent{cfg: cfg, log: log, failed: make(chan error, 1), pace: newPacer(cfg.BufferPercent, log)}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -286,7 +296,7 @@ func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 	}
 	a.openSink = func(cpu int) (sink, error) {
 		if stdout != nil {
-			return stdout.forCPU(cpu), nil
+			return stdout.forCPU(cpu)
 		}
 		path, err := finder.find(dataPortNames(cpu), false)
 		if err != nil {

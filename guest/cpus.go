@@ -184,15 +184,15 @@ func (a *Agent) allWorkers() []*worker {
 // addWorker opens cpu's worker on the default directory and starts its
 // goroutine, which runs until quit (a fatal error of it goes to a.failed).
 func (a *Agent) addWorker(cpu int) (*worker, error) {
-	w, err := newWorker(cpu, tracefs.PerCPU(a.tracefs, cpu, "trace_pipe_raw"), a.layout, a.cfg.PipeSize, a.openSink, &a.abort, a.log)
+	w, err := newWorker(cpu, tracefs.PerCPU(a.tracefs, cpu, "trace_pipe_raw"), a.layout, a.cfg.PipeSize, a.openSink, a.pace, &a.abort, a.log)
 	if err != nil {
 		return nil, err
 	}
 	a.wmu.Lock()
-	// A new slice, in CPU order: readers keep the one they took.
-	ws := append(append(make([]*worker, 0, len(a.workers)+1), a.workers...), w)
-	slices.SortFunc(ws, func(x, y *worker) int { return cmp.Compare(x.cpu, y.cpu) })
-	a.workers = ws
+	ws := slices.Clone(a.workers) // readers keep the slice they took
+	i, _ := slices.BinarySearchFunc(ws, cpu, func(w *worker, cpu int) int { return w.cpu - cpu })
+	a.workers = slices.Insert(ws, i, w)
+	reserveProcs(len(a.workers))
 	a.wmu.Unlock()
 	go func() {
 		if err := w.run(); err != nil && !errors.Is(err, errAborted) {

@@ -79,6 +79,7 @@ func (a *Agent) StartWith(ctx context.Context, s wire.Settings) error {
 		}
 	}
 	a.pageSizeForStdout(r.layout.PageSize)
+	a.pace.begin(r.dir, a.latency(s), r.cpus.workers)
 	if err := a.order(ctx, r.cpus.workers, order{kind: orderStart, layout: r.layout}, r.dir); err != nil {
 		a.order(context.WithoutCancel(ctx), r.cpus.workers, order{kind: orderStop}, a.tracefs)
 		a.finish(r)
@@ -209,10 +210,12 @@ func (w *worker) obey(o order, running bool) (bool, error) {
 		}
 		w.sent.Store(0)
 		w.partial = 0
-		w.log.Debug("streaming", "from", w.tracePath)
+		w.begin()
+		w.log.Debug("streaming", "from", w.tracePath, "latency", w.latency)
 		return true, nil
 	case o.kind != orderStart && running:
 		err := w.drain()
+		w.end()
 		w.log.Debug("stopped", "bytes", w.sent.Load(), "pages", w.sent.Load()/int64(w.page), "partial", w.partial, "err", err)
 		if err == nil && o.kind == orderStop {
 			err = w.use(o.trace)

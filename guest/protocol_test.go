@@ -373,8 +373,9 @@ func TestIntegrationProtocolInstance(t *testing.T) {
 	if !testutil.IsDir(own) {
 		t.Fatalf("instance %s missing while recording", own)
 	}
-	if b, _ := os.ReadFile(filepath.Join(own, "buffer_percent")); strings.TrimSpace(string(b)) != "10" {
-		t.Errorf("buffer_percent %q while recording, want 10", b)
+	// The watermark while a CPU holds events, 0 while every buffer is empty.
+	if b, _ := os.ReadFile(filepath.Join(own, "buffer_percent")); strings.TrimSpace(string(b)) != "10" && strings.TrimSpace(string(b)) != "0" {
+		t.Errorf("buffer_percent %q while recording, want 10 (or 0)", b)
 	}
 	workload(t, cpus, 500*time.Millisecond)
 	r := stop(t, h)
@@ -621,11 +622,11 @@ func TestIntegrationProtocolSIGTERM(t *testing.T) {
 	a = testutil.StartAgent(t, opts)
 	h.send("1\n")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if b, _ := os.ReadFile(filepath.Join(inst, "buffer_percent")); strings.TrimSpace(string(b)) == "10" {
+		if b, _ := os.ReadFile(filepath.Join(inst, "buffer_percent")); strings.TrimSpace(string(b)) == "10" || strings.TrimSpace(string(b)) == "0" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("buffer_percent not lowered to 10 while recording")
+			t.Fatal("buffer_percent not lowered to 10 (or 0, every buffer empty) while recording")
 		}
 	}
 	a.Stop(t)

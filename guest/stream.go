@@ -1,7 +1,9 @@
 package guest
 
 // The hot path: a CPU's pages from per_cpu/cpuN/trace_pipe_raw through a
-// private pipe to its sink (sink.go), the waits, and the lossless stop.
+// private pipe to its sink (sink.go), each step's wait and the lossless
+// stop. How it waits is in wait.go; the latency bound's catch-up and the
+// buffer_percent pacer are in pace.go.
 
 import (
 	"errors"
@@ -22,7 +24,7 @@ type worker struct {
 	waiter
 	layout    ringbuf.Layout
 	page      int    // ring-buffer page (sub-buffer) size, bytes
-	buf       []byte // one page, for the read(2) of the stop
+	buf       []byte // one page, for read(2) of the page being written
 	tracePath string
 	trace     int
 	pipeR     int // the private pipe's ends
@@ -32,7 +34,20 @@ type worker struct {
 	out       sink
 	orders    chan order
 	exited    chan struct{}
-	stall     backoff // streaming: readies that moved nothing
+	pace      *pacer
+
+	// While streaming (see stream): every event not yet sent was recorded
+	// at or after ref; clean says the ring buffer held nothing unsent at
+	// ref; dryAt is when the last fill found no full page left (zero: the
+	// last fill did not get that far).
+	latency time.Duration // 0: no bound
+	ref     time.Time
+	clean   bool
+	dryAt   time.Time
+	blocked bool    // the sink took less than the pipe held: wait for room
+	stuck   bool    // the last ready moved nothing
+	stall   backoff // paces retries while stuck
+	holding bool    // counted by pace as holding unsent events
 
 	sent    atomic.Int64 // bytes sent in this recording; read by the control goroutine
 	partial int64        // partial pages sent in this recording
@@ -41,12 +56,12 @@ type worker struct {
 // newWorker opens the CPU's trace file (tracePath), a pipe of pipeSize
 // bytes, a waker and, last, its sink (openSink). The worker owns them all.
 func newWorker(cpu int, tracePath string, l ringbuf.Layout, pipeSize int, openSink func(cpu int) (sink, error),
-	abort *atomic.Bool, log *textlog.Logger) (_ *worker, err error) {
+	pace *pacer, abort *atomic.Bool, log *textlog.Logger) (_ *worker, err error) {
 	w := &worker{
 		waiter: waiter{cpu: cpu, abort: abort, log: log.With("cpu", cpu)},
 		layout: l, page: l.PageSize, buf: make([]byte, l.PageSize),
 		tracePath: tracePath, trace: -1, pipeR: -1, pipeW: -1,
-		orders: make(chan order, 1), exited: make(chan struct{}),
+		orders: make(chan order, 1), exited: make(chan struct{}), pace: pace,
 	}
 	defer func() {
 		if err != nil {
@@ -115,56 +130,134 @@ func (w *worker) run() error {
 	}
 }
 
-// stream moves what it can, then waits once: for a page, for room in the
-// sink, or for an order.
+// stream takes one step: when the latency is due it sends everything
+// recorded so far (catchUp); otherwise it waits once and then moves what
+// became ready (pump).
+//
+// The wait is for the trace file, which polls readable at the
+// buffer_percent watermark (the pacer's), for room in the sink when it is
+// full, for an order, and for the latency: ref+latency, less a tenth for
+// the wake-up and the sending. A CPU whose buffer is empty while
+// buffer_percent is 0 waits for its first event alone: no wake-ups at all
+// while idle. After that event its latency counts from the wake-up.
+//
+// The latency moves on without partial pages while pages fill: once a
+// fill finds no full page left (dryAt), the page then being written holds
+// the oldest unsent events; when a later fill takes a page, that page has
+// gone, so whatever is unsent was recorded after dryAt.
 func (w *worker) stream() error {
-	moved, dry, err := w.fill()
-	if err != nil {
-		return err
+	now := time.Now()
+	if w.latency > 0 && !w.blocked && !now.Before(w.due()) {
+		return w.catchUp()
 	}
-	blocked := false
-	if w.inPipe > 0 {
-		n, err := w.send()
-		switch {
-		case errors.Is(err, sys.EAGAIN):
-			blocked = true
-		case err != nil:
-			return err
-		}
-		moved += n
-	}
-	if moved > 0 {
-		w.stall = backoff{}
-		return nil
-	}
-	in, out := w.trace, -1 // wait for a page
-	if blocked {
-		out = w.out.fd() // and for room
-		if !dry {
+	in, out, timeout := w.trace, -1, time.Duration(-1)
+	if w.blocked {
+		out = w.out.fd()
+		if w.room() == 0 {
 			in = -1 // the pipe is full: room only
 		}
 	}
-	_, err = w.wait(in, out, &w.stall)
-	return err
+	switch {
+	case w.stuck: // ready, but nothing moved: retry after a pause
+		in, out, timeout = -1, -1, w.stall.next()
+		if w.latency > 0 && !w.blocked {
+			timeout = min(timeout, w.due().Sub(now))
+		}
+	case w.latency > 0 && !w.blocked && !(w.clean && w.pace.zero.Load()):
+		timeout = w.due().Sub(now)
+	}
+	zero := w.pace.zero.Load() // as the poll finds buffer_percent
+	ev, err := w.waitFor(in, out, timeout)
+	if err != nil || ev == sys.Woken {
+		return err
+	}
+	if ev == sys.Timeout {
+		if w.stuck {
+			return w.pump()
+		}
+		return nil // the latency is due: the next step catches up
+	}
+	if w.clean {
+		w.clean = false
+		w.ref = now // the buffer was empty when the wait began
+		if zero && timeout < 0 {
+			// Woken by the first event, so it was recorded about now.
+			w.ref = time.Now()
+		}
+		w.pace.hold(w)
+		if zero {
+			return nil // buffer_percent 0 said "not empty": now wait for the watermark
+		}
+	}
+	return w.pump()
+}
+
+// room is how many bytes of whole pages the pipe takes now.
+func (w *worker) room() int { return (w.pipeCap - w.inPipe) / w.page * w.page }
+
+// pump moves whole pages, trace_pipe_raw → pipe → sink, until the ring
+// buffer has no full page left (a fill smaller than the room) or the sink
+// takes no more (blocked). A fill as large as the room is followed by
+// another once the sink took it: a backlog goes in pipe-sized batches,
+// and no splice is spent on the few pages written since the last one.
+func (w *worker) pump() error {
+	progress := false
+	for {
+		n, dry, err := w.fill()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			progress = true
+			if !w.dryAt.IsZero() && w.dryAt.After(w.ref) {
+				w.ref = w.dryAt
+			}
+		}
+		switch {
+		case dry:
+			w.dryAt = time.Now()
+		case n > 0:
+			w.dryAt = time.Time{}
+		}
+		if w.inPipe > 0 {
+			m, err := w.send()
+			switch {
+			case errors.Is(err, sys.EAGAIN):
+			case err != nil:
+				return err
+			}
+			progress = progress || m > 0
+			w.blocked = w.inPipe > 0
+		}
+		if dry || n == 0 || w.blocked {
+			break
+		}
+	}
+	w.stuck = !progress
+	if progress {
+		w.stall = backoff{}
+	}
+	return nil
 }
 
 // fill splices as many whole pages as the pipe has room for. It reports
-// whether trace_pipe_raw had no full page to give. (No SPLICE_F_MOVE, which
-// the kernel's C agent passes: it is a no-op since Linux 2.6.21.)
+// dry when trace_pipe_raw gave fewer (tracing_buffers_splice_read stops at
+// the page being written). (No SPLICE_F_MOVE, which the kernel's C agent
+// passes: it is a no-op since Linux 2.6.21.)
 func (w *worker) fill() (moved int, dry bool, err error) {
-	room := (w.pipeCap - w.inPipe) / w.page * w.page
+	room := w.room()
 	if room == 0 {
 		return 0, false, nil
 	}
-	n, err := sys.Splice(w.trace, w.pipeW, room, sys.SpliceNonblock)
+	n, err := sys.SpliceRaw(w.trace, w.pipeW, room, sys.SpliceNonblock)
 	switch {
-	case errors.Is(err, sys.EAGAIN), err == nil && n == 0:
+	case errors.Is(err, sys.EAGAIN):
 		return 0, true, nil
 	case err != nil:
 		return 0, false, opError(w.cpu, "splice", w.tracePath, err)
 	}
 	w.inPipe += n
-	return n, false, nil
+	return n, n < room, nil
 }
 
 // send moves what the sink takes from the pipe: sys.EAGAIN when nothing.
@@ -175,8 +268,8 @@ func (w *worker) send() (int, error) {
 	return n, err
 }
 
-// drain sends everything recorded so far: the full pages by splice, then
-// the page the kernel is writing by read(2), sent whole.
+// drain sends everything recorded so far, waiting for room: the full pages
+// by splice, then the page the kernel is writing by read(2), sent whole.
 func (w *worker) drain() error {
 	for {
 		for dry := false; !dry; {
@@ -234,63 +327,4 @@ func (w *worker) flush() error {
 		}
 	}
 	return nil
-}
-
-// backoff paces the rare waits where poll(2) says ready but nothing moves
-// (with buffer_percent 0 trace_pipe_raw polls readable on a partial page,
-// which splice does not take; a virtio port whose host end is closed polls
-// hung up): sleep minBackoff, doubling up to maxBackoff, until a move.
-type backoff struct{ d time.Duration }
-
-const (
-	minBackoff = time.Millisecond
-	maxBackoff = 250 * time.Millisecond
-)
-
-// waiter is how a CPU goroutine waits: in poll(2), on the fds it needs and
-// on its waker, through which orders and an abort reach it.
-type waiter struct {
-	cpu   int
-	waker *sys.Waker
-	abort *atomic.Bool
-	log   *textlog.Logger
-}
-
-// wait blocks until in is readable or out writable (-1: not waited for) or
-// the waker fires (woken; the wake-up is cleared). After a ready that moved
-// nothing it sleeps b's delay instead; b nil never backs off.
-func (wt *waiter) wait(in, out int, b *backoff) (woken bool, err error) {
-	var ev sys.Event
-	if b != nil && b.d > 0 {
-		if b.d < maxBackoff && 2*b.d >= maxBackoff {
-			wt.log.Debug("ready but nothing moves: waiting", "every", maxBackoff)
-		}
-		ev, err = sys.PollInOut(-1, -1, wt.waker, b.d)
-		b.d = min(2*b.d, maxBackoff)
-	} else {
-		ev, err = sys.PollInOut(in, out, wt.waker, -1)
-		if ev == sys.Ready && b != nil {
-			b.d = minBackoff // if the next try moves nothing
-		}
-	}
-	if err != nil {
-		return false, opError(wt.cpu, "poll", "", err)
-	}
-	if ev == sys.Woken {
-		wt.waker.Clear()
-	}
-	return ev == sys.Woken, nil
-}
-
-// waitRoom waits until fd takes data, in the middle of a stop or of a
-// stdout record: orders wait for it to end; only an abort cuts it short.
-func (wt *waiter) waitRoom(fd int, b *backoff) error {
-	if wt.abort.Load() {
-		return errAborted
-	}
-	woken, err := wt.wait(-1, fd, b)
-	if err == nil && woken && wt.abort.Load() {
-		return errAborted
-	}
-	return err
 }

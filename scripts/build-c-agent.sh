@@ -5,9 +5,20 @@
 # not part of this repository: it comes from Debian's linux-source package,
 # and only tools/virtio/virtio-trace/ is taken out of the tarball.
 #
-#   scripts/build-c-agent.sh [-o OUTDIR]      (default OUTDIR: build/c-agent)
+#   scripts/build-c-agent.sh [-w] [-o OUTDIR]  (default OUTDIR: build/c-agent,
+#                                               with -w build/c-agent-eagain)
 #
 # Outputs OUTDIR/trace-agent (and the extracted source under OUTDIR/src).
+#
+# -w applies, to the extracted copy only, the change the benchmark
+# (scripts/bench-agent.sh) measures the C agent with: EAGAIN from either
+# splice means "wait". Its pipe is non-blocking, so both splices say
+# EAGAIN, which the unchanged agent takes for a fatal error. One line
+# before each check in trace-agent-rw.c:
+#   if (rlen < 0 && errno == EAGAIN) rlen = 0;
+#     (nothing to read: the agent's own wait, usleep 100 ms)
+#   if (ret < 0 && errno == EAGAIN) { poll(...POLLOUT...); continue; }
+#     (no room: wait until the output takes data, then splice again)
 # Installs linux-source-6.1, gcc and libc6-dev with apt when they are missing
 # (as root). Quick when nothing changed (a key in OUTDIR/.key).
 #
@@ -17,16 +28,22 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-out=$repo/build/c-agent
+out=
+wait=0
 pkg=${LINUX_SOURCE_PKG:-linux-source-6.1}
 
-usage() { echo "usage: $0 [-o OUTDIR]" >&2; exit 2; }
-while getopts "o:h" opt; do
+usage() { echo "usage: $0 [-w] [-o OUTDIR]" >&2; exit 2; }
+while getopts "wo:h" opt; do
 	case $opt in
 	o) out=$OPTARG ;;
+	w) wait=1 ;;
 	*) usage ;;
 	esac
 done
+if [ -z "$out" ]; then
+	out=$repo/build/c-agent
+	[ "$wait" = 1 ] && out=$repo/build/c-agent-eagain
+fi
 shift $((OPTIND - 1))
 [ $# -eq 0 ] || usage
 
@@ -64,6 +81,7 @@ key=$({
 	stat -c '%n %s %Y' "$tarball"
 	gcc --version | head -n1
 	sha256sum "$0"
+	echo "wait=$wait"
 } | sha256sum | cut -d' ' -f1)
 if [ -x "$out/trace-agent" ] && [ "$(cat "$out/.key" 2>/dev/null)" = "$key" ]; then
 	log "up to date: $out/trace-agent ($pkg)"
@@ -79,8 +97,18 @@ src=$(find "$out/.src" -type d -path '*/tools/virtio/virtio-trace' | head -n1)
 mv "$src" "$out/src"
 rm -rf "$out/.src"
 
+cflags=()
+if [ "$wait" = 1 ]; then
+	cflags=(-D_GNU_SOURCE= -include errno.h -include poll.h) # for the added lines
+	log "EAGAIN from either splice means wait (trace-agent-rw.c, extracted copy)"
+	rw=$out/src/trace-agent-rw.c
+	sed -i -e 's/^\([[:space:]]*\)if (rlen < 0) {$/\1if (rlen < 0 \&\& errno == EAGAIN) rlen = 0;\n&/' \
+		-e 's/^\([[:space:]]*\)if (ret < 0) {$/\1if (ret < 0 \&\& errno == EAGAIN) { poll(\&(struct pollfd){ .fd = ts->out_fd, .events = POLLOUT }, 1, -1); continue; }\n&/' "$rw"
+	[ "$(grep -c 'errno == EAGAIN' "$rw")" = 2 ] || die "could not apply the EAGAIN change to $rw"
+fi
+
 log "compiling $out/trace-agent"
-(cd "$out/src" && gcc -static -O2 -pthread -o "$out/trace-agent.tmp" \
+(cd "$out/src" && gcc -static -O2 -pthread "${cflags[@]}" -o "$out/trace-agent.tmp" \
 	trace-agent.c trace-agent-ctl.c trace-agent-rw.c) || die "compile trace-agent failed"
 mv "$out/trace-agent.tmp" "$out/trace-agent"
 echo "$key" >"$out/.key"

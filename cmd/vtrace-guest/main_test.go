@@ -14,7 +14,7 @@ import (
 	"github.com/vtrace/vtrace/internal/testutil"
 )
 
-// maxSize bounds the guest binary, built as make builds it.
+// maxSize bounds the guest binary, built as make builds it: 3 MB.
 const maxSize = 3_000_000
 
 // TestGuestBinaryDeps: the guest binary links none of the host's

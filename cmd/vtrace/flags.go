@@ -95,6 +95,7 @@ type settingsFlags struct {
 	subbufSize cli.SubbufSize
 	clock      string
 	instance   string
+	latency    time.Duration // 0: the agent's own
 }
 
 func (f *settingsFlags) addFlags(cmd *cobra.Command) {
@@ -105,6 +106,7 @@ func (f *settingsFlags) addFlags(cmd *cobra.Command) {
 	fl.Var(&f.subbufSize, "subbuf-size", "ring-buffer sub-buffer (page) size, a power of two from 4K to 1M (guest kernel 6.8 and later; the largest event is a little under it)")
 	fl.StringVar(&f.clock, "clock", "", "trace clock (local, global, mono, x86-tsc...)")
 	fl.StringVar(&f.instance, "instance", "", "ftrace instance the agent records in (default: its own)")
+	fl.DurationVar(&f.latency, "latency", 0, "longest an event recorded waits in the guest before the agent sends it (default: the agent's --latency, 1s)")
 }
 
 // settings turns the flags into the start order's settings, checked as the
@@ -122,6 +124,10 @@ func (f settingsFlags) settings() (wire.Settings, error) {
 	s.BufferKiB = cli.BufferKiB(uint64(f.bufferSize))
 	s.SubbufKiB = f.subbufSize.KiB()
 	s.Clock, s.Instance = f.clock, f.instance
+	if f.latency < 0 {
+		return s, usageError{fmt.Errorf("check --latency %v: must not be negative", f.latency)}
+	}
+	s.LatencyMS = uint32(min((f.latency+time.Millisecond-1)/time.Millisecond, wire.MaxLatencyMS+1)) // a bad one is refused below
 	if err := session.CheckSettings(s); err != nil {
 		return s, usageError{err}
 	}

@@ -46,6 +46,11 @@ func TestSettingsFlags(t *testing.T) {
 	if got, err := parse(); err != nil || !got.IsZero() {
 		t.Errorf("no flags: %+v, %v; want no settings", got, err)
 	}
+	for latency, ms := range map[string]uint32{"1s": 1000, "250ms": 250, "1500us": 2, "1ns": 1, "1h": 3_600_000} { // rounded up
+		if got, err := parse("--latency", latency); err != nil || got.LatencyMS != ms {
+			t.Errorf("--latency %s: %d ms, %v; want %d ms", latency, got.LatencyMS, err, ms)
+		}
+	}
 	for _, tc := range []struct {
 		args []string
 		bad  string // in the error
@@ -60,6 +65,8 @@ func TestSettingsFlags(t *testing.T) {
 		{[]string{"--events", "../etc:passwd"}, "event"},
 		{[]string{"--clock", "a b"}, "clock"},
 		{[]string{"--instance", ".."}, "instance"},
+		{[]string{"--latency", "-1s"}, "--latency"},
+		{[]string{"--latency", "61m"}, "latency"},
 	} {
 		_, err := parse(tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.bad) {

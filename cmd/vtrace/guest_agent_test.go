@@ -51,6 +51,9 @@ func TestGuestAgentFlagsParseAlike(t *testing.T) {
 		{"--subbuf-size=64k"},
 		{"--subbuf-size", "12K"},
 		{"--subbuf-size", "2K"},
+		{"--latency", "250ms"},
+		{"--latency=0"},
+		{"--latency", "1"},
 		{"--no-such-flag"},
 		{"-x"},
 		{"-ox"},
@@ -97,7 +100,7 @@ func TestGuestAgentCommandUsesSharedFlags(t *testing.T) {
 	cmd := newGuestAgentCmd()
 	cmd.InitDefaultHelpFlag()
 	got := map[string]string{}
-	for _, name := range []string{"stdout", "pipe-size", "tracefs", "ports-dir", "cpus", "verbose", "drain-timeout", "instance", "buffer-percent", "subbuf-size", "wait-ports", "help"} {
+	for _, name := range []string{"stdout", "pipe-size", "tracefs", "ports-dir", "cpus", "verbose", "drain-timeout", "instance", "buffer-percent", "subbuf-size", "wait-ports", "latency", "help"} {
 		if f := cmd.Flags().Lookup(name); f != nil {
 			got[name] = f.Shorthand
 		}

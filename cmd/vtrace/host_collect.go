@@ -119,8 +119,8 @@ func runHostCollect(ctx context.Context, opts hostCollectOptions) error {
 	if cfg.TraceDatOptions.Format, cfg.TraceDatOptions.Compression, err = tracedat.ParseFormat(opts.format, opts.compress); err != nil {
 		return usageError{err}
 	}
-	if !cfg.Start && !cfg.Settings.IsZero() {
-		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --subbuf-size, --clock and --instance need --start")}
+	if !cfg.Start && (!cfg.Settings.IsZero() || cfg.Settings.LatencyMS > 0) {
+		return usageError{errors.New("check the recording's settings: --events, --filter, --buffer-size, --subbuf-size, --clock, --instance and --latency need --start")}
 	}
 	if cfg.Timeline, err = opts.timeline.timeline(all[0].target(), all[0].name, dir, cfg.Settings.Clock, cfg.Start); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/vtrace/vtrace/proto/wire"
 )
@@ -26,10 +27,10 @@ func CheckSettings(s wire.Settings) error {
 
 // Describe prints s in one line, the way the flags spell it.
 func Describe(s wire.Settings) string {
-	if s.IsZero() {
-		return "none (the guest's tracing as it is)"
-	}
 	var parts []string
+	if s.IsZero() {
+		parts = append(parts, "none (the guest's tracing as it is)")
+	}
 	if len(s.Events) > 0 {
 		parts = append(parts, "events "+strings.Join(s.Events, ","))
 	}
@@ -47,6 +48,9 @@ func Describe(s wire.Settings) string {
 	}
 	if s.Instance != "" {
 		parts = append(parts, "instance "+s.Instance)
+	}
+	if s.LatencyMS > 0 {
+		parts = append(parts, fmt.Sprintf("latency %v", time.Duration(s.LatencyMS)*time.Millisecond))
 	}
 	return strings.Join(parts, "; ")
 }

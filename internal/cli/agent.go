@@ -44,12 +44,13 @@ type AgentOptions struct {
 	BufferPercent int
 	SubbufSize    SubbufSize // bytes; 0: the kernel's
 	WaitPorts     bool
+	Latency       time.Duration // 0: no bound
 }
 
 // NewAgentOptions returns the agent's defaults.
 func NewAgentOptions() *AgentOptions {
 	return &AgentOptions{PipeSize: guest.DefaultPipeSize, PortsDir: guest.DefaultPortsDir, DrainTimeout: 10 * time.Second,
-		Instance: guest.DefaultInstance, BufferPercent: guest.DefaultBufferPercent, WaitPorts: true}
+		Instance: guest.DefaultInstance, BufferPercent: guest.DefaultBufferPercent, WaitPorts: true, Latency: guest.DefaultLatency}
 }
 
 // Flags are the agent's flags, bound to o: the one list both binaries
@@ -67,6 +68,7 @@ func (o *AgentOptions) Flags() []Flag {
 		{"instance", "", "ftrace instance to record in when the host chooses events (a single name)", StringValue(&o.Instance)},
 		{"subbuf-size", "", "ring-buffer sub-buffer (page) size of each recording, 4K to 1M, a power of two (Linux 6.8 and later): set in the streamed buffer at each start and put back at the stop, unless the host's settings give one", &o.SubbufSize},
 		{"buffer-percent", "", "buffer_percent while recording: how full a CPU's buffer gets before the agent is woken (1-100; -1 leaves it alone)", IntValue(&o.BufferPercent)},
+		{"latency", "", "longest an event recorded waits in the guest before it is sent (0: no bound; the host may ask for another)", DurationValue(&o.Latency)},
 	}
 }
 
@@ -79,6 +81,13 @@ func RunAgent(ctx context.Context, o AgentOptions, stderr io.Writer, version str
 	if o.BufferPercent > 100 || o.BufferPercent < -1 || o.BufferPercent == 0 {
 		return Usagef("check --buffer-percent %d: want 1 to 100, or -1", o.BufferPercent)
 	}
+	if o.Latency < 0 {
+		return Usagef("check --latency %v: must not be negative", o.Latency)
+	}
+	latency := o.Latency
+	if latency == 0 {
+		latency = -1 // guest.Config: no bound
+	}
 	max, err := sys.PipeMaxSize()
 	if err != nil {
 		return err
@@ -89,7 +98,7 @@ func RunAgent(ctx context.Context, o AgentOptions, stderr io.Writer, version str
 	}
 	cfg := guest.Config{Tracefs: o.Tracefs, PortsDir: o.PortsDir, CPUs: o.CPUs, PipeSize: pipe,
 		DrainTimeout: o.DrainTimeout, Instance: o.Instance, BufferPercent: o.BufferPercent, SubbufKiB: o.SubbufSize.KiB(),
-		Version: version, WaitPorts: o.WaitPorts && o.PortsDir == guest.DefaultPortsDir}
+		Latency: latency, Version: version, WaitPorts: o.WaitPorts && o.PortsDir == guest.DefaultPortsDir}
 	if o.Stdout {
 		cfg.Stdout = os.Stdout
 	}

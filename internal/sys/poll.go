@@ -53,6 +53,9 @@ const (
 	Woken
 	// Timeout: the timeout passed first.
 	Timeout
+	// Interrupted: a signal ended the wait (PollInOutRaw only); the
+	// Waker may or may not have fired.
+	Interrupted
 )
 
 // Poll directions.

@@ -34,6 +34,7 @@ func goldenMessages() map[string]Message {
 	m["zero-meta-chunk-empty-mid"] = &MetaChunk{Kind: MetaUname, Offset: 3, Total: 9}
 	m["zero-clock-reply"] = &ClockReply{}
 	m["zero-filter-only"] = &Start{Settings: Settings{Filters: []Filter{{Event: "irq", Expr: "irq == 1"}}}}
+	m["start-latency-only"] = &Start{ID: 5, Settings: Settings{LatencyMS: 250}}
 	return m
 }
 

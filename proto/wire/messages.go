@@ -305,14 +305,19 @@ func (m *ClockReply) fields() []field {
 
 // Records: nested in messages as the value of one field.
 
-// Settings are what a recording traces; zero fields leave the guest's
-// tracefs as it is.
+// Settings are what a recording traces, and how soon its pages move; zero
+// fields leave the guest's tracefs, and the agent's own latency, as they
+// are.
 type Settings struct {
 	Events    []string // "system" or "system:event"
 	Filters   []Filter
 	BufferKiB uint64 // per CPU
 	Clock     string // "local", "global", "mono", "x86-tsc"...
 	Instance  string // ftrace instance to record in; "" for the agent's default
+	// LatencyMS bounds how long an event recorded waits in the guest
+	// before the agent sends it, in milliseconds (at most MaxLatencyMS);
+	// 0: the agent's own (its --latency).
+	LatencyMS uint32
 	// SubbufKiB is the ring buffer's sub-buffer (page) size in KiB, a
 	// power of two from 4 to MaxSubbufKiB; 0 leaves the kernel's (Linux
 	// 6.8 and later: buffer_subbuf_size_kb).
@@ -326,12 +331,14 @@ func (s *Settings) fields() []field {
 		{3, number(&s.BufferKiB)},
 		{4, str(&s.Clock)},
 		{5, str(&s.Instance)},
+		{6, numberUpTo(&s.LatencyMS, MaxLatencyMS)},
 		{7, numberUpTo(&s.SubbufKiB, MaxSubbufKiB)},
 	}
 }
 
-// IsZero reports whether s asks for nothing: the agent keeps the guest's
-// tracing as it is.
+// IsZero reports whether s asks for nothing to be traced differently: the
+// agent keeps the guest's tracing as it is. LatencyMS is left out: it says
+// how soon pages move, not what is recorded.
 func (s Settings) IsZero() bool {
 	return len(s.Events) == 0 && len(s.Filters) == 0 && s.BufferKiB == 0 && s.Clock == "" && s.Instance == "" &&
 		s.SubbufKiB == 0

@@ -335,5 +335,8 @@ func (s *Settings) check() error {
 	if k := s.SubbufKiB; k != 0 && (k < MinSubbufKiB || k > MaxSubbufKiB || k&(k-1) != 0) {
 		return fmt.Errorf("sub-buffer size %d KiB: want a power of two from %d to %d: %w", k, MinSubbufKiB, MaxSubbufKiB, ErrMalformed)
 	}
+	if s.LatencyMS > MaxLatencyMS {
+		return fmt.Errorf("latency %d ms: more than %d: %w", s.LatencyMS, MaxLatencyMS, ErrTooLarge)
+	}
 	return checkOptName("instance", s.Instance)
 }

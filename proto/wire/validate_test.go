@@ -39,4 +39,8 @@ func TestSettingsIsZero(t *testing.T) {
 			t.Errorf("%+v: IsZero true", s)
 		}
 	}
+	// A latency says how pages move, not what is traced.
+	if !(Settings{LatencyMS: 250}).IsZero() {
+		t.Error("Settings with only a latency: IsZero false")
+	}
 }

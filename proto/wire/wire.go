@@ -52,6 +52,7 @@ const (
 	// may allow less (128 pages of its own).
 	MinSubbufKiB = 4
 	MaxSubbufKiB = 1024
+	MaxLatencyMS = 3_600_000 // Settings.LatencyMS: one hour
 )
 
 // Sentinel errors, to be matched with errors.Is.

@@ -248,6 +248,7 @@ func TestMarshalRejects(t *testing.T) {
 		{"hello no versions", &Hello{}, ErrMalformed},
 		{"bad event", &Start{Settings: Settings{Events: []string{"sched/sched_switch"}}}, ErrMalformed},
 		{"too many events", &Start{Settings: Settings{Events: make([]string, MaxEvents+1)}}, ErrTooLarge},
+		{"latency too long", &Start{Settings: Settings{LatencyMS: MaxLatencyMS + 1}}, ErrTooLarge},
 		{"events over a frame", &Start{Settings: Settings{Events: slicesOf(MaxEvents, strings.Repeat("e", 200))}}, ErrTooLarge},
 		{"sub-buffer not a power of two", &Start{Settings: Settings{SubbufKiB: 12}}, ErrMalformed},
 		{"sub-buffer under a page", &Start{Settings: Settings{SubbufKiB: 2}}, ErrMalformed},

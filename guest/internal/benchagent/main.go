@@ -1,8 +1,12 @@
-// Command benchagent measures `vtrace guest agent` against the plainest
-// alternative, one `cat per_cpu/cpuN/trace_pipe_raw > FIFO` per CPU, under
-// the same heavy event load in the same run: bytes per second, CPU seconds
-// per MB, events lost (overrun) and wake-ups while the ring buffer is
-// empty. It needs root and tracefs; scripts/bench-agent.sh runs it.
+// Command benchagent measures `vtrace guest agent` against the kernel's own
+// C agent (tools/virtio/virtio-trace, built by scripts/build-c-agent.sh -w)
+// and, on request, against the plainest alternative, one
+// `cat per_cpu/cpuN/trace_pipe_raw > FIFO` per CPU: each under the same
+// event load in the same run, at full load and at a quarter of it, with
+// the instance's default buffer size and with a larger one. It reports MB
+// and events moved per CPU-second of the reader, events lost (overrun),
+// the reader's peak RSS, and its wake-ups while the ring buffer is empty.
+// It needs root and tracefs; scripts/bench-agent.sh runs it.
 package main
 
 import (
@@ -27,10 +31,19 @@ import (
 )
 
 var (
-	vtrace  = flag.String("vtrace", "bin/vtrace", "the vtrace binary")
-	seconds = flag.Int("seconds", 10, "length of each loaded run")
-	idle    = flag.Int("idle", 5, "length of the empty-buffer run")
-	percent = flag.Int("buffer-percent", -1, "set the instance's buffer_percent (default: leave the kernel's)")
+	vtrace    = flag.String("vtrace", "bin/vtrace", "the vtrace binary")
+	vtrace2   = flag.String("vtrace2", "", "another vtrace binary, measured as reader agent2 (to compare two builds)")
+	cAgent    = flag.String("c-agent", "", "the kernel's C agent, built by scripts/build-c-agent.sh -w (needed for reader c)")
+	readers   = flag.String("readers", "agent,c", "readers to measure, comma-separated: agent, c (the kernel's C agent), cat, agent2 (-vtrace2)")
+	buffers   = flag.String("buffers", "default,16384", "buffer_size_kb of each configuration, comma-separated (default: the instance's own)")
+	loads     = flag.String("loads", "full,quarter", "loads, comma-separated: full (every event enabled), quarter (-quarter-events only)")
+	quarterEv = flag.String("quarter-events", "syscalls/sys_enter_read,syscalls/sys_enter_write", "the events of the quarter load: event systems or system/event, comma-separated")
+	seconds   = flag.Int("seconds", 10, "length of each loaded run")
+	idle      = flag.Int("idle", 5, "length of the empty-buffer run (first configuration of each reader only; 0: none)")
+	percent   = flag.Int("buffer-percent", -1, "set the instance's buffer_percent (default: leave the kernel's)")
+	agentArgs = flag.String("agent-args", "", "more arguments for vtrace guest agent, space-separated")
+	fifoSize  = flag.Int("fifo-size", 1<<20, "pipe size of each CPU's FIFO, bytes (the consumer reads 1 MiB at a time)")
+	repeat    = flag.Int("repeat", 1, "runs of each reader per configuration, taking turns; the table sums them")
 )
 
 const instName = "vtrace-bench"
@@ -51,33 +64,84 @@ func main() {
 	if *percent >= 0 {
 		put(inst, "buffer_percent", strconv.Itoa(*percent))
 	}
-	b, err := os.ReadFile(filepath.Join(inst, "buffer_percent"))
-	check(err)
-	kb, err := os.ReadFile(filepath.Join(inst, "buffer_size_kb"))
-	check(err)
-	fmt.Printf("# instance %s: buffer_percent %s, buffer_size_kb %s; all events; load: taskset -c N dd if=/dev/zero of=/dev/null bs=256 per CPU\n",
-		instName, strings.TrimSpace(string(b)), strings.TrimSpace(string(kb)))
+	defaultKB := strings.TrimSpace(get(inst, "buffer_size_kb"))
+	fmt.Printf("# instance %s: buffer_percent %s; load: taskset -c N dd if=/dev/zero of=/dev/null bs=256 on each of %d CPUs, %d s;"+
+		" full = every event enabled, quarter = %s; FIFOs of %d bytes read 1 MiB at a time\n",
+		instName, strings.TrimSpace(get(inst, "buffer_percent")), len(cpus), *seconds, *quarterEv, *fifoSize)
 
-	agent := measure(inst, cpus, "agent", startAgent)
-	cat := measure(inst, cpus, "cat", startCats)
+	var results []result
+	idled := map[string]bool{}
+	for _, kb := range list(*buffers) {
+		if kb == "default" {
+			kb = defaultKB
+		}
+		put(inst, "buffer_size_kb", kb)
+		for _, load := range list(*loads) {
+			sums := map[string]*result{}
+			for range *repeat {
+				for _, name := range list(*readers) {
+					r := measure(inst, cpus, name, kb, load, !idled[name])
+					idled[name] = true
+					if sums[name] == nil {
+						sums[name] = &result{name: name, kb: kb, load: load, idleWakeups: -1}
+					}
+					sums[name].add(r)
+				}
+			}
+			for _, name := range list(*readers) {
+				results = append(results, *sums[name])
+			}
+		}
+	}
+	put(inst, "buffer_size_kb", defaultKB)
 
-	fmt.Printf("| reader | MB/s | M events/s | CPU s | CPU s per MB | CPU s per M events | events lost (overrun) | events received | wake-ups in %d s idle |\n", *idle)
-	fmt.Printf("|---|---|---|---|---|---|---|---|---|\n")
-	for _, r := range []result{agent, cat} {
+	fmt.Printf("| buffer KiB/CPU | load | reader | runs | MB/s | MB per CPU s (each run) | M events per CPU s | CPU s | events lost (overrun) | events received | peak RSS MiB | wake-ups/s loaded | wake-ups in %d s idle |\n", *idle)
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
 		mb, mev := float64(r.bytes)/1e6, float64(r.read)/1e6
-		fmt.Printf("| %s | %.1f | %.2f | %.2f | %.4f | %.3f | %d | %d | %d |\n", r.name, mb/r.elapsed.Seconds(), mev/r.elapsed.Seconds(),
-			r.cpu, r.cpu/mb, r.cpu/mev, r.overrun, r.read, r.idleWakeups)
+		idle := "-"
+		if r.idleWakeups >= 0 {
+			idle = strconv.FormatInt(r.idleWakeups, 10)
+		}
+		var each []string
+		for _, x := range r.each {
+			each = append(each, fmt.Sprintf("%.0f", x))
+		}
+		fmt.Printf("| %s | %s | %s | %d | %.1f | %.0f (%s) | %.2f | %.2f | %d | %d | %.1f | %.0f | %s |\n", r.kb, r.load, r.name, r.runs,
+			mb/r.elapsed.Seconds(), mb/r.cpu, strings.Join(each, ", "), mev/r.cpu, r.cpu, r.overrun, r.read, float64(r.rssKB)/1024,
+			float64(r.loadWakeups)/r.elapsed.Seconds(), idle)
 	}
 }
 
 type result struct {
-	name        string
-	bytes       int64
-	elapsed     time.Duration
-	cpu         float64 // seconds, user + system, of the reader processes
-	overrun     int64
-	read        int64
-	idleWakeups int64
+	name, kb, load string
+	bytes          int64
+	elapsed        time.Duration
+	cpu            float64 // seconds, user + system, of the reader processes
+	overrun        int64
+	read           int64
+	rssKB          int64 // peak resident set of the reader processes (VmHWM)
+	idleWakeups    int64 // -1: not measured
+	loadWakeups    int64 // voluntary context switches under load
+	runs           int
+	each           []float64 // MB per CPU second of each run
+}
+
+// add sums run r into s: counts and times add up, the peak RSS is the
+// largest, the idle wake-ups those of the run that measured them.
+func (s *result) add(r result) {
+	s.bytes += r.bytes
+	s.elapsed += r.elapsed
+	s.cpu += r.cpu
+	s.overrun += r.overrun
+	s.read += r.read
+	s.rssKB = max(s.rssKB, r.rssKB)
+	if r.idleWakeups >= 0 {
+		s.idleWakeups = r.idleWakeups
+	}
+	s.loadWakeups += r.loadWakeups
+	s.runs++
+	s.each = append(s.each, float64(r.bytes)/1e6/r.cpu)
 }
 
 // reader is a started reader: its processes and how to end it.
@@ -86,7 +150,12 @@ type reader struct {
 	stop func()
 }
 
-func measure(inst string, cpus []int, name string, start func(inst, fifos string, cpus []int) reader) result {
+func measure(inst string, cpus []int, name, kb, load string, measureIdle bool) result {
+	start := map[string]func(inst, fifos string, cpus []int) reader{"agent": startAgent, "c": startCAgent, "cat": startCats,
+		"agent2": func(inst, fifos string, cpus []int) reader { return startVtrace(*vtrace2, inst, fifos) }}[name]
+	if start == nil {
+		log.Fatalf("unknown reader %q (want agent, c, cat or agent2)", name)
+	}
 	put(inst, "tracing_on", "0")
 	put(inst, "events/enable", "0")
 	put(inst, "trace", "") // empties the buffer and resets its counters
@@ -102,6 +171,10 @@ func measure(inst string, cpus []int, name string, start func(inst, fifos string
 	var wg sync.WaitGroup
 	for _, cpu := range cpus {
 		f, err := os.OpenFile(filepath.Join(fifos, channel.Data(cpu)+".out"), os.O_RDWR, 0)
+		check(err)
+		rc, err := f.SyscallConn() // not f.Fd(): that makes reads blocking, and Close could not end them
+		check(err)
+		check(rc.Control(func(fd uintptr) { _, err = sys.SetPipeSize(int(fd), *fifoSize) }))
 		check(err)
 		files = append(files, f)
 		wg.Add(1)
@@ -121,45 +194,62 @@ func measure(inst string, cpus []int, name string, start func(inst, fifos string
 
 	// Idle: tracing on, nothing enabled, so the ring buffer stays empty.
 	put(inst, "tracing_on", "1")
-	time.Sleep(time.Second)
-	before := wakeups(r.pids)
-	time.Sleep(time.Duration(*idle) * time.Second)
-	idleWakeups := wakeups(r.pids) - before
+	idleWakeups := int64(-1)
+	if measureIdle && *idle > 0 {
+		time.Sleep(time.Second)
+		before := wakeups(r.pids)
+		time.Sleep(time.Duration(*idle) * time.Second)
+		idleWakeups = wakeups(r.pids) - before
+	}
 
-	// Loaded: every event enabled, one busy writer per CPU.
-	put(inst, "events/enable", "1")
+	switch load {
+	case "full":
+		put(inst, "events/enable", "1")
+	case "quarter":
+		for _, e := range list(*quarterEv) {
+			put(inst, filepath.Join("events", e, "enable"), "1")
+		}
+	default:
+		log.Fatalf("unknown load %q (want full or quarter)", load)
+	}
 	cpu0 := cpuSeconds(r.pids)
+	wake0 := wakeups(r.pids)
 	t0 := time.Now()
-	var load []*exec.Cmd
+	var work []*exec.Cmd
 	for _, cpu := range cpus {
 		c := exec.Command("taskset", "-c", strconv.Itoa(cpu), "dd", "if=/dev/zero", "of=/dev/null", "bs=256")
 		check(c.Start())
-		load = append(load, c)
+		work = append(work, c)
 	}
 	time.Sleep(time.Duration(*seconds) * time.Second)
-	for _, c := range load {
+	for _, c := range work {
 		c.Process.Kill()
 		c.Wait()
 	}
 	put(inst, "tracing_on", "0")
 	elapsed := time.Since(t0)
+	loadWakeups := wakeups(r.pids) - wake0
 	// Let the reader take what is left, then stop it.
 	for i := 0; i < 100 && entries(inst, cpus) > 0; i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
 	cpu := cpuSeconds(r.pids) - cpu0 // before stop: the processes are gone after
+	rss := peakRSS(r.pids)
 	r.stop()
 	for _, f := range files {
 		f.Close()
 	}
 	wg.Wait()
-	res := result{name: name, bytes: received.Load(), elapsed: elapsed, cpu: cpu, idleWakeups: idleWakeups}
+	put(inst, "events/enable", "0")
+	res := result{name: name, kb: kb, load: load, bytes: received.Load(), elapsed: elapsed, cpu: cpu, rssKB: rss,
+		idleWakeups: idleWakeups, loadWakeups: loadWakeups}
 	for _, c := range cpus {
 		st := stats(inst, c)
 		res.overrun += st["overrun"]
 		res.read += st["read events"]
 	}
-	log.Printf("%s: %d bytes in %v, %.2f CPU s, overrun %d, idle wake-ups %d", name, res.bytes, elapsed.Round(time.Millisecond), cpu, res.overrun, idleWakeups)
+	log.Printf("%s KiB, %s load, %s: %d bytes in %v, %.2f CPU s, overrun %d, peak RSS %d KiB, idle wake-ups %d",
+		kb, load, name, res.bytes, elapsed.Round(time.Millisecond), cpu, res.overrun, rss, idleWakeups)
 	return res
 }
 
@@ -171,18 +261,50 @@ func portNames(cpus []int) []string {
 	return names
 }
 
-func startAgent(inst, fifos string, cpus []int) reader {
-	cmd := exec.Command(*vtrace, "guest", "agent", "--tracefs", inst, "--ports-dir", fifos)
+func startAgent(inst, fifos string, cpus []int) reader { return startVtrace(*vtrace, inst, fifos) }
+
+func startVtrace(bin, inst, fifos string) reader {
+	args := append([]string{"guest", "agent", "--tracefs", inst, "--ports-dir", fifos}, strings.Fields(*agentArgs)...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	check(cmd.Start())
+	return startOrder(fifos, cmd)
+}
+
+// startCAgent runs the kernel's C agent, whose paths are fixed
+// (/sys/kernel/debug/tracing/per_cpu/cpuN/trace_pipe_raw,
+// /dev/virtio-ports/NAME), in a mount namespace of its own where those
+// paths lead to the bench's instance and FIFOs; nothing outside changes.
+func startCAgent(inst, fifos string, cpus []int) reader {
+	if *cAgent == "" {
+		log.Fatal("reader c needs -c-agent (scripts/build-c-agent.sh -w builds it)")
+	}
+	script := `set -e
+mount -t tmpfs bench /sys/kernel/debug
+ln -s "$1" /sys/kernel/debug/tracing
+mount -t tmpfs bench /dev
+mkdir /dev/virtio-ports
+for f in "$2"/*.in; do n=$(basename "$f" .in); ln -s "$2/$n.out" "/dev/virtio-ports/$n"; done
+ln -sf "$2/agent-ctl-path.in" /dev/virtio-ports/agent-ctl-path
+exec "$3"`
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", inst, fifos, *cAgent)
+	cmd.Stderr = os.Stderr
+	check(cmd.Start())
+	return startOrder(fifos, cmd)
+}
+
+// startOrder sends the start order to the agent cmd (after opening the
+// control FIFO, which it reads) and returns it as a reader.
+func startOrder(fifos string, cmd *exec.Cmd) reader {
 	ctl, err := os.OpenFile(filepath.Join(fifos, channel.Ctl+".in"), os.O_RDWR, 0)
 	check(err)
+	time.Sleep(200 * time.Millisecond) // let it open its files
 	_, err = ctl.WriteString("1\n")
 	check(err)
 	return reader{pids: []int{cmd.Process.Pid}, stop: func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {
-			log.Printf("agent: %v", err)
+			log.Printf("%s: %v", cmd.Path, err)
 		}
 		ctl.Close()
 	}}
@@ -213,28 +335,51 @@ func startCats(inst, fifos string, cpus []int) reader {
 	}}
 }
 
-// cpuSeconds sums user and system time of the processes (all threads),
-// of their reaped children and of their live children.
+// cpuSeconds sums the time on CPU (user + system) of the processes' live
+// threads (schedstat, nanoseconds), of their reaped children (/proc/PID/stat,
+// clock ticks) and of their live children.
 func cpuSeconds(pids []int) float64 {
-	var ticks int64
+	var s float64
 	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
-			n, _ := strconv.ParseInt(f[i], 10, 64)
-			ticks += n
-		}
-		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-		for _, k := range strings.Fields(string(kids)) {
-			if n, err := strconv.Atoi(k); err == nil {
-				ticks += int64(cpuSeconds([]int{n}) * 100)
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+		for _, t := range tasks {
+			b, _ := os.ReadFile(t)
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				ns, _ := strconv.ParseInt(f[0], 10, 64)
+				s += float64(ns) / 1e9
 			}
 		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+			for _, i := range []int{13, 14} { // cutime cstime
+				n, _ := strconv.ParseInt(f[i], 10, 64)
+				s += float64(n) / 100 // USER_HZ
+			}
+		}
+		s += cpuSeconds(children(pid))
 	}
-	return float64(ticks) / 100 // USER_HZ
+	return s
+}
+
+// peakRSS sums VmHWM of the processes and their live children, in KiB.
+func peakRSS(pids []int) int64 {
+	var kb int64
+	for _, pid := range pids {
+		kb += statusField(pid, "VmHWM:")
+		kb += peakRSS(children(pid))
+	}
+	return kb
+}
+
+func children(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var kids []int
+	for _, k := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(k); err == nil {
+			kids = append(kids, n)
+		}
+	}
+	return kids
 }
 
 // wakeups sums the voluntary context switches of every thread.
@@ -243,16 +388,26 @@ func wakeups(pids []int) int64 {
 	for _, pid := range pids {
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 		for _, t := range tasks {
-			b, _ := os.ReadFile(t)
-			for _, line := range strings.Split(string(b), "\n") {
-				if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
-					k, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-					n += k
-				}
-			}
+			n += field(t, "voluntary_ctxt_switches:")
 		}
 	}
 	return n
+}
+
+func statusField(pid int, name string) int64 {
+	return field(fmt.Sprintf("/proc/%d/status", pid), name)
+}
+
+// field is the number after name in a /proc status file (0 if none).
+func field(path, name string) int64 {
+	b, _ := os.ReadFile(path)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name); ok {
+			k, _ := strconv.ParseInt(strings.Fields(v + " 0")[0], 10, 64)
+			return k
+		}
+	}
+	return 0
 }
 
 func entries(inst string, cpus []int) int64 {
@@ -274,6 +429,22 @@ func stats(inst string, cpu int) map[string]int64 {
 		}
 	}
 	return m
+}
+
+func list(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func get(inst, file string) string {
+	b, err := os.ReadFile(filepath.Join(inst, file))
+	check(err)
+	return string(b)
 }
 
 func put(inst, file, s string) {
