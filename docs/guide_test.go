@@ -230,31 +230,9 @@ func TestIntegrationGuideLibvirt(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := c.Libvirt()
-	dom, err := l.DomainDefineXML(fmt.Sprintf(`<domain type='qemu'>
-  <name>%s</name>
-  <memory unit='MiB'>512</memory>
-  <vcpu>2</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>%s</kernel>
-    <initrd>%s</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 no_timer_check vtrace.test=0 vtrace.workload=spawn vtrace.seconds=600</cmdline>
-  </os>
-  <features>
-    <acpi/>
-  </features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <controller type='virtio-serial'/>
-    <serial type='file'>
-      <source path='%s'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>`, name, filepath.Join(boot, "vmlinuz"), filepath.Join(boot, "initramfs.gz"), filepath.Join(boot, "console.log")))
+	dom, err := l.DomainDefineXML(vmtest.Domain{Name: name, CPUs: 2, Kernel: filepath.Join(boot, "vmlinuz"),
+		Initrd: filepath.Join(boot, "initramfs.gz"), Args: "vtrace.test=0 vtrace.workload=spawn vtrace.seconds=600",
+		Console: filepath.Join(boot, "console.log"), VirtioSerial: true}.XML())
 	if err != nil {
 		t.Fatalf("define %s: %v", name, err)
 	}

@@ -14,17 +14,44 @@ import (
 	"github.com/vtrace/vtrace/proto/channel"
 )
 
-type hostSetupOptions struct {
+// domainsOptions are what setup and teardown share: the domains and how
+// to reach them.
+type domainsOptions struct {
 	uri     string
 	domains []string
 	dir     string
-	cpus    int
-	group   string
 	dryRun  bool
 	local   bool
 	live    bool
 	config  bool
 	out     io.Writer
+}
+
+// options checks the domains and flags before libvirt is asked anything
+// and gives each domain's virt.Options; cpus and group are setup's.
+func (o *domainsOptions) options(cpus int, group string) ([]virt.Options, error) {
+	if len(o.domains) > 1 && o.dir != "" {
+		return nil, usageError{errors.New("--dir names one domain's FIFO directory: give one domain with it")}
+	}
+	var all []virt.Options
+	for _, d := range o.domains {
+		opts, err := hostOptions(d, o.dir, cpus, group, o.dryRun)
+		if err != nil {
+			return nil, err
+		}
+		opts.LocalFIFOs = o.local
+		if err := liveOptions(&opts, o.live, o.config); err != nil {
+			return nil, err
+		}
+		all = append(all, opts)
+	}
+	return all, nil
+}
+
+type hostSetupOptions struct {
+	domainsOptions
+	cpus  int
+	group string
 }
 
 func newHostSetupCmd() *cobra.Command {
@@ -66,20 +93,9 @@ func newHostSetupCmd() *cobra.Command {
 }
 
 func runHostSetup(_ context.Context, o *hostSetupOptions) error {
-	if len(o.domains) > 1 && o.dir != "" {
-		return usageError{errors.New("--dir names one domain's FIFO directory: give one domain with it")}
-	}
-	var all []virt.Options
-	for _, d := range o.domains {
-		opts, err := hostOptions(d, o.dir, o.cpus, o.group, o.dryRun)
-		if err != nil {
-			return err
-		}
-		opts.LocalFIFOs = o.local
-		if err := liveOptions(&opts, o.live, o.config); err != nil {
-			return err
-		}
-		all = append(all, opts)
+	all, err := o.options(o.cpus, o.group)
+	if err != nil {
+		return err
 	}
 	for _, opts := range all {
 		r, err := onSetup(o.uri, opts, o.live)
@@ -162,16 +178,7 @@ func liveOptions(opts *virt.Options, live, config bool) error {
 const localFIFOsUsage = "with a remote URI (qemu+ssh, qemu+tcp, ...), handle the FIFOs on this machine anyway\n" +
 	"(when the remote daemon is this machine's); without it only the XML changes"
 
-type hostTeardownOptions struct {
-	uri     string
-	domains []string
-	dir     string
-	dryRun  bool
-	local   bool
-	live    bool
-	config  bool
-	out     io.Writer
-}
+type hostTeardownOptions struct{ domainsOptions }
 
 func newHostTeardownCmd() *cobra.Command {
 	o := &hostTeardownOptions{}
@@ -202,20 +209,9 @@ func newHostTeardownCmd() *cobra.Command {
 }
 
 func runHostTeardown(_ context.Context, o *hostTeardownOptions) error {
-	if len(o.domains) > 1 && o.dir != "" {
-		return usageError{errors.New("--dir names one domain's FIFO directory: give one domain with it")}
-	}
-	var all []virt.Options
-	for _, d := range o.domains {
-		opts, err := hostOptions(d, o.dir, 0, "", o.dryRun)
-		if err != nil {
-			return err
-		}
-		opts.LocalFIFOs = o.local
-		if err := liveOptions(&opts, o.live, o.config); err != nil {
-			return err
-		}
-		all = append(all, opts)
+	all, err := o.options(0, "")
+	if err != nil {
+		return err
 	}
 	var errs []error
 	for _, opts := range all {

@@ -19,6 +19,7 @@ import (
 	"github.com/vtrace/vtrace/host/fifo"
 	"github.com/vtrace/vtrace/host/virt"
 	"github.com/vtrace/vtrace/internal/testutil"
+	"github.com/vtrace/vtrace/internal/vmtest"
 )
 
 // TestMain stops the private libvirtd the libvirt tests started and
@@ -98,37 +99,12 @@ func copyFile(from, to string, perm os.FileMode) error {
 	return out.Close()
 }
 
-// domainXML is a domain of type qemu (TCG) that boots the test guest
-// directly, its workload running from the command line (no test port), its
-// console in w.console. It has ACPI, as a domain virt-install makes does:
-// without it the guest finds no HPET or ACPI PM timer, its clocksource is
-// jiffies, and its trace clock ticks in 4 ms steps, too coarse for clock
-// probes.
+// domainXML is a domain that boots the test guest directly
+// (vmtest.Domain), its workload running from the command line (no test
+// port), its console in w.console.
 func (w libvirtWork) domainXML(name string, cpus, seconds int) string {
-	return fmt.Sprintf(`<domain type='qemu'>
-  <name>%s</name>
-  <memory unit='MiB'>512</memory>
-  <vcpu>%d</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>%s</kernel>
-    <initrd>%s</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 no_timer_check vtrace.test=0 vtrace.heartbeat=1 vtrace.workload=spawn vtrace.seconds=%d</cmdline>
-  </os>
-  <features>
-    <acpi/>
-  </features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <serial type='file'>
-      <source path='%s'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>`, name, cpus, w.kernel, w.initrd, seconds, w.console)
+	return vmtest.Domain{Name: name, CPUs: cpus, Kernel: w.kernel, Initrd: w.initrd, Console: w.console,
+		Args: fmt.Sprintf("vtrace.test=0 vtrace.heartbeat=1 vtrace.workload=spawn vtrace.seconds=%d", seconds)}.XML()
 }
 
 // waitReady waits (60 s at most) for VTRACE-READY in the console log,

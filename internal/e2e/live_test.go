@@ -231,6 +231,22 @@ func TestIntegrationLibvirtLive(t *testing.T) {
 	if !strings.Contains(status, "idle") {
 		t.Errorf("vtrace host status: want the agent idle:\n%s", status)
 	}
+
+	// The timeline over the sockets: clock probes on the control socket,
+	// the host's own events in host.dat, the vCPU threads from libvirt.
+	timeline := filepath.Join(w.dir, "capture-timeline")
+	out = vtrace(t, "host", "collect", "-c", d.URI, "--start", name, "-o", timeline, "--events", "sched:sched_switch",
+		"--host-events", "sched:sched_switch", "--duration", "3s", "--quiet")
+	t.Logf("vtrace host collect --host-events over unix sockets:\n%s", out)
+	if !strings.Contains(out, "clock mono: guest − host ") {
+		t.Errorf("no clock fit over the sockets:\n%s", out)
+	}
+	checkReport(t, timeline, scanCaptures(t, cpus, timeline))
+	merged, err := exec.Command("trace-cmd", "report", "-i", filepath.Join(timeline, "host.dat"), "-i", filepath.Join(timeline, "trace.dat")).Output()
+	if err != nil || !bytes.Contains(merged, []byte("host.dat:")) || !bytes.Contains(merged, []byte("trace.dat:")) {
+		t.Errorf("trace-cmd report -i host.dat -i trace.dat: %v; want the lines of both files (%d bytes)", err, len(merged))
+	}
+
 	vtrace(t, "host", "teardown", "-c", d.URI, "--live", "--config", name)
 	if info, err := domxml.Inspect(inactive()); err != nil || len(info.Channels) != 0 {
 		t.Errorf("persistent XML after teardown --live --config: channels %+v (%v), want none", info.Channels, err)
