@@ -24,7 +24,7 @@ import (
 // first has exited, the buffer is free again.
 func TestIntegrationSecondAgentRefused(t *testing.T) {
 	bin := testutil.BuildVtrace(t)
-	inst := traceInstance(t, "vtrace-guest-lock", 0)
+	inst := traceInstance(t, fmt.Sprintf("vtrace-guest-lock-%d", os.Getpid()), 0)
 	first := exec.Command(bin, "guest", "agent", "-o", "--tracefs", inst, "--ports-dir", t.TempDir(), "--verbose")
 	stderr, err := first.StderrPipe()
 	if err != nil {
@@ -84,7 +84,9 @@ func TestIntegrationSecondAgentRefused(t *testing.T) {
 func TestIntegrationInstanceOfAnotherAgent(t *testing.T) {
 	root := testutil.Tracefs(t)
 	state := t.TempDir()
-	name := "vtrace-guest-lockinst"
+	// Names of this process alone: a run of the tests beside another one
+	// must not meet its instances.
+	name := fmt.Sprintf("vtrace-guest-lockinst-%d", os.Getpid())
 	s := wire.Settings{Events: []string{"sched:sched_switch"}, Instance: name}
 	newAgent := func(base string) *guest.Agent {
 		cpus := onlineCPUs(t)
@@ -95,7 +97,7 @@ func TestIntegrationInstanceOfAnotherAgent(t *testing.T) {
 		t.Cleanup(func() { a.Close() })
 		return a
 	}
-	first, second := newAgent("vtrace-guest-lockinst-a"), newAgent("vtrace-guest-lockinst-b")
+	first, second := newAgent(name+"-a"), newAgent(name+"-b")
 	ctx := context.Background()
 	if err := first.StartWith(ctx, s); err != nil {
 		t.Fatalf("first agent: %v", err)
