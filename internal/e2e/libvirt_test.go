@@ -101,10 +101,13 @@ func copyFile(from, to string, perm os.FileMode) error {
 
 // domainXML is a domain that boots the test guest directly
 // (vmtest.Domain), its workload running from the command line (no test
-// port), its console in w.console.
+// port), its console in w.console. Its ring buffer is 8 MiB a CPU: under
+// TCG, on a machine whose two cores also run the collector and other
+// tests, the guest's agent may get no CPU for longer than the kernel's
+// default 1.4 MiB lasts at the workload's rate.
 func (w libvirtWork) domainXML(name string, cpus, seconds int) string {
 	return vmtest.Domain{Name: name, CPUs: cpus, Kernel: w.kernel, Initrd: w.initrd, Console: w.console,
-		Args: fmt.Sprintf("vtrace.test=0 vtrace.heartbeat=1 vtrace.workload=spawn vtrace.seconds=%d", seconds)}.XML()
+		Args: fmt.Sprintf("vtrace.test=0 vtrace.heartbeat=1 vtrace.buffer_kb=8192 vtrace.workload=spawn vtrace.seconds=%d", seconds)}.XML()
 }
 
 // waitReady waits (60 s at most) for VTRACE-READY in the console log,
