@@ -118,11 +118,10 @@ type planned struct {
 	mode       os.FileMode
 }
 
-// Install copies the guest binary to Root/Prefix/bin/vtrace-guest and
-// writes the files that start it for o.Init (detected when ""), replacing
-// earlier ones. Each file is written beside its place and renamed over
-// it, so a running agent keeps its binary. It returns what it wrote.
-func Install(o Options) ([]Placed, error) {
+// place gives the root Install and Uninstall work under ("/" when
+// o.Root is "") and the files they write or remove, for o.Init or, when it
+// is "", the init system detected under that root.
+func (o Options) place() (string, []planned, error) {
 	root := o.Root
 	if root == "" {
 		root = "/"
@@ -131,6 +130,15 @@ func Install(o Options) ([]Placed, error) {
 		o.Init = DetectInit(root)
 	}
 	plan, err := o.plan()
+	return root, plan, err
+}
+
+// Install copies the guest binary to Root/Prefix/bin/vtrace-guest and
+// writes the files that start it for o.Init (detected when ""), replacing
+// earlier ones. Each file is written beside its place and renamed over
+// it, so a running agent keeps its binary. It returns what it wrote.
+func Install(o Options) ([]Placed, error) {
+	root, plan, err := o.place()
 	if err != nil {
 		return nil, err
 	}
@@ -159,14 +167,7 @@ func Install(o Options) ([]Placed, error) {
 // Uninstall removes what Install would write for o; files already gone
 // are not an error.
 func Uninstall(o Options) ([]Placed, error) {
-	root := o.Root
-	if root == "" {
-		root = "/"
-	}
-	if o.Init == "" {
-		o.Init = DetectInit(root)
-	}
-	plan, err := o.plan()
+	root, plan, err := o.place()
 	if err != nil {
 		return nil, err
 	}

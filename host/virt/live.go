@@ -354,18 +354,10 @@ func (r LiveResult) write(w io.Writer, what string) {
 		fmt.Fprintf(w, "persistent XML: %s\n", would("changed", "would change"))
 		io.WriteString(w, r.ConfigDiff)
 	}
-	list := func(verb string, paths []string) {
-		if len(paths) > 0 {
-			fmt.Fprintf(w, "%s:\n", verb)
-			for _, p := range paths {
-				fmt.Fprintf(w, "  %s\n", p)
-			}
-		}
-	}
-	list(would("created", "would create"), r.Sockets.Created)
-	list(would("adjusted (mode, group or ACL)", "would adjust (mode, group or ACL)"), r.Sockets.Adjusted)
-	list(would("removed", "would remove"), r.Sockets.Removed)
-	list("left in place (holds other files)", r.Sockets.Left)
+	listPaths(w, would("created", "would create"), r.Sockets.Created)
+	listPaths(w, would("adjusted (mode, group or ACL)", "would adjust (mode, group or ACL)"), r.Sockets.Adjusted)
+	listPaths(w, would("removed", "would remove"), r.Sockets.Removed)
+	listPaths(w, "left in place (holds other files)", r.Sockets.Left)
 	if r.SocketHost != "" {
 		fmt.Fprintf(w, "sockets: made by libvirt on %s, where the domain runs, in %s (which must exist there: "+
 			"run vtrace host setup --live there, or this command with --local-fifos if %s is this machine); collect there\n",

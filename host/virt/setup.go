@@ -257,21 +257,13 @@ func (r Result) write(w io.Writer, what string) {
 	} else {
 		fmt.Fprintf(w, "domain %s: XML already as wanted\n", r.Domain)
 	}
-	list := func(verb string, paths []string) {
-		if len(paths) > 0 {
-			fmt.Fprintf(w, "%s:\n", verb)
-			for _, p := range paths {
-				fmt.Fprintf(w, "  %s\n", p)
-			}
-		}
-	}
-	list(would("created", "would create"), r.FIFOs.Created)
-	list(would("adjusted (mode, group or ACL)", "would adjust (mode, group or ACL)"), r.FIFOs.Adjusted)
-	list(would("removed", "would remove"), r.FIFOs.Removed)
+	listPaths(w, would("created", "would create"), r.FIFOs.Created)
+	listPaths(w, would("adjusted (mode, group or ACL)", "would adjust (mode, group or ACL)"), r.FIFOs.Adjusted)
+	listPaths(w, would("removed", "would remove"), r.FIFOs.Removed)
 	if len(r.FIFOs.Kept) > 0 {
 		fmt.Fprintf(w, "kept %d existing entries in %s\n", len(r.FIFOs.Kept), r.Dir)
 	}
-	list("left in place (holds other files)", r.FIFOs.Left)
+	listPaths(w, "left in place (holds other files)", r.FIFOs.Left)
 	if r.FIFOHost != "" {
 		r.writeRemote(w, what)
 	} else if !r.Changed && len(r.FIFOs.Created)+len(r.FIFOs.Adjusted)+len(r.FIFOs.Removed) == 0 {
@@ -304,4 +296,16 @@ func (r Result) writeRemote(w io.Writer, what string) {
 		}
 	}
 	fmt.Fprintf(w, "If %s is this machine, run this command again with --local-fifos.\n", r.FIFOHost)
+}
+
+// listPaths writes "VERB:" and paths one an indented line, or nothing
+// when there are none: the files setup and teardown made or removed.
+func listPaths(w io.Writer, verb string, paths []string) {
+	if len(paths) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s:\n", verb)
+	for _, p := range paths {
+		fmt.Fprintf(w, "  %s\n", p)
+	}
 }
