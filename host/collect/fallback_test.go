@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -34,11 +33,10 @@ func lineAgent(t *testing.T, inst, dir string, cpus int) func() []string {
 	}
 	var mu sync.Mutex
 	var orders []string
-	var cats []*exec.Cmd
+	var cats []func()
 	stop := func() {
-		for _, c := range cats {
-			c.Process.Kill()
-			c.Wait()
+		for _, stop := range cats {
+			stop()
 		}
 		cats = nil
 	}
@@ -58,11 +56,7 @@ func lineAgent(t *testing.T, inst, dir string, cpus int) func() []string {
 				for cpu := range cpus {
 					_, path := fifo.Paths(dir, channel.Data(cpu))
 					raw := filepath.Join(inst, "per_cpu", "cpu"+strconv.Itoa(cpu), "trace_pipe_raw")
-					cat := exec.Command("sh", "-c", `exec cat "$1" >"$2"`, "sh", raw, path)
-					if err := cat.Start(); err != nil {
-						t.Error(err)
-					}
-					cats = append(cats, cat)
+					cats = append(cats, testutil.CatPipeRaw(t, raw, path))
 				}
 			case "0\n":
 				orders = append(orders, "0")

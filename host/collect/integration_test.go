@@ -140,11 +140,7 @@ func catStreams(t *testing.T, inst, dir string, cpus int) {
 	for cpu := range cpus {
 		_, path := fifo.Paths(dir, channel.Data(cpu))
 		raw := filepath.Join(inst, "per_cpu", "cpu"+strconv.Itoa(cpu), "trace_pipe_raw")
-		cat := exec.Command("sh", "-c", `exec cat "$1" >"$2"`, "sh", raw, path)
-		if err := cat.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cat.Process.Kill(); cat.Wait() })
+		testutil.CatPipeRaw(t, raw, path)
 	}
 }
 
@@ -173,36 +169,38 @@ func TestIntegrationCollectSIGTERM(t *testing.T) {
 	catStreams(t, inst, dir, cpus)
 	out := filepath.Join(t.TempDir(), "capture")
 
-	first := testutil.StartVtrace(t, "host", "collect", "--dir", dir, "-o", out)
-	// Wait for data, so the signal lands in the middle of a stream.
-	testutil.WaitFor(t, "data in "+out, func() bool {
-		var n int64
-		for cpu := range cpus {
-			if st, err := os.Stat(filepath.Join(out, collect.FileName(cpu))); err == nil {
-				n += st.Size()
+	// Each run is stopped once data has arrived, so the signal lands in
+	// the middle of a stream.
+	run := func(name string, args ...string) {
+		t.Helper()
+		// The files of an earlier run are not this run's data: --force
+		// replaces them, so a file written since the start is.
+		begin := time.Now()
+		col := testutil.StartVtrace(t, append([]string{"host", "collect", "--dir", dir, "-o", out}, args...)...)
+		testutil.WaitFor(t, name+" run: data in "+out, func() bool {
+			for cpu := range cpus {
+				st, err := os.Stat(filepath.Join(out, collect.FileName(cpu)))
+				if err == nil && st.Size() > 0 && st.ModTime().After(begin) {
+					return true
+				}
 			}
+			return false
+		})
+		col.Stop(t)
+		if !strings.Contains(col.Stdout(), "saved ") {
+			t.Errorf("%s: no summary after SIGTERM:\n%s", name, col.Stdout())
 		}
-		return n > 0
-	})
-	first.Stop(t)
-	if !strings.Contains(first.Stdout(), "saved ") {
-		t.Errorf("no summary after SIGTERM:\n%s", first.Stdout())
+		if n := checkCapture(t, out, cpus); n == 0 {
+			t.Errorf("the %s capture is empty:\n%s", name, col.Stdout())
+		}
 	}
-	if n := checkCapture(t, out, cpus); n == 0 {
-		t.Errorf("the first capture is empty")
-	}
-
+	run("first")
 	// Whole pages for the second run, however idle the machine: 500
-	// markers fill several pages of the CPU that writes them.
+	// markers fill several pages of the CPU that writes them. What the
+	// streams wrote between the two runs waited in the FIFOs, or comes
+	// during the second.
 	writeMarkers(t, inst, "vtrace-sigterm", 500)
-	if stdout, stderr, err := testutil.RunVtrace(t, "host", "collect", "--dir", dir, "-o", out, "--force", "--duration", "1s"); err != nil {
-		t.Fatalf("vtrace host collect --force: %v\n%s%s", err, stdout, stderr)
-	}
-	// What the streams wrote between the two runs waited in the FIFOs, or
-	// came during the second.
-	if n := checkCapture(t, out, cpus); n == 0 {
-		t.Errorf("the second capture is empty")
-	}
+	run("second", "--force")
 }
 
 // cpuStats is one counter of every CPU's per_cpu/cpuN/stats.

@@ -3,6 +3,7 @@ package collect_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -27,11 +28,7 @@ func TestIntegrationCollectNamesAnotherReader(t *testing.T) {
 	cpus := testutil.InstanceCPUs(t, inst)
 	dir := fifoDir(t, cpus)
 	testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir})
-	cat := exec.Command("sh", "-c", `exec cat "$1" >/dev/null`, "sh", filepath.Join(inst, "per_cpu", "cpu0", "trace_pipe_raw"))
-	if err := cat.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cat.Process.Kill(); cat.Wait() })
+	testutil.CatPipeRaw(t, filepath.Join(inst, "per_cpu", "cpu0", "trace_pipe_raw"), os.DevNull)
 
 	out := filepath.Join(t.TempDir(), "capture")
 	ctx, cancel := context.WithCancel(context.Background())

@@ -50,7 +50,12 @@ func TestIntegrationCaptureHoldsOnlyItsRecording(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer first.Process.Kill()
-	testutil.WaitFor(t, "the first recording to start", func() bool { return testutil.IsDir(a.Own) })
+	// The instance's directory appears before its files: wait for the
+	// recording itself (tracing_on set by the agent).
+	testutil.WaitFor(t, "the first recording to start", func() bool {
+		b, err := os.ReadFile(filepath.Join(a.Own, "tracing_on"))
+		return err == nil && strings.TrimSpace(string(b)) == "1"
+	})
 	writeMarkers(t, a.Own, "vtrace-old", 100)
 	first.Process.Kill()
 	first.Wait()

@@ -2,7 +2,9 @@ package testutil
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -61,4 +63,31 @@ func HoldStreams(t testing.TB, dir string, cpus int) []int {
 		fds = append(fds, fd)
 	}
 	return fds
+}
+
+// CatPipeRaw copies a trace_pipe_raw to out (a FIFO or a file) in the
+// background, as `cat trace_pipe_raw > out` does in the kernel's C agent's
+// plain workflow, until the test ends. A read of trace_pipe_raw that races
+// a writer in the middle of a commit returns 0 although events remain
+// (tracing_buffers_read in kernel/trace/trace.c), which ends a plain cat:
+// cat is started again after each such end. The copy and its cat are one
+// process group, killed by stop (which may be called more than once) or
+// when the test ends. It fails the test (t.Error) if the copy cannot start.
+func CatPipeRaw(t testing.TB, raw, out string) (stop func()) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", `exec 3>"$2" && while cat "$1" >&3; do :; done`, "sh", raw, out)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Error(err)
+		return func() {}
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
