@@ -89,27 +89,33 @@ func Create(dir string, names []string, opts Options) (Report, error) {
 	if err := checkChannelNames(names); err != nil {
 		return r, err
 	}
-	exists, err := statDir(dir)
+	existed, err := ensureDir(dir, opts, &r)
 	switch {
 	case err != nil:
 		return r, err
-	case exists:
+	case existed:
 		r.Kept = append(r.Kept, dir)
-	default:
-		r.Created = append(r.Created, dir)
-		if opts.DryRun {
-			for _, n := range names {
-				in, out := Paths(dir, n)
-				r.Created = append(r.Created, in, out)
-			}
-			return r, nil
+	case opts.DryRun:
+		for _, n := range names {
+			in, out := Paths(dir, n)
+			r.Created = append(r.Created, in, out)
 		}
-		if err := makeDir(dir, opts.Group); err != nil {
-			return r, err
-		}
+		return r, nil
 	}
-
 	return createIn(dir, names, opts, r)
+}
+
+// ensureDir makes dir (makeDir) when it is missing, unless opts.DryRun,
+// and lists it in r.Created then; it says whether dir was there already.
+func ensureDir(dir string, opts Options, r *Report) (existed bool, err error) {
+	if existed, err = statDir(dir); err != nil || existed {
+		return existed, err
+	}
+	r.Created = append(r.Created, dir)
+	if opts.DryRun {
+		return false, nil
+	}
+	return false, makeDir(dir, opts.Group)
 }
 
 // statDir says whether dir exists as a real directory; a symlink or any

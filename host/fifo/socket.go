@@ -43,19 +43,8 @@ func PrepareSockets(dir string, names []string, opts Options) (Report, error) {
 			return r, err
 		}
 	}
-	exists, err := statDir(dir)
-	switch {
-	case err != nil:
+	if existed, err := ensureDir(dir, opts, &r); err != nil || !existed {
 		return r, err
-	case !exists:
-		r.Created = append(r.Created, dir)
-		if opts.DryRun {
-			return r, nil
-		}
-		if err := makeDir(dir, opts.Group); err != nil {
-			return r, err
-		}
-		return r, nil
 	}
 	fd, err := openDir(dir)
 	if err != nil {
