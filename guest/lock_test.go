@@ -90,7 +90,11 @@ func TestIntegrationInstanceOfAnotherAgent(t *testing.T) {
 	s := wire.Settings{Events: []string{"sched:sched_switch"}, Instance: name}
 	newAgent := func(base string) *guest.Agent {
 		cpus := onlineCPUs(t)
-		a, err := guest.New(guest.Config{Tracefs: traceInstance(t, base, 0), PortsDir: fifoDir(t, cpus), StateDir: state}, nil)
+		inst, dir := traceInstance(t, base, 0), fifoDir(t, cpus)
+		// Streams read all along: a stop waits for room to send the
+		// last pages, and a busy machine's sched_switch fills a FIFO.
+		newHost(t, dir, inst, cpus)
+		a, err := guest.New(guest.Config{Tracefs: inst, PortsDir: dir, StateDir: state}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
