@@ -201,9 +201,7 @@ func (w *worker) tell(cancel <-chan struct{}, o order) bool {
 func (w *worker) obey(o order, running bool) (bool, error) {
 	switch {
 	case o.kind == orderStart && !running:
-		if err := sys.SetAffinity(w.cpu); err != nil {
-			w.log.Warn("streaming from another CPU: cannot bind the thread to its own", "err", err)
-		}
+		w.bind(true)
 		w.setLayout(o.layout)
 		if err := w.reopen(o.trace); err != nil {
 			return false, err
