@@ -56,9 +56,10 @@ type Config struct {
 	// Instance is the ftrace instance made when the host chooses what to
 	// trace ("" is DefaultInstance); the host may name another.
 	Instance string
-	// BufferPercent is written to buffer_percent while recording (the
-	// top-level value is restored afterwards): 0 is DefaultBufferPercent,
-	// negative leaves it alone. (The kernel's own 0, waking the agent for
+	// BufferPercent bounds what is written to buffer_percent while
+	// recording (the top-level value is restored afterwards): at most the
+	// share of a CPU's buffer one pipe holds (see watermark). 0 is
+	// DefaultBufferPercent, negative leaves it alone. (The kernel's own 0, waking the agent for
 	// every event, only makes it poll with backoff.)
 	BufferPercent int
 	// SubbufKiB is the ring buffer's sub-buffer size, in KiB, of every

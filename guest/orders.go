@@ -79,7 +79,7 @@ func (a *Agent) StartWith(ctx context.Context, s wire.Settings) error {
 		}
 	}
 	a.pageSizeForStdout(r.layout.PageSize)
-	a.pace.begin(r.dir, a.latency(s), r.cpus.workers)
+	a.pace.begin(r.dir, a.latency(s), watermark(r.dir, a.cfg.BufferPercent, a.cfg.PipeSize), r.cpus.workers)
 	if err := a.order(ctx, r.cpus.workers, order{kind: orderStart, layout: r.layout}, r.dir); err != nil {
 		a.order(context.WithoutCancel(ctx), r.cpus.workers, order{kind: orderStop}, a.tracefs)
 		a.finish(r)
@@ -201,9 +201,7 @@ func (w *worker) tell(cancel <-chan struct{}, o order) bool {
 func (w *worker) obey(o order, running bool) (bool, error) {
 	switch {
 	case o.kind == orderStart && !running:
-		if err := sys.SetAffinity(w.cpu); err != nil {
-			w.log.Warn("streaming from another CPU: cannot bind the thread to its own", "err", err)
-		}
+		w.bind(true)
 		w.setLayout(o.layout)
 		if err := w.reopen(o.trace); err != nil {
 			return false, err

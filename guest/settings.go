@@ -108,9 +108,10 @@ func (a *Agent) prepare(s wire.Settings) (*recording, error) {
 				a.log.Debug("no buffer_percent: left as the kernel has it", "err", err)
 				return r, nil
 			}
-			if err := writeFile(p, strconv.Itoa(a.cfg.BufferPercent)); err != nil {
+			n := watermark(a.tracefs, a.cfg.BufferPercent, a.cfg.PipeSize)
+			if err := writeFile(p, strconv.Itoa(n)); err != nil {
 				a.finish(r)
-				return nil, settingsErrorf("set %s to %d: %w", p, a.cfg.BufferPercent, err)
+				return nil, settingsErrorf("set %s to %d: %w", p, n, err)
 			}
 			r.restore = append(r.restore, saved{p, strings.TrimSpace(string(old))})
 		}
@@ -244,9 +245,9 @@ func (a *Agent) apply(dir string, s wire.Settings) error {
 			return err
 		}
 	}
-	if a.cfg.BufferPercent >= 0 {
-		if err := writeFile(filepath.Join(dir, "buffer_percent"), strconv.Itoa(a.cfg.BufferPercent)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return settingsErrorf("set buffer_percent to %d: %w", a.cfg.BufferPercent, errnoOf(err))
+	if n := watermark(dir, a.cfg.BufferPercent, a.cfg.PipeSize); n >= 0 {
+		if err := writeFile(filepath.Join(dir, "buffer_percent"), strconv.Itoa(n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return settingsErrorf("set buffer_percent to %d: %w", n, errnoOf(err))
 		}
 	}
 	for _, e := range s.Events {

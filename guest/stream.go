@@ -8,7 +8,6 @@ package guest
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -96,12 +95,11 @@ func (w *worker) close() error {
 		opError(w.cpu, "close", "waker", w.waker.Close()))
 }
 
-// run is the CPU goroutine: on a thread of its own (bound to the CPU at
-// each start), it obeys orders until a quit, a failure or an abort.
+// run is the CPU goroutine: on a thread bound to the CPU (see wait.go:
+// it binds whichever thread it resumes on), it obeys orders until a quit,
+// a failure or an abort.
 func (w *worker) run() error {
-	// Never unlocked: the thread's affinity is changed for good (at each
-	// start, obey), so the thread ends with the goroutine.
-	runtime.LockOSThread()
+	defer w.unbind()
 	running := false
 	for {
 		select {

@@ -1,7 +1,8 @@
 package guest
 
 // How a CPU goroutine waits: poll(2) on its trace file, its sink and its
-// waker, without the Go scheduler while the stream is busy.
+// waker; while the stream is busy, without the Go scheduler and in waits
+// short enough that the runtime never preempts the goroutine.
 
 import (
 	"runtime"
@@ -12,12 +13,47 @@ import (
 	"github.com/vtrace/vtrace/internal/textlog"
 )
 
-// reserveProcs makes GOMAXPROCS at least workers+1: a CPU goroutine keeps
-// its P through its raw system calls (see waitFor), and the control loop,
-// the signal handler and the garbage collector need one too.
+// How the CPU goroutines keep the Go runtime out of the way (facts from
+// Go's runtime/proc.go, Go 1.26):
+//
+//   - The runtime's monitor (sysmon, every 10 ms once nothing needs it)
+//     preempts the goroutine on a P whose schedtick has not moved for
+//     forcePreemptNS, 10 ms (retake → preemptone: a signal to its thread).
+//     schedtick moves only when a goroutine is run afresh (execute), so a
+//     goroutine that waits and splices with raw system calls (internal/sys
+//     raw.go) looks to it like one running for ever.
+//   - A goroutine locked to its thread (LockOSThread) pays for every
+//     preemption, and every yield, with a hand-over: schedule → stoplockedm
+//     gives its P to another thread (handoffp → startm) and sleeps until
+//     that thread finds the goroutine and hands the P back (startlockedm).
+//     That cost a tenth of the agent's CPU.
+//   - A goroutine that is not locked yields (runtime.Gosched → goschedImpl
+//     → schedule) on its own thread: it goes to the global run queue and
+//     the same thread takes it back, waking no other thread as long as no
+//     P is idle (wakep finds none). Hence GOMAXPROCS is the number of CPU
+//     goroutines (reserveProcs), each CPU goroutine yields before each busy
+//     wait, and a busy wait lasts at most rawWait, below sysmon's 10 ms:
+//     schedtick moves between any two of sysmon's looks, nothing is
+//     preempted, and sysmon sleeps 10 ms at a time.
+//   - Busy waits through the scheduler (entersyscall) are worse: once
+//     schedtick is stale, retake takes the P of a goroutine in a system
+//     call at sysmon's next look whatever the call's age (sysretake skips
+//     the refresh of syscallwhen), and every P taken resets sysmon's sleep
+//     to 20 µs.
+//
+// Since the goroutine is not locked, a yield or a wait through the
+// scheduler may resume it on another thread: after each wait it binds the
+// thread it finds itself on to its CPU (waiter.bind). Threads keep that
+// binding after the goroutine has left them.
+
+// reserveProcs sets GOMAXPROCS to workers, the number of CPU goroutines:
+// a busy CPU goroutine keeps its P through its raw system calls, and with
+// no P idle its yields wake no other thread. The control loop, the signal
+// handler and the garbage collector run at the CPU goroutines' yields
+// (every rawWait at most) or while they wait through the scheduler.
 func reserveProcs(workers int) {
-	if runtime.GOMAXPROCS(0) <= workers {
-		runtime.GOMAXPROCS(workers + 1)
+	if workers > 0 && runtime.GOMAXPROCS(0) != workers {
+		runtime.GOMAXPROCS(workers)
 	}
 }
 
@@ -42,31 +78,80 @@ func (b *backoff) next() time.Duration {
 // waiter is how a CPU goroutine waits: in poll(2), on the fds it needs and
 // on its waker, through which orders and an abort reach it.
 type waiter struct {
-	cpu   int
-	waker *sys.Waker
-	abort *atomic.Bool
-	log   *textlog.Logger
-	busy  bool // the last wait ended within rawWait: wait without the scheduler
+	cpu       int
+	waker     *sys.Waker
+	abort     *atomic.Bool
+	log       *textlog.Logger
+	busy      bool      // the stream is busy: wait without the scheduler
+	lastReady time.Time // when the last wait found an fd ready
+	thread    int       // the thread found bound to cpu last (0: none yet)
+	rebinds   uint64    // rebinds as of then
 }
 
-// rawWait bounds a wait made without the Go scheduler.
-const rawWait = 20 * time.Millisecond
+const (
+	// rawWait bounds a wait made without the Go scheduler: below sysmon's
+	// 10 ms, so that the goroutine yields between any two of its looks.
+	rawWait = 9 * time.Millisecond
+	// idleAfter ends a busy spell: no fd ready for that long.
+	idleAfter = 20 * time.Millisecond
+)
+
+// rebinds counts the changes of any thread's binding by a CPU goroutine:
+// a thread a CPU goroutine found bound to its CPU may since have been
+// bound to another CPU, or given back, by another CPU goroutine.
+var rebinds atomic.Uint64
+
+// processCPUs are the CPUs the process's threads may run on, as the main
+// thread found them at start: what a thread a CPU goroutine has left is
+// given back.
+var processCPUs, _ = sys.Affinity()
+
+// bind makes sure the calling thread is bound to the waiter's CPU. It
+// looks when the thread or rebinds changed since its last look (always
+// when force), and binds the thread when it is not; the thread bound
+// before, if the goroutine has left it, may run on processCPUs again.
+func (wt *waiter) bind(force bool) {
+	tid, n := sys.ThreadID(), rebinds.Load()
+	if tid == wt.thread && n == wt.rebinds && !force {
+		return
+	}
+	if wt.thread != 0 && wt.thread != tid && len(processCPUs) > 0 {
+		sys.SetThreadAffinity(wt.thread, processCPUs) // fails only if that thread has ended
+		n = rebinds.Add(1)
+	}
+	wt.thread, wt.rebinds = tid, n
+	if cpus, err := sys.Affinity(); err == nil && len(cpus) == 1 && cpus[0] == wt.cpu {
+		return
+	}
+	if err := sys.SetAffinity(wt.cpu); err != nil {
+		wt.log.Warn("streaming from another CPU: cannot bind the thread to its own", "err", err)
+		return
+	}
+	wt.rebinds = rebinds.Add(1)
+}
+
+// unbind gives the thread bound last back its processCPUs, when the CPU
+// goroutine ends.
+func (wt *waiter) unbind() {
+	if wt.thread != 0 && len(processCPUs) > 0 {
+		sys.SetThreadAffinity(wt.thread, processCPUs)
+		rebinds.Add(1)
+		wt.thread = 0
+	}
+}
 
 // waitFor blocks until in is readable or out writable (-1: not waited
 // for), the waker fires (the wake-up is cleared; Woken), a signal
 // interrupts a raw wait (Woken too, without a read of the waker), or
 // timeout passes (negative: no timeout).
 //
-// While waits end within rawWait (a busy stream: hundreds of waits and
-// splices a second), they are made without the Go scheduler
-// (sys.PollInOutRaw), each bounded by rawWait; so are the splices
-// (sys.SpliceRaw). Through the scheduler, a goroutine that never yields
-// has its P retaken by the runtime's monitor (sysmon) at nearly every
-// system call, and the monitor then wakes every 20 µs: in the benchmark
-// that was most of the agent's wake-ups and a fifth of its CPU. A raw wait
-// that runs out its rawWait ends the busy spell (it reports Timeout): the
+// While the stream is busy (an fd was ready within idleAfter: hundreds of
+// waits and splices a second) the goroutine yields, then waits without
+// the Go scheduler (sys.PollInOutRaw) for at most rawWait, and splices
+// without it too (sys.SpliceRaw): see the runtime's facts above. A busy
+// spell ends when raw waits have found nothing ready for idleAfter: the
 // next waits go through the scheduler and block without bound when
-// nothing is due, so an idle stream still makes no wake-ups.
+// nothing is due, so an idle stream makes no wake-ups.
 func (wt *waiter) waitFor(in, out int, timeout time.Duration) (sys.Event, error) {
 	var ev sys.Event
 	var err error
@@ -75,15 +160,23 @@ func (wt *waiter) waitFor(in, out int, timeout time.Duration) (sys.Event, error)
 		if timeout >= 0 && timeout < t {
 			t = timeout
 		}
+		runtime.Gosched()
 		ev, err = sys.PollInOutRaw(in, out, wt.waker, t)
-		if ev == sys.Timeout && t == rawWait && timeout != rawWait {
+		switch {
+		case ev == sys.Ready:
+			wt.lastReady = time.Now()
+		case ev == sys.Timeout && t == rawWait && timeout != rawWait && time.Since(wt.lastReady) >= idleAfter:
 			wt.busy = false
 		}
 	} else {
 		start := time.Now()
 		ev, err = sys.PollInOut(in, out, wt.waker, timeout)
-		wt.busy = ev == sys.Ready && time.Since(start) < rawWait
+		if ev == sys.Ready {
+			wt.lastReady = time.Now()
+			wt.busy = wt.lastReady.Sub(start) < idleAfter
+		}
 	}
+	wt.bind(false)
 	if err != nil {
 		return 0, opError(wt.cpu, "poll", "", err)
 	}
@@ -113,6 +206,7 @@ func (wt *waiter) wait(in, out int, b *backoff) (woken bool, err error) {
 			b.d = minBackoff // if the next try moves nothing
 		}
 	}
+	wt.bind(false)
 	if err != nil {
 		return false, opError(wt.cpu, "poll", "", err)
 	}

@@ -12,11 +12,11 @@ import (
 // (syscall.RawSyscall6): the goroutine keeps its P through the call, so
 // nothing is spent handing Ps over (entersyscall, exitsyscall) and the
 // runtime's monitor thread (sysmon) finds no P to retake from a system
-// call. They are for a goroutine locked to its thread that makes short
-// calls back to back: a call that cannot block, or a wait bounded by a
-// timeout. While one runs, a stop of the world (a garbage collection's)
-// waits for it to return, and no other goroutine runs on that P: keep
-// GOMAXPROCS above the number of such goroutines.
+// call. They are for a goroutine that makes short calls back to back: a
+// call that cannot block, or a wait bounded by a timeout. While one runs,
+// a stop of the world (a garbage collection's) waits for it to return, no
+// other goroutine runs on that P, and to sysmon the goroutine is running:
+// it preempts one that has not yielded for 10 ms (runtime/proc.go, retake).
 
 // SpliceRaw is Splice for a call that does not block (SPLICE_F_NONBLOCK,
 // both ends non-blocking), made without the scheduler. It returns 0, nil

@@ -43,6 +43,7 @@ var (
 	percent   = flag.Int("buffer-percent", -1, "set the instance's buffer_percent (default: leave the kernel's)")
 	agentArgs = flag.String("agent-args", "", "more arguments for vtrace guest agent, space-separated")
 	fifoSize  = flag.Int("fifo-size", 1<<20, "pipe size of each CPU's FIFO, bytes (the consumer reads 1 MiB at a time)")
+	variants  = flag.String("variants", "", "more vtrace binaries, each measured as a reader of its own: name=path, comma-separated")
 	repeat    = flag.Int("repeat", 1, "runs of each reader per configuration, taking turns; the table sums them")
 )
 
@@ -153,8 +154,13 @@ type reader struct {
 func measure(inst string, cpus []int, name, kb, load string, measureIdle bool) result {
 	start := map[string]func(inst, fifos string, cpus []int) reader{"agent": startAgent, "c": startCAgent, "cat": startCats,
 		"agent2": func(inst, fifos string, cpus []int) reader { return startVtrace(*vtrace2, inst, fifos) }}[name]
+	for _, v := range list(*variants) {
+		if n, bin, ok := strings.Cut(v, "="); ok && n == name {
+			start = func(inst, fifos string, cpus []int) reader { return startVtrace(bin, inst, fifos) }
+		}
+	}
 	if start == nil {
-		log.Fatalf("unknown reader %q (want agent, c, cat or agent2)", name)
+		log.Fatalf("unknown reader %q (want agent, c, cat, agent2 or a name of -variants)", name)
 	}
 	put(inst, "tracing_on", "0")
 	put(inst, "events/enable", "0")
