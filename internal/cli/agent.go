@@ -67,7 +67,7 @@ func (o *AgentOptions) Flags() []Flag {
 		{"drain-timeout", "", "at exit, give up sending what is left after this long (0: never)", DurationValue(&o.DrainTimeout)},
 		{"instance", "", "ftrace instance to record in when the host chooses events (a single name)", StringValue(&o.Instance)},
 		{"subbuf-size", "", "ring-buffer sub-buffer (page) size of each recording, 4K to 1M, a power of two (Linux 6.8 and later): set in the streamed buffer at each start and put back at the stop, unless the host's settings give one", &o.SubbufSize},
-		{"buffer-percent", "", "buffer_percent while recording: how full a CPU's buffer gets before the agent is woken (1-100; -1 leaves it alone)", IntValue(&o.BufferPercent)},
+		{"buffer-percent", "", "highest buffer_percent while recording (how full a CPU's buffer gets before the agent is woken): the agent writes the smaller of this and one pipe's share of the buffer (1-100; -1 leaves it alone)", IntValue(&o.BufferPercent)},
 		{"latency", "", "longest an event recorded waits in the guest before it is sent (0: no bound; the host may ask for another)", DurationValue(&o.Latency)},
 	}
 }
