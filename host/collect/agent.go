@@ -140,7 +140,9 @@ func (a *agent) start(ctx context.Context, sum *Summary) error {
 		a.refetch(ctx, sum)
 	}
 	if a.protocol() {
-		wctx, cancel := context.WithCancel(ctx)
+		// Not ctx's: that ends with the start (see guestRun.start); stop
+		// and abandon end the watch.
+		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		a.watchStop = cancel
 		a.watchDone.Add(1)
 		go func() {

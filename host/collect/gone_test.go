@@ -163,3 +163,59 @@ func TestIntegrationCollectGuests(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationCollectGoneBeforeStartReply: a guest that goes away
+// around its start order ends as a guest gone mid-capture, well before the
+// order's timeout: Run returns ErrGuestGone naming qemu's exit, and the
+// capture has its metadata and a trace.dat that trace-cmd reads. The agent
+// is killed right after it sent the metadata; "unanswered": qemu (a holder
+// of the control FIFO here) takes the start order and exits a moment
+// later; "refused": qemu is gone before the order, which gets EPIPE.
+func TestIntegrationCollectGoneBeforeStartReply(t *testing.T) {
+	tc := testutil.NeedProgram(t, "trace-cmd", "trace-cmd")
+	for _, unanswered := range []bool{true, false} {
+		t.Run(map[bool]string{true: "unanswered", false: "refused"}[unanswered], func(t *testing.T) {
+			inst, _, dir := loopback(t, "vtrace-collect-gone-start")
+			var qemu *os.File
+			if unanswered {
+				f, err := os.OpenFile(filepath.Join(dir, "agent-ctl-path.in"), os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				qemu = f
+				defer qemu.Close()
+			}
+			ag := testutil.StartAgent(t, testutil.AgentOptions{Tracefs: inst, Dir: dir})
+			out := filepath.Join(t.TempDir(), "capture")
+			go func() {
+				for give := time.Now().Add(time.Minute); !testutil.IsDir(filepath.Join(out, "meta")) && time.Now().Before(give); {
+					time.Sleep(time.Millisecond)
+				}
+				ag.Signal(syscall.SIGKILL)
+				if qemu != nil {
+					time.Sleep(time.Second) // the start order goes out meanwhile
+					qemu.Close()
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a guard, not a measure
+			defer cancel()
+			sum, err := collect.Run(ctx, collect.Config{Dir: dir, Out: out, Start: true, OrderTimeout: time.Hour})
+			ag.Wait()
+			if ctx.Err() != nil {
+				t.Fatal("collect did not end by itself")
+			}
+			var b strings.Builder
+			sum.Write(&b)
+			t.Logf("summary:\n%s", b.String())
+			if !errors.Is(err, collect.ErrGuestGone) || sum.Gone == nil || !strings.Contains(sum.Gone.Why, "qemu exited") {
+				t.Fatalf("Run: %v, gone %+v; want ErrGuestGone for qemu's exit", err, sum.Gone)
+			}
+			if sum.TraceDat == "" {
+				t.Fatalf("no trace.dat; notes: %q", sum.Notes)
+			}
+			if rep, err := exec.Command(tc, "report", "-i", sum.TraceDat).CombinedOutput(); err != nil {
+				t.Errorf("trace-cmd report: %v\n%s", err, rep)
+			}
+		})
+	}
+}

@@ -78,6 +78,19 @@ func (l *liveness) report(why string) {
 	})
 }
 
+// reportExit says qemu exited.
+func (l *liveness) reportExit() {
+	l.report("qemu exited: nobody holds the guest's end of the control channel " + l.ctlIn + " any more")
+}
+
+// peerExited checks once for qemu's exit (as watch does), and reports it.
+func (l *liveness) peerExited() bool {
+	if has, err := hasReader(l.ctlIn); err == nil && !has {
+		l.reportExit()
+	}
+	return l.isGone()
+}
+
 // what is the first report.
 func (l *liveness) what() Gone {
 	l.mu.Lock()
@@ -85,7 +98,7 @@ func (l *liveness) what() Gone {
 	return l.g
 }
 
-// watch starts the host's checks, once the capture started.
+// watch starts the host's checks, as the start order goes out.
 func (l *liveness) watch(cfg Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
@@ -107,12 +120,10 @@ func (l *liveness) watch(cfg Config) {
 				case <-t.C:
 				}
 			}
-			switch has, err := hasReader(l.ctlIn); {
-			case err != nil:
-			case has:
+			if has, err := hasReader(l.ctlIn); err == nil && has {
 				seen = true
-			case seen:
-				l.report("qemu exited: nobody holds the guest's end of the control channel " + l.ctlIn + " any more")
+			} else if err == nil && seen {
+				l.reportExit()
 				return
 			}
 			if l.alive != nil {

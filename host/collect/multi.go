@@ -206,12 +206,12 @@ func RunGuests(ctx context.Context, cfg Config, targets []Target) (MultiSummary,
 }
 
 // spread measures how far apart the start orders went out and were
-// answered.
+// answered, over the guests whose start was answered.
 func (ms *MultiSummary) spread(guests []*guestRun) {
 	var sent, answered []time.Time
 	var first, last *guestRun
 	for _, g := range guests {
-		if !g.started || g.startSent.IsZero() {
+		if !g.started || g.startSent.IsZero() || g.startAnswered.IsZero() {
 			continue
 		}
 		sent = append(sent, g.startSent)

@@ -206,15 +206,33 @@ func (g *guestRun) launch() {
 	}
 }
 
-// start sends the start order (with Start) and, once it is answered,
-// watches the guest's liveness. A start order that fails ends the
-// capture: the streams abort.
+// start sends the start order (with Start) and watches the guest's
+// liveness from before it goes out. A start order that fails ends the
+// capture: the streams abort. A guest that goes away while its start
+// order is unanswered ends as one that went away mid-capture (until
+// reports it): what arrived is kept and trace.dat written.
 func (g *guestRun) start(ctx context.Context) error {
 	c := g.c
+	c.life.watch(g.cfg)
 	if c.agent != nil {
 		g.tl.markStart()
 		g.startSent = time.Now()
-		if err := c.agent.start(ctx, &g.sum); err != nil {
+		sctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-c.life.gone:
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
+		err := c.agent.start(sctx, &g.sum)
+		cancel()
+		if err != nil && c.life.peerExited() {
+			g.started = true
+			return nil
+		}
+		if err != nil {
+			c.life.close()
 			drainBy := time.Now().Add(g.cfg.DrainTimeout)
 			if c.agent.protocol() && !errors.Is(err, session.ErrAgent) {
 				// The Start went out but its answer did not come in
@@ -229,7 +247,6 @@ func (g *guestRun) start(ctx context.Context) error {
 		g.startAnswered = time.Now()
 	}
 	g.started = true
-	c.life.watch(g.cfg)
 	if c.onStart != nil {
 		c.onStart()
 	}
