@@ -248,7 +248,7 @@ func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 	if cfg, err = cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: log, failed: make(chan error, 1), pace: newPacer(cfg.BufferPercent, log)}
+	a := &Agent{cfg: cfg, log: log, failed: make(chan error, 1), pace: newPacer(log)}
 	defer func() {
 		if err != nil {
 			a.Close()

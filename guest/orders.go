@@ -79,7 +79,7 @@ func (a *Agent) StartWith(ctx context.Context, s wire.Settings) error {
 		}
 	}
 	a.pageSizeForStdout(r.layout.PageSize)
-	a.pace.begin(r.dir, a.latency(s), watermark(r.dir, a.cfg.BufferPercent, a.cfg.PipeSize), r.cpus.workers)
+	a.pace.begin(r.dir, a.latency(s), r.watermark, r.cpus.workers)
 	if err := a.order(ctx, r.cpus.workers, order{kind: orderStart, layout: r.layout}, r.dir); err != nil {
 		a.order(context.WithoutCancel(ctx), r.cpus.workers, order{kind: orderStop}, a.tracefs)
 		a.finish(r)

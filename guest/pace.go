@@ -40,7 +40,7 @@ const DefaultLatency = time.Second
 // before a start order, while no CPU streams.
 type pacer struct {
 	log     *textlog.Logger
-	percent int // the watermark; negative: buffer_percent is left alone
+	percent int // the recording's watermark; negative: buffer_percent is left alone
 
 	mu      sync.Mutex
 	workers []*worker     // the recording's
@@ -50,12 +50,12 @@ type pacer struct {
 	zero    atomic.Bool   // buffer_percent is 0: an empty CPU may wait without timeout
 }
 
-func newPacer(percent int, log *textlog.Logger) *pacer {
-	return &pacer{percent: percent, log: log}
+func newPacer(log *textlog.Logger) *pacer {
+	return &pacer{log: log}
 }
 
 // begin sets up a recording of dir by workers with latency (0: no
-// bound). The recording's setup has written the watermark to
+// bound). The recording's setup has written the watermark percent to
 // buffer_percent (or left it alone, percent < 0); every CPU starts holding
 // events (see worker.begin).
 func (p *pacer) begin(dir string, latency time.Duration, percent int, workers []*worker) {

@@ -47,9 +47,12 @@ type recording struct {
 	instance string   // the instance the agent made for it; "" for none
 	lock     *dirLock // on the instance
 	restore  []saved
-	layout   ringbuf.Layout  // of dir, read at the start
-	base     []wire.CPUStats // counters when the recording began
-	cpus     cpuPlan         // the CPUs it streams, and those it does not
+	// watermark is the buffer_percent written for it (see watermark);
+	// negative: left alone.
+	watermark int
+	layout    ringbuf.Layout  // of dir, read at the start
+	base      []wire.CPUStats // counters when the recording began
+	cpus      cpuPlan         // the CPUs it streams, and those it does not
 }
 
 // since turns the kernel's lifetime counters into this recording's: the
@@ -88,7 +91,7 @@ type saved struct{ path, value string }
 // nothing it did stays.
 func (a *Agent) prepare(s wire.Settings) (*recording, error) {
 	if s.IsZero() { // stream the default buffer as is, but for --subbuf-size
-		r := &recording{settings: s, dir: a.tracefs}
+		r := &recording{settings: s, dir: a.tracefs, watermark: a.cfg.BufferPercent}
 		if kib := a.cfg.SubbufKiB; kib > 0 {
 			if err := a.checkSubbuf(kib); err != nil {
 				return nil, err
@@ -108,10 +111,10 @@ func (a *Agent) prepare(s wire.Settings) (*recording, error) {
 				a.log.Debug("no buffer_percent: left as the kernel has it", "err", err)
 				return r, nil
 			}
-			n := watermark(a.tracefs, a.cfg.BufferPercent, a.cfg.PipeSize)
-			if err := writeFile(p, strconv.Itoa(n)); err != nil {
+			r.watermark = watermark(a.tracefs, a.cfg.BufferPercent, a.cfg.PipeSize)
+			if err := writeFile(p, strconv.Itoa(r.watermark)); err != nil {
 				a.finish(r)
-				return nil, settingsErrorf("set %s to %d: %w", p, n, err)
+				return nil, settingsErrorf("set %s to %d: %w", p, r.watermark, err)
 			}
 			r.restore = append(r.restore, saved{p, strings.TrimSpace(string(old))})
 		}
@@ -159,7 +162,7 @@ func (a *Agent) prepare(s wire.Settings) (*recording, error) {
 		return nil, settingsErrorf("record in instance %s: %w", name, err)
 	}
 	a.markInstance(name)
-	if err := a.apply(dir, s); err != nil {
+	if err := a.apply(r); err != nil {
 		a.finish(r)
 		return nil, err
 	}
@@ -220,11 +223,13 @@ func (a *Agent) checkSettings(s wire.Settings) error {
 	return nil
 }
 
-// apply writes s into the fresh instance dir: sub-buffer size (before the
-// buffer size, which the kernel rounds to whole sub-buffers), buffer size,
-// clock, filters, buffer_percent, and the events last, so that nothing
+// apply writes r's settings into its fresh instance: sub-buffer size
+// (before the buffer size, which the kernel rounds to whole sub-buffers),
+// buffer size, clock, filters, buffer_percent (r.watermark, taken from
+// the buffer size just written), and the events last, so that nothing
 // unfiltered is recorded.
-func (a *Agent) apply(dir string, s wire.Settings) error {
+func (a *Agent) apply(r *recording) error {
+	dir, s := r.dir, r.settings
 	if kib := a.subbufKiB(s); kib > 0 {
 		if _, err := setSubbuf(dir, kib); err != nil {
 			return err
@@ -245,9 +250,9 @@ func (a *Agent) apply(dir string, s wire.Settings) error {
 			return err
 		}
 	}
-	if n := watermark(dir, a.cfg.BufferPercent, a.cfg.PipeSize); n >= 0 {
-		if err := writeFile(filepath.Join(dir, "buffer_percent"), strconv.Itoa(n)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return settingsErrorf("set buffer_percent to %d: %w", n, errnoOf(err))
+	if r.watermark = watermark(dir, a.cfg.BufferPercent, a.cfg.PipeSize); r.watermark >= 0 {
+		if err := writeFile(filepath.Join(dir, "buffer_percent"), strconv.Itoa(r.watermark)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return settingsErrorf("set buffer_percent to %d: %w", r.watermark, errnoOf(err))
 		}
 	}
 	for _, e := range s.Events {
