@@ -43,8 +43,8 @@ import (
 //
 // Since the goroutine is not locked, a yield or a wait through the
 // scheduler may resume it on another thread: after each wait it binds the
-// thread it finds itself on to its CPU (waiter.bind). Threads keep that
-// binding after the goroutine has left them.
+// thread it finds itself on to its CPU, with a short time slice (cpuSlice),
+// and gives the thread it left back its CPUs and slice (waiter.bind).
 
 // reserveProcs sets GOMAXPROCS to workers, the number of CPU goroutines:
 // a busy CPU goroutine keeps its P through its raw system calls, and with
@@ -78,14 +78,15 @@ func (b *backoff) next() time.Duration {
 // waiter is how a CPU goroutine waits: in poll(2), on the fds it needs and
 // on its waker, through which orders and an abort reach it.
 type waiter struct {
-	cpu       int
-	waker     *sys.Waker
-	abort     *atomic.Bool
-	log       *textlog.Logger
-	busy      bool      // the stream is busy: wait without the scheduler
-	lastReady time.Time // when the last wait found an fd ready
-	thread    int       // the thread found bound to cpu last (0: none yet)
-	rebinds   uint64    // rebinds as of then
+	cpu         int
+	waker       *sys.Waker
+	abort       *atomic.Bool
+	log         *textlog.Logger
+	busy        bool      // the stream is busy: wait without the scheduler
+	lastReady   time.Time // when the last wait found an fd ready
+	thread      int       // the thread found bound to cpu last (0: none yet)
+	sliceWarned bool      // a failure to set cpuSlice was logged
+	rebinds     uint64    // rebinds as of then
 }
 
 const (
@@ -95,6 +96,18 @@ const (
 	// idleAfter ends a busy spell: no fd ready for that long.
 	idleAfter = 20 * time.Millisecond
 )
+
+// cpuSlice is the time slice a CPU goroutine's thread asks of the fair
+// scheduler (sys.SetThreadSlice): the shortest it grants. A CPU goroutine
+// runs for tens of microseconds a wake-up, on a CPU that the traced
+// workload may keep busy. EEVDF lets a woken thread preempt the running one
+// only when its deadline (eligible time plus slice) comes first: with the
+// default slice (1.4 ms on the 2-CPU benchmark machine) the wake-ups at the
+// watermark often waited, and at full load (every event, the default
+// 1410 KiB buffer, about 5 ms of events) 0.1% of the events were
+// overwritten meanwhile; with this slice none were, and SCHED_FIFO did no
+// better (docs/PERFORMANCE.md).
+const cpuSlice = 100 * time.Microsecond
 
 // rebinds counts the changes of any thread's binding by a CPU goroutine:
 // a thread a CPU goroutine found bound to its CPU may since have been
@@ -106,20 +119,25 @@ var rebinds atomic.Uint64
 // given back.
 var processCPUs, _ = sys.Affinity()
 
-// bind makes sure the calling thread is bound to the waiter's CPU. It
-// looks when the thread or rebinds changed since its last look (always
-// when force), and binds the thread when it is not; the thread bound
-// before, if the goroutine has left it, may run on processCPUs again.
+// bind makes sure the calling thread is bound to the waiter's CPU, with
+// the CPU goroutine's slice (cpuSlice). It looks when the thread or
+// rebinds changed since its last look (always when force), and binds the
+// thread when it is not; the thread bound before, if the goroutine has
+// left it, gets back processCPUs and the default slice.
 func (wt *waiter) bind(force bool) {
 	tid, n := sys.ThreadID(), rebinds.Load()
 	if tid == wt.thread && n == wt.rebinds && !force {
 		return
 	}
-	if wt.thread != 0 && wt.thread != tid && len(processCPUs) > 0 {
-		sys.SetThreadAffinity(wt.thread, processCPUs) // fails only if that thread has ended
+	if wt.thread != 0 && wt.thread != tid {
+		giveBack(wt.thread)
 		n = rebinds.Add(1)
 	}
 	wt.thread, wt.rebinds = tid, n
+	if err := sys.SetThreadSlice(0, cpuSlice); err != nil && !wt.sliceWarned {
+		wt.sliceWarned = true
+		wt.log.Warn("cannot shorten the thread's time slice: a busy CPU may delay the agent", "err", err)
+	}
 	if cpus, err := sys.Affinity(); err == nil && len(cpus) == 1 && cpus[0] == wt.cpu {
 		return
 	}
@@ -130,11 +148,19 @@ func (wt *waiter) bind(force bool) {
 	wt.rebinds = rebinds.Add(1)
 }
 
-// unbind gives the thread bound last back its processCPUs, when the CPU
-// goroutine ends.
+// giveBack lets a thread a CPU goroutine has left run on processCPUs with
+// the default slice. It fails only if that thread has ended.
+func giveBack(tid int) {
+	if len(processCPUs) > 0 {
+		sys.SetThreadAffinity(tid, processCPUs)
+	}
+	sys.SetThreadSlice(tid, 0)
+}
+
+// unbind gives the thread bound last back, when the CPU goroutine ends.
 func (wt *waiter) unbind() {
-	if wt.thread != 0 && len(processCPUs) > 0 {
-		sys.SetThreadAffinity(wt.thread, processCPUs)
+	if wt.thread != 0 {
+		giveBack(wt.thread)
 		rebinds.Add(1)
 		wt.thread = 0
 	}

@@ -1,0 +1,119 @@
+package guest_test
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vtrace/vtrace/guest"
+	"github.com/vtrace/vtrace/internal/sys"
+	"github.com/vtrace/vtrace/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+// TestIntegrationCPUThreads: while the agent streams, each CPU goroutine
+// waits on a thread bound to its own CPU, with the short time slice where
+// the kernel takes one (Linux 6.12 and later); once the agent has ended,
+// no thread of the process keeps a binding or that slice.
+func TestIntegrationCPUThreads(t *testing.T) {
+	inst := testutil.Instance(t, "vtrace-guest-threads")
+	cpus := onlineCPUs(t)
+	dir := fifoDir(t, cpus)
+	h := newHost(t, dir, inst, cpus)
+	r := startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir, Latency: 100 * time.Millisecond})
+	h.send("1\n")
+	m := newMarkers(t, inst)
+	m.write("vtrace-latency 1 wake")
+	h.waitMarker(1)
+
+	const short = 100 * time.Microsecond
+	honoured := slicesHonoured(t, short)
+	deadline := time.Now().Add(30 * time.Second)
+	var polling map[int]int64
+	for polling = pollingThreads(t); len(polling) < len(cpus); polling = pollingThreads(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("found %d threads waiting in poll(2), want the %d CPU goroutines'", len(polling), len(cpus))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var bound []int
+	for tid := range polling {
+		on := threadCPUs(t, tid)
+		if len(on) != 1 {
+			t.Errorf("CPU goroutine's thread %d may run on CPUs %v, want one", tid, on)
+			continue
+		}
+		bound = append(bound, on[0])
+		if s, err := sys.ThreadSlice(tid); err != nil || honoured && s != short {
+			t.Errorf("thread %d (CPU %d): slice %v (%v), want %v", tid, on[0], s, err, short)
+		}
+	}
+	slices.Sort(bound)
+	if !slices.Equal(bound, cpus) {
+		t.Errorf("CPU goroutines' threads bound to CPUs %v, want %v", bound, cpus)
+	}
+
+	r.stop()
+	<-r.done
+	for _, tid := range threads(t) {
+		if on := threadCPUs(t, tid); !slices.Equal(on, cpus) {
+			t.Errorf("after the agent ended, thread %d may run on CPUs %v, want %v", tid, on, cpus)
+		}
+		if s, err := sys.ThreadSlice(tid); err == nil && s == short {
+			t.Errorf("after the agent ended, thread %d keeps the slice %v", tid, s)
+		}
+	}
+	runtime.KeepAlive(h)
+}
+
+// slicesHonoured reports whether the kernel keeps a fair thread's slice
+// (Linux 6.12 and later), on a thread of the test's own that then ends.
+func slicesHonoured(t *testing.T, slice time.Duration) bool {
+	t.Helper()
+	got := make(chan time.Duration)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := sys.SetThreadSlice(0, slice); err != nil {
+			t.Error(err)
+		}
+		s, _ := sys.ThreadSlice(0)
+		got <- s
+	}()
+	return <-got == slice
+}
+
+// threads lists the process's threads.
+func threads(t *testing.T) []int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range tasks {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, tid)
+		}
+	}
+	return out
+}
+
+// threadCPUs is the CPUs thread tid may run on.
+func threadCPUs(t *testing.T, tid int) []int {
+	t.Helper()
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(tid, &set); err != nil {
+		t.Fatal(fmt.Errorf("sched_getaffinity %d: %w", tid, err))
+	}
+	var cpus []int
+	for c := 0; c < len(set)*64; c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus
+}
