@@ -3,8 +3,8 @@ package sys
 import (
 	"fmt"
 	"runtime"
-	"time"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
