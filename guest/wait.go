@@ -5,12 +5,15 @@ package guest
 // short enough that the runtime never preempts the goroutine.
 
 import (
+	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/textlog"
+	"golang.org/x/sys/unix"
 )
 
 // How the CPU goroutines keep the Go runtime out of the way (facts from
@@ -43,8 +46,9 @@ import (
 //
 // Since the goroutine is not locked, a yield or a wait through the
 // scheduler may resume it on another thread: after each wait it binds the
-// thread it finds itself on to its CPU, with a short time slice (cpuSlice),
-// and gives the thread it left back its CPUs and slice (waiter.bind).
+// thread it finds itself on to its CPU, scheduled with a short time slice
+// (cpuSlice) or at a real-time priority, and gives the thread it left back
+// its CPUs and scheduling (waiter.bind).
 
 // reserveProcs sets GOMAXPROCS to workers, the number of CPU goroutines:
 // a busy CPU goroutine keeps its P through its raw system calls, and with
@@ -85,7 +89,8 @@ type waiter struct {
 	busy        bool      // the stream is busy: wait without the scheduler
 	lastReady   time.Time // when the last wait found an fd ready
 	thread      int       // the thread found bound to cpu last (0: none yet)
-	sliceWarned bool      // a failure to set cpuSlice was logged
+	sched       sys.Sched // how the threads it runs on are scheduled (cpuSched)
+	schedWarned bool      // a failure to set sched was logged
 	rebinds     uint64    // rebinds as of then
 }
 
@@ -98,16 +103,64 @@ const (
 )
 
 // cpuSlice is the time slice a CPU goroutine's thread asks of the fair
-// scheduler (sys.SetThreadSlice): the shortest it grants. A CPU goroutine
+// scheduler (sys.Sched.Slice): the shortest it grants. A CPU goroutine
 // runs for tens of microseconds a wake-up, on a CPU that the traced
 // workload may keep busy. EEVDF lets a woken thread preempt the running one
 // only when its deadline (eligible time plus slice) comes first: with the
 // default slice (1.4 ms on the 2-CPU benchmark machine) the wake-ups at the
 // watermark often waited, and at full load (every event, the default
 // 1410 KiB buffer, about 5 ms of events) 0.1% of the events were
-// overwritten meanwhile; with this slice none were, and SCHED_FIFO did no
-// better (docs/PERFORMANCE.md).
+// overwritten meanwhile; with this slice about 0.002%, and with SCHED_FIFO
+// (--rt-priority) none (docs/PERFORMANCE.md).
 const cpuSlice = 100 * time.Microsecond
+
+// processSched is how the process's threads are scheduled, as the main
+// thread was at start with the default slice: what a thread a CPU
+// goroutine has left gets back. processSchedErr says it is unknown; the
+// agent then leaves scheduling alone.
+var processSched, processSchedErr = func() (sys.Sched, error) {
+	s, err := sys.ThreadSched(0)
+	s.Slice = 0
+	return s, err
+}()
+
+// cpuSched is how a CPU goroutine's thread is scheduled: SCHED_FIFO at
+// rtPriority when it is above 0, else as the process with the short
+// slice (a process already under a real-time policy keeps it). Threads
+// it creates start as the process's do.
+func cpuSched(rtPriority int) sys.Sched {
+	s := processSched
+	switch {
+	case rtPriority > 0:
+		s = sys.Sched{Policy: unix.SCHED_FIFO, Priority: uint32(rtPriority)}
+	case s.Fair():
+		s.Slice = cpuSlice
+	}
+	s.ResetOnFork = true
+	return s
+}
+
+// checkRTPriority makes sure that this process may run threads at the
+// real-time priority prio (1-99), on a thread that it then puts back.
+func checkRTPriority(prio int) error {
+	if processSchedErr != nil {
+		return fmt.Errorf("run at real-time priority %d: %w", prio, processSchedErr)
+	}
+	errc := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := sys.SetThreadSched(0, cpuSched(prio))
+		if err == nil {
+			err = sys.SetThreadSched(0, processSched)
+		}
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("run at real-time priority %d (it needs CAP_SYS_NICE or RLIMIT_RTPRIO): %w", prio, err)
+	}
+	return nil
+}
 
 // rebinds counts the changes of any thread's binding by a CPU goroutine:
 // a thread a CPU goroutine found bound to its CPU may since have been
@@ -119,11 +172,11 @@ var rebinds atomic.Uint64
 // given back.
 var processCPUs, _ = sys.Affinity()
 
-// bind makes sure the calling thread is bound to the waiter's CPU, with
-// the CPU goroutine's slice (cpuSlice). It looks when the thread or
+// bind makes sure the calling thread is bound to the waiter's CPU and
+// scheduled as its sched. It looks when the thread or
 // rebinds changed since its last look (always when force), and binds the
 // thread when it is not; the thread bound before, if the goroutine has
-// left it, gets back processCPUs and the default slice.
+// left it, gets back processCPUs and processSched.
 func (wt *waiter) bind(force bool) {
 	tid, n := sys.ThreadID(), rebinds.Load()
 	if tid == wt.thread && n == wt.rebinds && !force {
@@ -134,9 +187,12 @@ func (wt *waiter) bind(force bool) {
 		n = rebinds.Add(1)
 	}
 	wt.thread, wt.rebinds = tid, n
-	if err := sys.SetThreadSlice(0, cpuSlice); err != nil && !wt.sliceWarned {
-		wt.sliceWarned = true
-		wt.log.Warn("cannot shorten the thread's time slice: a busy CPU may delay the agent", "err", err)
+	cpuThreads.set(wt, tid)
+	if processSchedErr == nil {
+		if err := sys.SetThreadSched(0, wt.sched); err != nil && !wt.schedWarned {
+			wt.schedWarned = true
+			wt.log.Warn("cannot schedule the thread as asked: a busy CPU may delay the agent", "sched", fmt.Sprintf("%+v", wt.sched), "err", err)
+		}
 	}
 	if cpus, err := sys.Affinity(); err == nil && len(cpus) == 1 && cpus[0] == wt.cpu {
 		return
@@ -148,21 +204,71 @@ func (wt *waiter) bind(force bool) {
 	wt.rebinds = rebinds.Add(1)
 }
 
-// giveBack lets a thread a CPU goroutine has left run on processCPUs with
-// the default slice. It fails only if that thread has ended.
+// giveBack lets a thread a CPU goroutine has left run on processCPUs,
+// scheduled as processSched. It fails only if that thread has ended.
 func giveBack(tid int) {
 	if len(processCPUs) > 0 {
 		sys.SetThreadAffinity(tid, processCPUs)
 	}
-	sys.SetThreadSlice(tid, 0)
+	if processSchedErr == nil {
+		sys.SetThreadSched(tid, processSched)
+	}
 }
 
-// unbind gives the thread bound last back, when the CPU goroutine ends.
+// unbind gives the thread bound last back, when the CPU goroutine ends,
+// and any thread that a bound thread has created (strays).
 func (wt *waiter) unbind() {
 	if wt.thread != 0 {
 		giveBack(wt.thread)
 		rebinds.Add(1)
 		wt.thread = 0
+	}
+	cpuThreads.set(wt, 0)
+	cpuThreads.giveBackStrays()
+}
+
+// cpuThreads are the threads the CPU goroutines run on, as they last
+// found them.
+var cpuThreads = threadSet{m: map[*waiter]int{}}
+
+type threadSet struct {
+	mu sync.Mutex
+	m  map[*waiter]int
+}
+
+// set records the thread tid (0: none) of wt.
+func (s *threadSet) set(wt *waiter, tid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tid == 0 {
+		delete(s.m, wt)
+	} else {
+		s.m[wt] = tid
+	}
+}
+
+// giveBackStrays gives back every thread of the process that no CPU
+// goroutine runs on but is bound to fewer CPUs than processCPUs. A thread
+// inherits its creator's affinity: the Go runtime starts a new thread
+// from whichever thread needs one (startm, e.g. when a CPU goroutine
+// readies another goroutine), and that may be a bound one. (Their
+// scheduling is reset on creation: cpuSched sets ResetOnFork.)
+func (s *threadSet) giveBackStrays() {
+	tids, err := sys.Threads()
+	if err != nil || len(processCPUs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	busy := map[int]bool{}
+	for _, tid := range s.m {
+		busy[tid] = true
+	}
+	for _, tid := range tids {
+		if cpus, err := sys.ThreadAffinity(tid); err == nil && !busy[tid] && len(cpus) < len(processCPUs) {
+			giveBack(tid)
+			rebinds.Add(1)
+		}
 	}
 }
 
@@ -187,6 +293,7 @@ func (wt *waiter) waitFor(in, out int, timeout time.Duration) (sys.Event, error)
 			t = timeout
 		}
 		runtime.Gosched()
+		wt.bind(false) // the yield may have moved it; the raw wait will not
 		ev, err = sys.PollInOutRaw(in, out, wt.waker, t)
 		switch {
 		case ev == sys.Ready:
@@ -195,14 +302,15 @@ func (wt *waiter) waitFor(in, out int, timeout time.Duration) (sys.Event, error)
 			wt.busy = false
 		}
 	} else {
+		wt.bind(false)
 		start := time.Now()
 		ev, err = sys.PollInOut(in, out, wt.waker, timeout)
 		if ev == sys.Ready {
 			wt.lastReady = time.Now()
 			wt.busy = wt.lastReady.Sub(start) < idleAfter
 		}
+		wt.bind(false) // it may come back from the scheduler on another thread
 	}
-	wt.bind(false)
 	if err != nil {
 		return 0, opError(wt.cpu, "poll", "", err)
 	}
@@ -220,6 +328,7 @@ func (wt *waiter) waitFor(in, out int, timeout time.Duration) (sys.Event, error)
 // nothing it sleeps b's delay instead; b nil never backs off.
 func (wt *waiter) wait(in, out int, b *backoff) (woken bool, err error) {
 	var ev sys.Event
+	wt.bind(false)
 	if b != nil && b.d > 0 {
 		if b.d < maxBackoff && 2*b.d >= maxBackoff {
 			wt.log.Debug("ready but nothing moves: waiting", "every", maxBackoff)

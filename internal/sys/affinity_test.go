@@ -53,41 +53,47 @@ func slicesHonoured(t *testing.T) bool {
 	return major > 6 || major == 6 && minor >= 12
 }
 
-// TestThreadSlice: the slice set is the slice the kernel reports (from
-// Linux 6.12 on; before, none is reported), 0 gives the default back, and
-// the thread keeps its policy and nice value throughout.
-func TestThreadSlice(t *testing.T) {
+// TestThreadSched: a fair thread's slice set is the slice the kernel
+// reports (from Linux 6.12 on; before, none is reported) and 0 gives the
+// default back, with the policy, nice value and reset-on-fork flag kept;
+// SCHED_FIFO and back to the fair policy (as root) work the same way.
+func TestThreadSched(t *testing.T) {
 	runtime.LockOSThread() // never unlocked: the thread dies with its settings
 	tid := ThreadID()
-	if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH, Nice: 3}, 0); err != nil {
-		t.Fatal(err)
-	}
-	check := func(want func(time.Duration) bool, what string) {
+	const short = 100 * time.Microsecond
+	honoured := slicesHonoured(t)
+	set := func(s Sched) {
 		t.Helper()
-		a, err := unix.SchedGetAttr(tid, 0)
+		if err := SetThreadSched(tid, s); err != nil {
+			t.Fatalf("set %+v: %v", s, err)
+		}
+		got, err := ThreadSched(0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a.Policy != unix.SCHED_BATCH || a.Nice != 3 {
-			t.Errorf("policy %d nice %d, want SCHED_BATCH (%d) and 3 kept", a.Policy, a.Nice, unix.SCHED_BATCH)
+		want := s
+		switch {
+		case !s.Fair():
+		case s.Slice != 0 && honoured:
+		case honoured:
+			if got.Slice == 0 || got.Slice == short {
+				t.Errorf("slice %v after asking for the default, want the default", got.Slice)
+			}
+			want.Slice = got.Slice
+		default:
+			want.Slice = 0 // not reported before Linux 6.12
 		}
-		got, err := ThreadSlice(tid)
-		if err != nil || !want(got) {
-			t.Errorf("slice %v (%v), want %s", got, err, what)
+		if got != want {
+			t.Errorf("set %+v: got %+v, want %+v", s, got, want)
 		}
 	}
-	const short = 100 * time.Microsecond
-	honoured := slicesHonoured(t)
-	if err := SetThreadSlice(tid, short); err != nil {
-		t.Fatal(err)
+	batch := Sched{Policy: unix.SCHED_BATCH, Nice: 3}
+	set(batch)
+	set(Sched{Policy: unix.SCHED_BATCH, Nice: 3, Slice: short, ResetOnFork: true})
+	set(batch)
+	set(Sched{Policy: unix.SCHED_FIFO, Priority: 1, ResetOnFork: true})
+	set(Sched{Policy: unix.SCHED_NORMAL})
+	if !(Sched{Policy: unix.SCHED_NORMAL}).Fair() || (Sched{Policy: unix.SCHED_FIFO, Priority: 1}).Fair() {
+		t.Error("Fair: want SCHED_NORMAL fair and SCHED_FIFO not")
 	}
-	if honoured {
-		check(func(d time.Duration) bool { return d == short }, "100µs")
-	} else {
-		check(func(d time.Duration) bool { return d == 0 }, "none reported before Linux 6.12")
-	}
-	if err := SetThreadSlice(0, 0); err != nil {
-		t.Fatal(err)
-	}
-	check(func(d time.Duration) bool { return d != short && (d > 0) == honoured }, "the default")
 }
