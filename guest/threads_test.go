@@ -3,9 +3,11 @@ package guest_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,4 +139,37 @@ func threadCPUs(t *testing.T, tid int) []int {
 		}
 	}
 	return cpus
+}
+
+// TestRTPriorityRefused: an agent asked for a real-time priority that the
+// process may not take fails at New, naming what it needs, before it
+// touches tracefs. The process here is this test binary, run again without
+// CAP_SYS_NICE (setpriv) and with RLIMIT_RTPRIO 0.
+func TestRTPriorityRefused(t *testing.T) {
+	if os.Getenv("VTRACE_TEST_RT_CHILD") != "" {
+		if err := unix.Setrlimit(unix.RLIMIT_RTPRIO, &unix.Rlimit{}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := guest.New(guest.Config{RTPriority: 5, Tracefs: "/nonexistent"}, nil)
+		fmt.Printf("error: %v\n", err)
+		return
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) is needed: %v", err)
+	}
+	cmd := exec.Command(setpriv, "--bounding-set", "-sys_nice", "--inh-caps", "-sys_nice",
+		os.Args[0], "-test.run", "^TestRTPriorityRefused$", "-test.count", "1")
+	cmd.Env = append(os.Environ(), "VTRACE_TEST_RT_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "error: run at real-time priority 5 (it needs CAP_SYS_NICE or RLIMIT_RTPRIO)") {
+		t.Errorf("child said %q, want the real-time priority refused before tracefs is looked at", out)
+	}
+	// With the capability, the same agent gets past the priority.
+	if _, err := guest.New(guest.Config{RTPriority: 5, Tracefs: "/nonexistent"}, nil); err == nil || strings.Contains(err.Error(), "real-time") {
+		t.Errorf("as root: %v, want an error about tracefs only", err)
+	}
 }
