@@ -1,13 +1,10 @@
 package guest_test
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,8 +17,8 @@ import (
 // TestIntegrationCPUThreads: while the agent streams, each CPU goroutine
 // waits on a thread bound to its own CPU and scheduled as asked: with the
 // short slice where the kernel takes one (Linux 6.12 and later), or under
-// SCHED_FIFO with RTPriority; once the agent has ended, no thread of the
-// process keeps a binding or that scheduling.
+// SCHED_FIFO with RTPriority; once the agent has ended, those threads are
+// bound no more, and no thread of the process keeps that scheduling.
 func TestIntegrationCPUThreads(t *testing.T) {
 	const short = 100 * time.Microsecond
 	honoured := slicesHonoured(t, short)
@@ -54,7 +51,10 @@ func TestIntegrationCPUThreads(t *testing.T) {
 			}
 			var bound []int
 			for tid := range polling {
-				on := threadCPUs(t, tid)
+				on, err := sys.ThreadAffinity(tid)
+				if err != nil {
+					t.Fatal(err)
+				}
 				if len(on) != 1 {
 					t.Errorf("CPU goroutine's thread %d may run on CPUs %v, want one", tid, on)
 					continue
@@ -71,10 +71,12 @@ func TestIntegrationCPUThreads(t *testing.T) {
 
 			r.stop()
 			<-r.done
-			for _, tid := range threads(t) {
-				if on := threadCPUs(t, tid); !slices.Equal(on, cpus) {
-					t.Errorf("after the agent ended, thread %d may run on CPUs %v, want %v", tid, on, cpus)
+			for tid := range polling {
+				if on, err := sys.ThreadAffinity(tid); err == nil && !slices.Equal(on, cpus) {
+					t.Errorf("after the agent ended, its CPU thread %d may run on CPUs %v, want %v", tid, on, cpus)
 				}
+			}
+			for _, tid := range threads(t) {
 				if s, err := sys.ThreadSched(tid); err == nil && (!s.Fair() || s.Slice == short || s.ResetOnFork) {
 					t.Errorf("after the agent ended, thread %d keeps the CPU threads' scheduling: %+v", tid, s)
 				}
@@ -123,53 +125,4 @@ func threads(t *testing.T) []int {
 		}
 	}
 	return out
-}
-
-// threadCPUs is the CPUs thread tid may run on.
-func threadCPUs(t *testing.T, tid int) []int {
-	t.Helper()
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(tid, &set); err != nil {
-		t.Fatal(fmt.Errorf("sched_getaffinity %d: %w", tid, err))
-	}
-	var cpus []int
-	for c := 0; c < len(set)*64; c++ {
-		if set.IsSet(c) {
-			cpus = append(cpus, c)
-		}
-	}
-	return cpus
-}
-
-// TestRTPriorityRefused: an agent asked for a real-time priority that the
-// process may not take fails at New, naming what it needs, before it
-// touches tracefs. The process here is this test binary, run again without
-// CAP_SYS_NICE (setpriv) and with RLIMIT_RTPRIO 0.
-func TestRTPriorityRefused(t *testing.T) {
-	if os.Getenv("VTRACE_TEST_RT_CHILD") != "" {
-		if err := unix.Setrlimit(unix.RLIMIT_RTPRIO, &unix.Rlimit{}); err != nil {
-			t.Fatal(err)
-		}
-		_, err := guest.New(guest.Config{RTPriority: 5, Tracefs: "/nonexistent"}, nil)
-		fmt.Printf("error: %v\n", err)
-		return
-	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Fatalf("setpriv (util-linux) is needed: %v", err)
-	}
-	cmd := exec.Command(setpriv, "--bounding-set", "-sys_nice", "--inh-caps", "-sys_nice",
-		os.Args[0], "-test.run", "^TestRTPriorityRefused$", "-test.count", "1")
-	cmd.Env = append(os.Environ(), "VTRACE_TEST_RT_CHILD=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("child: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "error: run at real-time priority 5 (it needs CAP_SYS_NICE or RLIMIT_RTPRIO)") {
-		t.Errorf("child said %q, want the real-time priority refused before tracefs is looked at", out)
-	}
-	// With the capability, the same agent gets past the priority.
-	if _, err := guest.New(guest.Config{RTPriority: 5, Tracefs: "/nonexistent"}, nil); err == nil || strings.Contains(err.Error(), "real-time") {
-		t.Errorf("as root: %v, want an error about tracefs only", err)
-	}
 }

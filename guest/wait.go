@@ -7,7 +7,6 @@ package guest
 import (
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -187,7 +186,6 @@ func (wt *waiter) bind(force bool) {
 		n = rebinds.Add(1)
 	}
 	wt.thread, wt.rebinds = tid, n
-	cpuThreads.set(wt, tid)
 	if processSchedErr == nil {
 		if err := sys.SetThreadSched(0, wt.sched); err != nil && !wt.schedWarned {
 			wt.schedWarned = true
@@ -215,60 +213,17 @@ func giveBack(tid int) {
 	}
 }
 
-// unbind gives the thread bound last back, when the CPU goroutine ends,
-// and any thread that a bound thread has created (strays).
+// unbind gives the thread bound last back, when the CPU goroutine ends.
+// (A thread that the Go runtime started from a bound thread, which
+// inherits the binding, keeps it: the runtime starts a thread from
+// whichever thread needs one, startm, e.g. when a CPU goroutine readies
+// another goroutine. cpuSched's ResetOnFork gives such a thread the
+// default scheduling.)
 func (wt *waiter) unbind() {
 	if wt.thread != 0 {
 		giveBack(wt.thread)
 		rebinds.Add(1)
 		wt.thread = 0
-	}
-	cpuThreads.set(wt, 0)
-	cpuThreads.giveBackStrays()
-}
-
-// cpuThreads are the threads the CPU goroutines run on, as they last
-// found them.
-var cpuThreads = threadSet{m: map[*waiter]int{}}
-
-type threadSet struct {
-	mu sync.Mutex
-	m  map[*waiter]int
-}
-
-// set records the thread tid (0: none) of wt.
-func (s *threadSet) set(wt *waiter, tid int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if tid == 0 {
-		delete(s.m, wt)
-	} else {
-		s.m[wt] = tid
-	}
-}
-
-// giveBackStrays gives back every thread of the process that no CPU
-// goroutine runs on but is bound to fewer CPUs than processCPUs. A thread
-// inherits its creator's affinity: the Go runtime starts a new thread
-// from whichever thread needs one (startm, e.g. when a CPU goroutine
-// readies another goroutine), and that may be a bound one. (Their
-// scheduling is reset on creation: cpuSched sets ResetOnFork.)
-func (s *threadSet) giveBackStrays() {
-	tids, err := sys.Threads()
-	if err != nil || len(processCPUs) == 0 {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	busy := map[int]bool{}
-	for _, tid := range s.m {
-		busy[tid] = true
-	}
-	for _, tid := range tids {
-		if cpus, err := sys.ThreadAffinity(tid); err == nil && !busy[tid] && len(cpus) < len(processCPUs) {
-			giveBack(tid)
-			rebinds.Add(1)
-		}
 	}
 }
 

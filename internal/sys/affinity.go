@@ -2,7 +2,6 @@ package sys
 
 import (
 	"os"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -109,19 +108,4 @@ func ThreadAffinity(tid int) ([]int, error) {
 		}
 	}
 	return cpus, nil
-}
-
-// Threads lists the threads of this process (/proc/self/task).
-func Threads() ([]int, error) {
-	d, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return nil, err
-	}
-	var tids []int
-	for _, e := range d {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
-			tids = append(tids, tid)
-		}
-	}
-	return tids, nil
 }
