@@ -68,6 +68,12 @@ type Config struct {
 	// directory streamed as is, where the old value is put back at the
 	// stop. 0 leaves the kernel's.
 	SubbufKiB uint32
+	// RTPriority runs the CPU goroutines' threads under SCHED_FIFO at
+	// this priority (1-99), so that a workload keeping a CPU busy cannot
+	// delay them; the agent needs CAP_SYS_NICE or RLIMIT_RTPRIO. 0 leaves
+	// them to the fair scheduler, with the shortest slice it grants (Linux
+	// 6.12 and later; see cpuSlice).
+	RTPriority int
 	// StateDir keeps the markers of the instances the agent made; "" is
 	// DefaultStateDir.
 	StateDir string
@@ -100,6 +106,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.BufferPercent > 100 {
 		return c, fmt.Errorf("check buffer percent %d: want 0 to 100 (negative: leave it alone)", c.BufferPercent)
+	}
+	if c.RTPriority < 0 || c.RTPriority > 99 {
+		return c, fmt.Errorf("check real-time priority %d: want 1 to 99, or 0 for none", c.RTPriority)
 	}
 	if c.Latency == 0 {
 		c.Latency = DefaultLatency
@@ -247,6 +256,11 @@ var errPortsGone = errors.New("the host unplugged the ports")
 func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 	if cfg, err = cfg.withDefaults(); err != nil {
 		return nil, err
+	}
+	if cfg.RTPriority > 0 {
+		if err := checkRTPriority(cfg.RTPriority); err != nil {
+			return nil, err
+		}
 	}
 	a := &Agent{cfg: cfg, log: log, failed: make(chan error, 1), pace: newPacer(log)}
 	defer func() {

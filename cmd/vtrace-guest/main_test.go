@@ -174,6 +174,7 @@ func TestExitCodes(t *testing.T) {
 				{"agent", "--pipe-size", "32K"}, {"agent", "--pipe-size", "1.5M"}, {"agent", "--pipe-size", "0"},
 				{"agent", "--pipe-size", "64P"}, {"agent", "--cpus", "3-1"}, {"agent", "--cpus", ""},
 				{"agent", "--buffer-percent", "0"}, {"agent", "--buffer-percent", "101"}, {"agent", "--drain-timeout", "x"},
+				{"agent", "--rt-priority", "100"}, {"agent", "--rt-priority", "-1"}, {"agent", "--rt-priority", "high"},
 				{"agent", "--verbose=maybe"}, {"version", "extra"}, {"version", "--short"},
 				{"install", "--init", "upstart"}, {"install", "--now", "--root", root}, {"install", "--prefix", "usr"},
 				{"install", "extra"}, {"uninstall", "--bogus"},

@@ -100,11 +100,7 @@ func TestGuestAgentCommandUsesSharedFlags(t *testing.T) {
 	cmd := newGuestAgentCmd()
 	cmd.InitDefaultHelpFlag()
 	got := map[string]string{}
-	for _, name := range []string{"stdout", "pipe-size", "tracefs", "ports-dir", "cpus", "verbose", "drain-timeout", "instance", "buffer-percent", "subbuf-size", "wait-ports", "latency", "help"} {
-		if f := cmd.Flags().Lookup(name); f != nil {
-			got[name] = f.Shorthand
-		}
-	}
+	cmd.Flags().VisitAll(func(f *pflag.Flag) { got[f.Name] = f.Shorthand })
 	want := map[string]string{"help": "h"}
 	for _, f := range cli.NewAgentOptions().Flags() {
 		want[f.Name] = f.Shorthand

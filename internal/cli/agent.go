@@ -45,6 +45,7 @@ type AgentOptions struct {
 	SubbufSize    SubbufSize // bytes; 0: the kernel's
 	WaitPorts     bool
 	Latency       time.Duration // 0: no bound
+	RTPriority    int           // SCHED_FIFO priority of the CPU threads; 0: none
 }
 
 // NewAgentOptions returns the agent's defaults.
@@ -69,6 +70,7 @@ func (o *AgentOptions) Flags() []Flag {
 		{"subbuf-size", "", "ring-buffer sub-buffer (page) size of each recording, 4K to 1M, a power of two (Linux 6.8 and later): set in the streamed buffer at each start and put back at the stop, unless the host's settings give one", &o.SubbufSize},
 		{"buffer-percent", "", "highest buffer_percent while recording (how full a CPU's buffer gets before the agent is woken): the agent writes the smaller of this and one pipe's share of the buffer (1-100; -1 leaves it alone)", IntValue(&o.BufferPercent)},
 		{"latency", "", "longest an event recorded waits in the guest before it is sent (0: no bound; the host may ask for another)", DurationValue(&o.Latency)},
+		{"rt-priority", "", "run the CPU threads at this real-time (SCHED_FIFO) priority, 1-99, so that a busy CPU cannot delay them (needs CAP_SYS_NICE; 0: the fair scheduler, with a short slice)", IntValue(&o.RTPriority)},
 	}
 }
 
@@ -80,6 +82,9 @@ func (o *AgentOptions) Flags() []Flag {
 func RunAgent(ctx context.Context, o AgentOptions, stderr io.Writer, version string) error {
 	if o.BufferPercent > 100 || o.BufferPercent < -1 || o.BufferPercent == 0 {
 		return Usagef("check --buffer-percent %d: want 1 to 100, or -1", o.BufferPercent)
+	}
+	if o.RTPriority < 0 || o.RTPriority > 99 {
+		return Usagef("check --rt-priority %d: want 1 to 99, or 0 for none", o.RTPriority)
 	}
 	if o.Latency < 0 {
 		return Usagef("check --latency %v: must not be negative", o.Latency)
@@ -98,7 +103,7 @@ func RunAgent(ctx context.Context, o AgentOptions, stderr io.Writer, version str
 	}
 	cfg := guest.Config{Tracefs: o.Tracefs, PortsDir: o.PortsDir, CPUs: o.CPUs, PipeSize: pipe,
 		DrainTimeout: o.DrainTimeout, Instance: o.Instance, BufferPercent: o.BufferPercent, SubbufKiB: o.SubbufSize.KiB(),
-		Latency: latency, Version: version, WaitPorts: o.WaitPorts && o.PortsDir == guest.DefaultPortsDir}
+		Latency: latency, RTPriority: o.RTPriority, Version: version, WaitPorts: o.WaitPorts && o.PortsDir == guest.DefaultPortsDir}
 	if o.Stdout {
 		cfg.Stdout = os.Stdout
 	}

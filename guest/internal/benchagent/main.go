@@ -11,6 +11,7 @@ package main
 
 import (
 	"flag"
+
 	"fmt"
 	"log"
 	"os"
@@ -24,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vtrace/vtrace/guest"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/channel"
@@ -31,20 +34,21 @@ import (
 )
 
 var (
-	vtrace    = flag.String("vtrace", "bin/vtrace", "the vtrace binary")
-	vtrace2   = flag.String("vtrace2", "", "another vtrace binary, measured as reader agent2 (to compare two builds)")
-	cAgent    = flag.String("c-agent", "", "the kernel's C agent, built by scripts/build-c-agent.sh -w (needed for reader c)")
-	readers   = flag.String("readers", "agent,c", "readers to measure, comma-separated: agent, c (the kernel's C agent), cat, agent2 (-vtrace2)")
-	buffers   = flag.String("buffers", "default,16384", "buffer_size_kb of each configuration, comma-separated (default: the instance's own)")
-	loads     = flag.String("loads", "full,quarter", "loads, comma-separated: full (every event enabled), quarter (-quarter-events only)")
-	quarterEv = flag.String("quarter-events", "syscalls/sys_enter_read,syscalls/sys_enter_write", "the events of the quarter load: event systems or system/event, comma-separated")
-	seconds   = flag.Int("seconds", 10, "length of each loaded run")
-	idle      = flag.Int("idle", 5, "length of the empty-buffer run (first configuration of each reader only; 0: none)")
-	percent   = flag.Int("buffer-percent", -1, "set the instance's buffer_percent (default: leave the kernel's)")
-	agentArgs = flag.String("agent-args", "", "more arguments for vtrace guest agent, space-separated")
-	fifoSize  = flag.Int("fifo-size", 1<<20, "pipe size of each CPU's FIFO, bytes (the consumer reads 1 MiB at a time)")
-	variants  = flag.String("variants", "", "more vtrace binaries, each measured as a reader of its own: name=path, comma-separated")
-	repeat    = flag.Int("repeat", 1, "runs of each reader per configuration, taking turns; the table sums them")
+	vtrace     = flag.String("vtrace", "bin/vtrace", "the vtrace binary")
+	vtrace2    = flag.String("vtrace2", "", "another vtrace binary, measured as reader agent2 (to compare two builds)")
+	cAgent     = flag.String("c-agent", "", "the kernel's C agent, built by scripts/build-c-agent.sh -w (needed for reader c)")
+	readers    = flag.String("readers", "agent,c", "readers to measure, comma-separated: agent, c (the kernel's C agent), cat, agent2 (-vtrace2)")
+	buffers    = flag.String("buffers", "default,16384", "buffer_size_kb of each configuration, comma-separated (default: the instance's own)")
+	loads      = flag.String("loads", "full,quarter", "loads, comma-separated: full (every event enabled), quarter (-quarter-events only)")
+	quarterEv  = flag.String("quarter-events", "syscalls/sys_enter_read,syscalls/sys_enter_write", "the events of the quarter load: event systems or system/event, comma-separated")
+	seconds    = flag.Int("seconds", 10, "length of each loaded run")
+	idle       = flag.Int("idle", 5, "length of the empty-buffer run (first configuration of each reader only; 0: none)")
+	percent    = flag.Int("buffer-percent", -1, "set the instance's buffer_percent (default: leave the kernel's)")
+	agentArgs  = flag.String("agent-args", "", "more arguments for vtrace guest agent, space-separated")
+	fifoSize   = flag.Int("fifo-size", 1<<20, "pipe size of each CPU's FIFO, bytes (the consumer reads 1 MiB at a time)")
+	consumerRT = flag.Int("consumer-rt", 0, "run each FIFO's consumer thread under SCHED_FIFO at this priority (0: the fair scheduler)")
+	variants   = flag.String("variants", "", "more vtrace binaries, each measured as a reader of its own: name=path, comma-separated")
+	repeat     = flag.Int("repeat", 1, "runs of each reader per configuration, taking turns; the table sums them")
 )
 
 const instName = "vtrace-bench"
@@ -186,6 +190,10 @@ func measure(inst string, cpus []int, name, kb, load string, measureIdle bool) r
 		wg.Add(1)
 		go func() { // the fast consumer
 			defer wg.Done()
+			if *consumerRT > 0 {
+				runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+				check(sys.SetThreadSched(0, sys.Sched{Policy: unix.SCHED_FIFO, Priority: uint32(*consumerRT), ResetOnFork: true}))
+			}
 			buf := make([]byte, 1<<20)
 			for {
 				n, err := f.Read(buf)
