@@ -68,11 +68,12 @@ type Config struct {
 	// directory streamed as is, where the old value is put back at the
 	// stop. 0 leaves the kernel's.
 	SubbufKiB uint32
-	// RTPriority runs the CPU goroutines' threads under SCHED_FIFO at
-	// this priority (1-99), so that a workload keeping a CPU busy cannot
-	// delay them; the agent needs CAP_SYS_NICE or RLIMIT_RTPRIO. 0 leaves
-	// them to the fair scheduler, with the shortest slice it grants (Linux
-	// 6.12 and later; see cpuSlice).
+	// RTPriority runs every thread of the process under SCHED_FIFO at
+	// this priority (1-99) while the agent runs, so that a workload keeping
+	// a CPU busy cannot delay its wake-ups; it needs CAP_SYS_NICE, or
+	// RLIMIT_RTPRIO of at least the priority. 0 leaves them to the fair
+	// scheduler, with the shortest slice it grants (Linux 6.12 and later;
+	// see sched.go).
 	RTPriority int
 	// StateDir keeps the markers of the instances the agent made; "" is
 	// DefaultStateDir.
@@ -161,6 +162,8 @@ type Agent struct {
 	lastCPUs  []int // the CPUs the last recording streamed (at first: the agent began with)
 	closeOnce sync.Once
 	closeErr  error
+	// unschedule puts back the process's scheduling (sched.go) at Close.
+	unschedule func()
 }
 
 // Run builds an agent from cfg, obeys the host until ctx ends, then stops
@@ -257,12 +260,14 @@ func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 	if cfg, err = cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	if cfg.RTPriority > 0 {
-		if err := checkRTPriority(cfg.RTPriority); err != nil {
-			return nil, err
-		}
+	unschedule, err := scheduleProcess(agentSched(cfg.RTPriority))
+	switch {
+	case err != nil && cfg.RTPriority > 0:
+		return nil, fmt.Errorf("run at real-time priority %d (it needs CAP_SYS_NICE, or RLIMIT_RTPRIO of at least %[1]d): %w", cfg.RTPriority, err)
+	case err != nil:
+		log.Warn("cannot shorten the threads' time slice: a busy CPU may delay the agent's wake-ups", "err", err)
 	}
-	a := &Agent{cfg: cfg, log: log, failed: make(chan error, 1), pace: newPacer(log)}
+	a := &Agent{cfg: cfg, log: log, failed: make(chan error, 1), pace: newPacer(log), unschedule: unschedule}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -451,6 +456,7 @@ func (a *Agent) abortAll() {
 // what could not be closed or undone; calling it again returns the same.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
+		defer a.unschedule()
 		var errs []error
 		if a.ctl != nil {
 			if err := a.ctl.Close(); err != nil && !errors.Is(err, os.ErrClosed) {

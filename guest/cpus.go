@@ -184,7 +184,7 @@ func (a *Agent) allWorkers() []*worker {
 // addWorker opens cpu's worker on the default directory and starts its
 // goroutine, which runs until quit (a fatal error of it goes to a.failed).
 func (a *Agent) addWorker(cpu int) (*worker, error) {
-	w, err := newWorker(cpu, tracefs.PerCPU(a.tracefs, cpu, "trace_pipe_raw"), a.layout, a.cfg.PipeSize, a.openSink, a.pace, cpuSched(a.cfg.RTPriority), &a.abort, a.log)
+	w, err := newWorker(cpu, tracefs.PerCPU(a.tracefs, cpu, "trace_pipe_raw"), a.layout, a.cfg.PipeSize, a.openSink, a.pace, &a.abort, a.log)
 	if err != nil {
 		return nil, err
 	}

@@ -53,12 +53,11 @@ type worker struct {
 }
 
 // newWorker opens the CPU's trace file (tracePath), a pipe of pipeSize
-// bytes, a waker and, last, its sink (openSink). The worker owns them all;
-// the threads its goroutine runs on are scheduled as sched.
+// bytes, a waker and, last, its sink (openSink). The worker owns them all.
 func newWorker(cpu int, tracePath string, l ringbuf.Layout, pipeSize int, openSink func(cpu int) (sink, error),
-	pace *pacer, sched sys.Sched, abort *atomic.Bool, log *textlog.Logger) (_ *worker, err error) {
+	pace *pacer, abort *atomic.Bool, log *textlog.Logger) (_ *worker, err error) {
 	w := &worker{
-		waiter: waiter{cpu: cpu, sched: sched, abort: abort, log: log.With("cpu", cpu)},
+		waiter: waiter{cpu: cpu, abort: abort, log: log.With("cpu", cpu)},
 		layout: l, page: l.PageSize, buf: make([]byte, l.PageSize),
 		tracePath: tracePath, trace: -1, pipeR: -1, pipeW: -1,
 		orders: make(chan order, 1), exited: make(chan struct{}), pace: pace,

@@ -1,10 +1,12 @@
 package guest_test
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
-	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,20 +17,26 @@ import (
 )
 
 // TestIntegrationCPUThreads: while the agent streams, each CPU goroutine
-// waits on a thread bound to its own CPU and scheduled as asked: with the
-// short slice where the kernel takes one (Linux 6.12 and later), or under
-// SCHED_FIFO with RTPriority; once the agent has ended, those threads are
-// bound no more, and no thread of the process keeps that scheduling.
+// waits on a thread bound to its own CPU, and every thread of the process
+// is scheduled as asked: with the short slice where the kernel takes one
+// (Linux 6.12 and later), or under SCHED_FIFO with RTPriority. Once the
+// agent has ended, those threads are bound no more and every thread is
+// scheduled as before.
 func TestIntegrationCPUThreads(t *testing.T) {
 	const short = 100 * time.Microsecond
 	honoured := slicesHonoured(t, short)
+	before, err := sys.ThreadSched(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before.Slice = 0 // the default, as compared below
 	for _, tc := range []struct {
 		name string
 		rt   int
 		want func(sys.Sched) bool
 	}{
-		{"fair", 0, func(s sys.Sched) bool { return s.Fair() && s.ResetOnFork && (s.Slice == short || !honoured) }},
-		{"fifo", 7, func(s sys.Sched) bool { return s.Policy == unix.SCHED_FIFO && s.Priority == 7 && s.ResetOnFork }},
+		{"fair", 0, func(s sys.Sched) bool { return s.Fair() && (s.Slice == short || !honoured) }},
+		{"fifo", 7, func(s sys.Sched) bool { return s.Policy == unix.SCHED_FIFO && s.Priority == 7 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inst := testutil.Instance(t, "vtrace-guest-threads")
@@ -60,13 +68,15 @@ func TestIntegrationCPUThreads(t *testing.T) {
 					continue
 				}
 				bound = append(bound, on[0])
-				if s, err := sys.ThreadSched(tid); err != nil || !tc.want(s) {
-					t.Errorf("thread %d (CPU %d): scheduled %+v (%v)", tid, on[0], s, err)
-				}
 			}
 			slices.Sort(bound)
 			if !slices.Equal(bound, cpus) {
 				t.Errorf("CPU goroutines' threads bound to CPUs %v, want %v", bound, cpus)
+			}
+			for tid, s := range threadScheds(t) {
+				if !tc.want(s) {
+					t.Errorf("thread %d scheduled %+v while the agent runs", tid, s)
+				}
 			}
 
 			r.stop()
@@ -76,14 +86,33 @@ func TestIntegrationCPUThreads(t *testing.T) {
 					t.Errorf("after the agent ended, its CPU thread %d may run on CPUs %v, want %v", tid, on, cpus)
 				}
 			}
-			for _, tid := range threads(t) {
-				if s, err := sys.ThreadSched(tid); err == nil && (!s.Fair() || s.Slice == short || s.ResetOnFork) {
-					t.Errorf("after the agent ended, thread %d keeps the CPU threads' scheduling: %+v", tid, s)
+			for tid, s := range threadScheds(t) {
+				if s.Fair() {
+					s.Slice = 0 // the default, as the kernel reports it
+				}
+				if s != before {
+					t.Errorf("after the agent ended, thread %d is scheduled %+v, want %+v as before", tid, s, before)
 				}
 			}
 			runtime.KeepAlive(h)
 		})
 	}
+}
+
+// threadScheds returns how each thread of the process is scheduled.
+func threadScheds(t *testing.T) map[int]sys.Sched {
+	t.Helper()
+	tids, err := sys.Threads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]sys.Sched{}
+	for _, tid := range tids {
+		if s, err := sys.ThreadSched(tid); err == nil {
+			out[tid] = s
+		}
+	}
+	return out
 }
 
 // slicesHonoured reports whether the kernel keeps a fair thread's slice
@@ -111,18 +140,45 @@ func slicesHonoured(t *testing.T, slice time.Duration) bool {
 	return <-got == slice
 }
 
-// threads lists the process's threads.
-func threads(t *testing.T) []int {
-	t.Helper()
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []int
-	for _, e := range tasks {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
-			out = append(out, tid)
+// TestRTPriorityRefused: an agent asked for a real-time priority that the
+// process may not take fails at New, naming what it needs, before it
+// touches tracefs, and leaves every thread as it was. The process here is
+// this test binary, run again without CAP_SYS_NICE (setpriv) and with
+// RLIMIT_RTPRIO 0.
+func TestRTPriorityRefused(t *testing.T) {
+	if limit := os.Getenv("VTRACE_TEST_RT_LIMIT"); limit != "" {
+		var n uint64
+		fmt.Sscan(limit, &n)
+		if err := unix.Setrlimit(unix.RLIMIT_RTPRIO, &unix.Rlimit{Cur: n, Max: n}); err != nil {
+			t.Fatal(err)
 		}
+		_, err := guest.New(guest.Config{RTPriority: 5, Tracefs: "/nonexistent"}, nil)
+		fmt.Printf("error: %v\n", err)
+		for tid, s := range threadScheds(t) {
+			if !s.Fair() {
+				fmt.Printf("thread %d left %+v\n", tid, s)
+			}
+		}
+		return
 	}
-	return out
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) is needed: %v", err)
+	}
+	child := func(limit string) string {
+		cmd := exec.Command(setpriv, "--bounding-set", "-sys_nice", "--inh-caps", "-sys_nice",
+			os.Args[0], "-test.run", "^TestRTPriorityRefused$", "-test.count", "1")
+		cmd.Env = append(os.Environ(), "VTRACE_TEST_RT_LIMIT="+limit)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child with RLIMIT_RTPRIO %s: %v\n%s", limit, err, out)
+		}
+		if strings.Contains(string(out), " left ") {
+			t.Errorf("child with RLIMIT_RTPRIO %s left a thread real-time:\n%s", limit, out)
+		}
+		return string(out)
+	}
+	if out := child("0"); !strings.Contains(out, "error: run at real-time priority 5 (it needs CAP_SYS_NICE") {
+		t.Errorf("without CAP_SYS_NICE and RLIMIT_RTPRIO: %q, want the real-time priority refused before tracefs is looked at", out)
+	}
 }

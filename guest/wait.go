@@ -5,14 +5,12 @@ package guest
 // short enough that the runtime never preempts the goroutine.
 
 import (
-	"fmt"
 	"runtime"
 	"sync/atomic"
 	"time"
 
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/textlog"
-	"golang.org/x/sys/unix"
 )
 
 // How the CPU goroutines keep the Go runtime out of the way (facts from
@@ -45,9 +43,8 @@ import (
 //
 // Since the goroutine is not locked, a yield or a wait through the
 // scheduler may resume it on another thread: after each wait it binds the
-// thread it finds itself on to its CPU, scheduled with a short time slice
-// (cpuSlice) or at a real-time priority, and gives the thread it left back
-// its CPUs and scheduling (waiter.bind).
+// thread it finds itself on to its CPU, and gives the thread it left back
+// its CPUs (waiter.bind). How the threads are scheduled is in sched.go.
 
 // reserveProcs sets GOMAXPROCS to workers, the number of CPU goroutines:
 // a busy CPU goroutine keeps its P through its raw system calls, and with
@@ -81,16 +78,14 @@ func (b *backoff) next() time.Duration {
 // waiter is how a CPU goroutine waits: in poll(2), on the fds it needs and
 // on its waker, through which orders and an abort reach it.
 type waiter struct {
-	cpu         int
-	waker       *sys.Waker
-	abort       *atomic.Bool
-	log         *textlog.Logger
-	busy        bool      // the stream is busy: wait without the scheduler
-	lastReady   time.Time // when the last wait found an fd ready
-	thread      int       // the thread found bound to cpu last (0: none yet)
-	sched       sys.Sched // how the threads it runs on are scheduled (cpuSched)
-	schedWarned bool      // a failure to set sched was logged
-	rebinds     uint64    // rebinds as of then
+	cpu       int
+	waker     *sys.Waker
+	abort     *atomic.Bool
+	log       *textlog.Logger
+	busy      bool      // the stream is busy: wait without the scheduler
+	lastReady time.Time // when the last wait found an fd ready
+	thread    int       // the thread found bound to cpu last (0: none yet)
+	rebinds   uint64    // rebinds as of then
 }
 
 const (
@@ -100,66 +95,6 @@ const (
 	// idleAfter ends a busy spell: no fd ready for that long.
 	idleAfter = 20 * time.Millisecond
 )
-
-// cpuSlice is the time slice a CPU goroutine's thread asks of the fair
-// scheduler (sys.Sched.Slice): the shortest it grants. A CPU goroutine
-// runs for tens of microseconds a wake-up, on a CPU that the traced
-// workload may keep busy. EEVDF lets a woken thread preempt the running one
-// only when its deadline (eligible time plus slice) comes first: with the
-// default slice (1.4 ms on the 2-CPU benchmark machine) the wake-ups at the
-// watermark often waited, and at full load (every event, the default
-// 1410 KiB buffer, about 5 ms of events) 0.1% of the events were
-// overwritten meanwhile; with this slice about 0.002%, and with SCHED_FIFO
-// (--rt-priority) none (docs/PERFORMANCE.md).
-const cpuSlice = 100 * time.Microsecond
-
-// processSched is how the process's threads are scheduled, as the main
-// thread was at start with the default slice: what a thread a CPU
-// goroutine has left gets back. processSchedErr says it is unknown; the
-// agent then leaves scheduling alone.
-var processSched, processSchedErr = func() (sys.Sched, error) {
-	s, err := sys.ThreadSched(0)
-	s.Slice = 0
-	return s, err
-}()
-
-// cpuSched is how a CPU goroutine's thread is scheduled: SCHED_FIFO at
-// rtPriority when it is above 0, else as the process with the short
-// slice (a process already under a real-time policy keeps it). Threads
-// it creates start as the process's do.
-func cpuSched(rtPriority int) sys.Sched {
-	s := processSched
-	switch {
-	case rtPriority > 0:
-		s = sys.Sched{Policy: unix.SCHED_FIFO, Priority: uint32(rtPriority)}
-	case s.Fair():
-		s.Slice = cpuSlice
-	}
-	s.ResetOnFork = true
-	return s
-}
-
-// checkRTPriority makes sure that this process may run threads at the
-// real-time priority prio (1-99), on a thread that it then puts back.
-func checkRTPriority(prio int) error {
-	if processSchedErr != nil {
-		return fmt.Errorf("run at real-time priority %d: %w", prio, processSchedErr)
-	}
-	errc := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		err := sys.SetThreadSched(0, cpuSched(prio))
-		if err == nil {
-			err = sys.SetThreadSched(0, processSched)
-		}
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		return fmt.Errorf("run at real-time priority %d (it needs CAP_SYS_NICE or RLIMIT_RTPRIO): %w", prio, err)
-	}
-	return nil
-}
 
 // rebinds counts the changes of any thread's binding by a CPU goroutine:
 // a thread a CPU goroutine found bound to its CPU may since have been
@@ -171,11 +106,10 @@ var rebinds atomic.Uint64
 // given back.
 var processCPUs, _ = sys.Affinity()
 
-// bind makes sure the calling thread is bound to the waiter's CPU and
-// scheduled as its sched. It looks when the thread or
-// rebinds changed since its last look (always when force), and binds the
-// thread when it is not; the thread bound before, if the goroutine has
-// left it, gets back processCPUs and processSched.
+// bind makes sure the calling thread is bound to the waiter's CPU. It
+// looks when the thread or rebinds changed since its last look (always
+// when force), and binds the thread when it is not; the thread bound
+// before, if the goroutine has left it, gets back processCPUs.
 func (wt *waiter) bind(force bool) {
 	tid, n := sys.ThreadID(), rebinds.Load()
 	if tid == wt.thread && n == wt.rebinds && !force {
@@ -186,12 +120,6 @@ func (wt *waiter) bind(force bool) {
 		n = rebinds.Add(1)
 	}
 	wt.thread, wt.rebinds = tid, n
-	if processSchedErr == nil {
-		if err := sys.SetThreadSched(0, wt.sched); err != nil && !wt.schedWarned {
-			wt.schedWarned = true
-			wt.log.Warn("cannot schedule the thread as asked: a busy CPU may delay the agent", "sched", fmt.Sprintf("%+v", wt.sched), "err", err)
-		}
-	}
 	if cpus, err := sys.Affinity(); err == nil && len(cpus) == 1 && cpus[0] == wt.cpu {
 		return
 	}
@@ -202,14 +130,11 @@ func (wt *waiter) bind(force bool) {
 	wt.rebinds = rebinds.Add(1)
 }
 
-// giveBack lets a thread a CPU goroutine has left run on processCPUs,
-// scheduled as processSched. It fails only if that thread has ended.
+// giveBack lets a thread a CPU goroutine has left run on processCPUs. It
+// fails only if that thread has ended.
 func giveBack(tid int) {
 	if len(processCPUs) > 0 {
 		sys.SetThreadAffinity(tid, processCPUs)
-	}
-	if processSchedErr == nil {
-		sys.SetThreadSched(tid, processSched)
 	}
 }
 
@@ -217,8 +142,7 @@ func giveBack(tid int) {
 // (A thread that the Go runtime started from a bound thread, which
 // inherits the binding, keeps it: the runtime starts a thread from
 // whichever thread needs one, startm, e.g. when a CPU goroutine readies
-// another goroutine. cpuSched's ResetOnFork gives such a thread the
-// default scheduling.)
+// another goroutine.)
 func (wt *waiter) unbind() {
 	if wt.thread != 0 {
 		giveBack(wt.thread)

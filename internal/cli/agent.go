@@ -70,7 +70,7 @@ func (o *AgentOptions) Flags() []Flag {
 		{"subbuf-size", "", "ring-buffer sub-buffer (page) size of each recording, 4K to 1M, a power of two (Linux 6.8 and later): set in the streamed buffer at each start and put back at the stop, unless the host's settings give one", &o.SubbufSize},
 		{"buffer-percent", "", "highest buffer_percent while recording (how full a CPU's buffer gets before the agent is woken): the agent writes the smaller of this and one pipe's share of the buffer (1-100; -1 leaves it alone)", IntValue(&o.BufferPercent)},
 		{"latency", "", "longest an event recorded waits in the guest before it is sent (0: no bound; the host may ask for another)", DurationValue(&o.Latency)},
-		{"rt-priority", "", "run the CPU threads at this real-time (SCHED_FIFO) priority, 1-99, so that a busy CPU cannot delay them (needs CAP_SYS_NICE; 0: the fair scheduler, with a short slice)", IntValue(&o.RTPriority)},
+		{"rt-priority", "", "run the agent's threads at this real-time (SCHED_FIFO) priority, 1-99, so that a busy CPU cannot delay them (needs CAP_SYS_NICE; 0: the fair scheduler, with a short slice)", IntValue(&o.RTPriority)},
 	}
 }
 

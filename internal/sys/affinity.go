@@ -2,6 +2,7 @@ package sys
 
 import (
 	"os"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -46,7 +47,7 @@ type Sched struct {
 	Nice     int32  // the fair policies' (SCHED_NORMAL, SCHED_BATCH) nice value
 	Priority uint32 // SCHED_FIFO's and SCHED_RR's priority, 1-99
 	// Slice is a fair thread's time slice (0: the default,
-	// kernel.sched_base_slice_ns). EEVDF reads it from
+	// /sys/kernel/debug/sched/base_slice_ns). EEVDF reads it from
 	// sched_attr.sched_runtime from Linux 6.12 on (commit "sched/eevdf:
 	// Use sched_attr::sched_runtime to set request/slice suggestion") and
 	// clamps it to 0.1-100 ms: a thread with a short slice gets an early
@@ -108,4 +109,19 @@ func ThreadAffinity(tid int) ([]int, error) {
 		}
 	}
 	return cpus, nil
+}
+
+// Threads lists the threads of this process (/proc/self/task).
+func Threads() ([]int, error) {
+	d, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, err
+	}
+	var tids []int
+	for _, e := range d {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
 }

@@ -11,7 +11,6 @@ package main
 
 import (
 	"flag"
-
 	"fmt"
 	"log"
 	"os"
@@ -25,12 +24,11 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/vtrace/vtrace/guest"
 	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/proto/channel"
 	"github.com/vtrace/vtrace/proto/tracefs"
+	"golang.org/x/sys/unix"
 )
 
 var (
