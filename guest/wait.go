@@ -6,6 +6,7 @@ package guest
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -116,10 +117,13 @@ func (wt *waiter) bind(force bool) {
 		return
 	}
 	if wt.thread != 0 && wt.thread != tid {
-		giveBack(wt.thread)
-		n = rebinds.Add(1)
+		if threads.leave(wt, wt.thread) {
+			giveBack(wt.thread)
+			n = rebinds.Add(1)
+		}
 	}
 	wt.thread, wt.rebinds = tid, n
+	threads.take(wt, tid)
 	if cpus, err := sys.Affinity(); err == nil && len(cpus) == 1 && cpus[0] == wt.cpu {
 		return
 	}
@@ -144,11 +148,40 @@ func giveBack(tid int) {
 // whichever thread needs one, startm, e.g. when a CPU goroutine readies
 // another goroutine.)
 func (wt *waiter) unbind() {
-	if wt.thread != 0 {
+	if wt.thread != 0 && threads.leave(wt, wt.thread) {
 		giveBack(wt.thread)
 		rebinds.Add(1)
-		wt.thread = 0
 	}
+	wt.thread = 0
+}
+
+// threads says which CPU goroutine's waiter holds each thread bound: a
+// goroutine gives back a thread it left only while no other has taken it
+// since (another CPU goroutine may resume on it after a yield, and binds
+// it to its own CPU).
+var threads = threadOwners{m: map[int]*waiter{}}
+
+type threadOwners struct {
+	mu sync.Mutex
+	m  map[int]*waiter
+}
+
+// take records wt as the holder of tid.
+func (o *threadOwners) take(wt *waiter, tid int) {
+	o.mu.Lock()
+	o.m[tid] = wt
+	o.mu.Unlock()
+}
+
+// leave forgets tid's holder if that is wt, and reports whether it was.
+func (o *threadOwners) leave(wt *waiter, tid int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m[tid] != wt {
+		return false
+	}
+	delete(o.m, tid)
+	return true
 }
 
 // waitFor blocks until in is readable or out writable (-1: not waited

@@ -35,7 +35,7 @@ var (
 	vtrace     = flag.String("vtrace", "bin/vtrace", "the vtrace binary")
 	vtrace2    = flag.String("vtrace2", "", "another vtrace binary, measured as reader agent2 (to compare two builds)")
 	cAgent     = flag.String("c-agent", "", "the kernel's C agent, built by scripts/build-c-agent.sh -w (needed for reader c)")
-	readers    = flag.String("readers", "agent,c", "readers to measure, comma-separated: agent, c (the kernel's C agent), cat, agent2 (-vtrace2)")
+	readers    = flag.String("readers", "agent,agent-rt,c", "readers to measure, comma-separated: agent, agent-rt (agent --rt-priority 1), c (the kernel's C agent), cat, agent2 (-vtrace2)")
 	buffers    = flag.String("buffers", "default,16384", "buffer_size_kb of each configuration, comma-separated (default: the instance's own)")
 	loads      = flag.String("loads", "full,quarter", "loads, comma-separated: full (every event enabled), quarter (-quarter-events only)")
 	quarterEv  = flag.String("quarter-events", "syscalls/sys_enter_read,syscalls/sys_enter_write", "the events of the quarter load: event systems or system/event, comma-separated")
@@ -155,6 +155,7 @@ type reader struct {
 
 func measure(inst string, cpus []int, name, kb, load string, measureIdle bool) result {
 	start := map[string]func(inst, fifos string, cpus []int) reader{"agent": startAgent, "c": startCAgent, "cat": startCats,
+		"agent-rt": func(inst, fifos string, cpus []int) reader { return startVtrace(*vtrace, inst, fifos, "--rt-priority", "1") },
 		"agent2": func(inst, fifos string, cpus []int) reader { return startVtrace(*vtrace2, inst, fifos) }}[name]
 	for _, v := range list(*variants) {
 		if n, bin, ok := strings.Cut(v, "="); ok && n == name {
@@ -162,7 +163,7 @@ func measure(inst string, cpus []int, name, kb, load string, measureIdle bool) r
 		}
 	}
 	if start == nil {
-		log.Fatalf("unknown reader %q (want agent, c, cat, agent2 or a name of -variants)", name)
+		log.Fatalf("unknown reader %q (want agent, agent-rt, c, cat, agent2 or a name of -variants)", name)
 	}
 	put(inst, "tracing_on", "0")
 	put(inst, "events/enable", "0")
@@ -275,8 +276,9 @@ func portNames(cpus []int) []string {
 
 func startAgent(inst, fifos string, cpus []int) reader { return startVtrace(*vtrace, inst, fifos) }
 
-func startVtrace(bin, inst, fifos string) reader {
+func startVtrace(bin, inst, fifos string, extra ...string) reader {
 	args := append([]string{"guest", "agent", "--tracefs", inst, "--ports-dir", fifos}, strings.Fields(*agentArgs)...)
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	check(cmd.Start())
