@@ -155,7 +155,9 @@ type reader struct {
 
 func measure(inst string, cpus []int, name, kb, load string, measureIdle bool) result {
 	start := map[string]func(inst, fifos string, cpus []int) reader{"agent": startAgent, "c": startCAgent, "cat": startCats,
-		"agent-rt": func(inst, fifos string, cpus []int) reader { return startVtrace(*vtrace, inst, fifos, "--rt-priority", "1") },
+		"agent-rt": func(inst, fifos string, cpus []int) reader {
+			return startVtrace(*vtrace, inst, fifos, "--rt-priority", "1")
+		},
 		"agent2": func(inst, fifos string, cpus []int) reader { return startVtrace(*vtrace2, inst, fifos) }}[name]
 	for _, v := range list(*variants) {
 		if n, bin, ok := strings.Cut(v, "="); ok && n == name {
