@@ -163,7 +163,7 @@ type Agent struct {
 	closeOnce sync.Once
 	closeErr  error
 	// unschedule puts back the process's scheduling (sched.go) at Close.
-	unschedule func()
+	unschedule func() error
 }
 
 // Run builds an agent from cfg, obeys the host until ctx ends, then stops
@@ -263,7 +263,7 @@ func New(cfg Config, log *textlog.Logger) (_ *Agent, err error) {
 	unschedule, err := scheduleProcess(agentSched(cfg.RTPriority))
 	switch {
 	case err != nil && cfg.RTPriority > 0:
-		return nil, fmt.Errorf("run at real-time priority %d (it needs CAP_SYS_NICE, or RLIMIT_RTPRIO of at least %[1]d): %w", cfg.RTPriority, err)
+		return nil, fmt.Errorf("run at real-time priority %d (it needs CAP_SYS_NICE, or RLIMIT_RTPRIO of at least %[1]d; under cgroup v1's RT_GROUP_SCHED, cpu.rt_runtime_us above 0): %w", cfg.RTPriority, err)
 	case err != nil:
 		log.Warn("cannot shorten the threads' time slice: a busy CPU may delay the agent's wake-ups", "err", err)
 	}
@@ -456,8 +456,12 @@ func (a *Agent) abortAll() {
 // what could not be closed or undone; calling it again returns the same.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
-		defer a.unschedule()
 		var errs []error
+		defer func() {
+			if err := a.unschedule(); err != nil {
+				a.closeErr = errors.Join(a.closeErr, err)
+			}
+		}()
 		if a.ctl != nil {
 			if err := a.ctl.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 				errs = append(errs, fmt.Errorf("close control port: %w", err))

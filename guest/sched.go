@@ -39,70 +39,93 @@ var processSched, processSchedErr = func() (sys.Sched, error) {
 // agentSched is how the agent's threads are scheduled while it runs:
 // SCHED_FIFO at rtPriority when that is above 0; else as the process was,
 // with the short slice (a process started under a real-time policy, by
-// chrt, keeps it).
+// chrt, keeps it). The process's reset-on-fork flag is kept: a user
+// without CAP_SYS_NICE may not clear it.
 func agentSched(rtPriority int) sys.Sched {
-	if rtPriority > 0 {
-		return sys.Sched{Policy: unix.SCHED_FIFO, Priority: uint32(rtPriority)}
-	}
 	s := processSched
-	if s.Fair() {
+	switch {
+	case rtPriority > 0:
+		s = sys.Sched{Policy: unix.SCHED_FIFO, Priority: uint32(rtPriority), ResetOnFork: processSched.ResetOnFork}
+	case s.Fair():
 		s.Slice = cpuSlice
 	}
 	return s
 }
 
 // scheduling counts the agents of the process that hold its threads'
-// scheduling: the first sets it, the last puts processSched back.
+// scheduling (held): the first sets it, the last puts processSched back.
 var scheduling struct {
 	sync.Mutex
 	holders int
+	held    sys.Sched
 }
 
 // scheduleProcess schedules every thread of the process as s (threads
 // started later inherit it from the thread that starts them) until the
-// release it returns is called. While another agent of the process holds
-// the scheduling, that agent's stays. On an error (EPERM: a real-time
-// policy needs CAP_SYS_NICE, or RLIMIT_RTPRIO at least the priority)
-// every thread is put back and release does nothing.
-func scheduleProcess(s sys.Sched) (release func(), err error) {
+// release it returns is called; release reports the threads it could not
+// put back. While another agent of the process holds another scheduling,
+// it is an error. On an error (EPERM: a real-time policy needs
+// CAP_SYS_NICE, or RLIMIT_RTPRIO at least the priority) every thread is
+// put back and release does nothing.
+func scheduleProcess(s sys.Sched) (release func() error, err error) {
+	none := func() error { return nil }
 	if processSchedErr != nil {
-		return func() {}, processSchedErr
+		return none, processSchedErr
 	}
 	scheduling.Lock()
 	defer scheduling.Unlock()
-	if scheduling.holders == 0 {
+	switch {
+	case scheduling.holders > 0 && scheduling.held != s:
+		return none, fmt.Errorf("another agent of this process holds its threads' scheduling as %+v", scheduling.held)
+	case scheduling.holders == 0:
 		if err := scheduleThreads(s); err != nil {
 			scheduleThreads(processSched)
-			return func() {}, err
+			return none, err
 		}
+		scheduling.held = s
 	}
 	scheduling.holders++
 	var once sync.Once
-	return func() {
+	return func() (err error) {
 		once.Do(func() {
 			scheduling.Lock()
 			defer scheduling.Unlock()
 			if scheduling.holders--; scheduling.holders == 0 {
-				scheduleThreads(processSched)
+				if err = scheduleThreads(processSched); err != nil {
+					err = fmt.Errorf("put the threads' scheduling back: %w", err)
+				}
 			}
 		})
+		return err
 	}, nil
 }
 
 // scheduleThreads schedules every thread of the process as s, looking
-// twice: a thread started meanwhile by a thread not yet scheduled
-// inherited the old scheduling. A thread that ended meanwhile is no error.
+// again until a look finds no thread it had not seen (a thread started
+// meanwhile by one not yet scheduled inherited the old scheduling; at most
+// ten looks). A thread that ended meanwhile is no error; the others are
+// joined.
 func scheduleThreads(s sys.Sched) error {
-	for range 2 {
+	seen := map[int]bool{}
+	var errs []error
+	for range 10 {
 		tids, err := sys.Threads()
 		if err != nil {
 			return err
 		}
+		found := false
 		for _, tid := range tids {
+			if seen[tid] {
+				continue
+			}
+			seen[tid], found = true, true
 			if err := sys.SetThreadSched(tid, s); err != nil && !errors.Is(err, unix.ESRCH) {
-				return fmt.Errorf("thread %d: %w", tid, err)
+				errs = append(errs, fmt.Errorf("thread %d: %w", tid, err))
 			}
 		}
+		if !found {
+			break
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

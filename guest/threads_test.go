@@ -161,10 +161,8 @@ func TestRTPriorityRefused(t *testing.T) {
 		}
 		return
 	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Fatalf("setpriv (util-linux) is needed: %v", err)
-	}
+	testutil.NeedRoot(t)
+	setpriv := testutil.NeedProgram(t, "setpriv", "util-linux")
 	child := func(limit string) string {
 		cmd := exec.Command(setpriv, "--bounding-set", "-sys_nice", "--inh-caps", "-sys_nice",
 			os.Args[0], "-test.run", "^TestRTPriorityRefused$", "-test.count", "1")
@@ -180,5 +178,20 @@ func TestRTPriorityRefused(t *testing.T) {
 	}
 	if out := child("0"); !strings.Contains(out, "error: run at real-time priority 5 (it needs CAP_SYS_NICE") {
 		t.Errorf("without CAP_SYS_NICE and RLIMIT_RTPRIO: %q, want the real-time priority refused before tracefs is looked at", out)
+	}
+}
+
+// TestIntegrationSecondAgentOtherScheduling: while one agent of the
+// process holds its threads' scheduling, another that asks for a
+// real-time priority is refused rather than started without it.
+func TestIntegrationSecondAgentOtherScheduling(t *testing.T) {
+	inst := testutil.Instance(t, "vtrace-guest-sched")
+	cpus := onlineCPUs(t)
+	dir := fifoDir(t, cpus)
+	newHost(t, dir, inst, cpus)
+	startAgent(t, guest.Config{Tracefs: inst, PortsDir: dir})
+	_, err := guest.New(guest.Config{RTPriority: 5, Tracefs: "/nonexistent"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "another agent of this process holds its threads' scheduling") {
+		t.Errorf("second agent at real-time priority 5: %v, want refused", err)
 	}
 }
