@@ -6,11 +6,13 @@
 package testutil
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,7 +78,13 @@ func Instance(t testing.TB, name string) string {
 	t.Cleanup(func() {
 		os.WriteFile(filepath.Join(dir, "tracing_on"), []byte("0"), 0)
 		os.WriteFile(filepath.Join(dir, "events/enable"), []byte("0"), 0)
-		if err := os.Remove(dir); err != nil {
+		// EBUSY while a reader the test started (killed by an earlier
+		// cleanup) has not yet closed its files: wait for it, a while.
+		err := os.Remove(dir)
+		for give := time.Now().Add(10 * time.Second); errors.Is(err, syscall.EBUSY) && time.Now().Before(give); err = os.Remove(dir) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
 			t.Logf("remove ftrace instance %s: %v", dir, err)
 		}
 	})
