@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vtrace/vtrace/guest"
+	"github.com/vtrace/vtrace/internal/sys"
 	"github.com/vtrace/vtrace/internal/testutil"
 	"github.com/vtrace/vtrace/proto/ringbuf"
 )
@@ -205,16 +206,12 @@ func TestIntegrationIdleNoWakeups(t *testing.T) {
 // (wchan poll_schedule_timeout) with their voluntary context switches.
 func pollingThreads(t *testing.T) map[int]int64 {
 	t.Helper()
-	tasks, err := os.ReadDir("/proc/self/task")
+	tids, err := sys.Threads()
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[int]int64{}
-	for _, e := range tasks {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, tid := range tids {
 		wchan, _ := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/wchan", tid))
 		if strings.HasPrefix(string(wchan), "poll_schedule_timeout") {
 			out[tid] = switches(t, tid)
